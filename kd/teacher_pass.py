@@ -1,0 +1,30 @@
+"""One pass of a teacher over a split: final logits and each layer's pooled hidden state."""
+
+from __future__ import annotations
+
+import torch
+
+from nas.batching import EncodedSplit, batches, model_inputs, to_device
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """(B, T, H) -> (B, H): the [CLS] vector, or the mean over real tokens (padding excluded)."""
+    if how == "cls":
+        return hidden[:, 0]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+@torch.no_grad()
+def run_teacher(model, split: EncodedSplit, batch_size: int, device, pooling: str = "mean"):
+    """Returns logits (N, C) and pooled features (N, L+1, H) in row order (embedding output first)."""
+    model.eval()
+    logits, features = [], []
+    for batch in batches(split, batch_size, shuffle=False):
+        batch = to_device(batch, device)
+        output = model(**model_inputs(batch), output_hidden_states=True)
+        mask = batch["attention_mask"]
+        logits.append(output.logits.float().cpu())
+        # hidden_states: a tuple of L+1 tensors (B, T, H) -> (B, L+1, H)
+        features.append(torch.stack([pool(h, mask, pooling) for h in output.hidden_states], 1).float().cpu())
+    return torch.cat(logits), torch.cat(features)

@@ -1,0 +1,247 @@
+"""The `nas` command line: one subcommand per stage of the pipeline.
+
+Each subcommand is a small function that resolves its settings and calls library code;
+`main` turns user errors into one line and exit code 2 (a traceback only with --debug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nas.errors import UserError
+
+COMMANDS = {}  # name -> (help, add_arguments, run)
+
+
+def command(name: str, help: str, add_arguments):
+    def register(run):
+        COMMANDS[name] = (help, add_arguments, run)
+        return run
+
+    return register
+
+
+# ---------------------------------------------------------------- shared options
+
+
+def add_common(parser, *, data=True, training=True):
+    parser.add_argument("--out", help="output folder (or file where the command says so)")
+    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--config", help="YAML or JSON settings file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting (repeatable)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    if data:
+        parser.add_argument("--task", help="sst2, cola, mrpc, qqp, stsb, mnli, qnli, rte, wnli or custom")
+        parser.add_argument("--data-dir", help="GLUE data folder (default: $GLUE_DIR, else ../shared/data/glue)")
+        parser.add_argument("--train", help="custom task: training file (.tsv or .csv, with a header)")
+        parser.add_argument("--dev", help="custom task: dev file")
+        parser.add_argument("--text-columns", help="custom task: one or two text column names, comma separated")
+        parser.add_argument("--label-column", help="custom task: label column name")
+        parser.add_argument("--labels", help="custom task: label values in order (default: sorted from train), or 'regression'")
+    if training:
+        parser.add_argument("--epochs", type=int, help="training epochs")
+        parser.add_argument("--max-train", type=int, help="use only the first N training rows")
+        parser.add_argument("--max-dev", type=int, help="use only the first N dev rows")
+
+
+def resolve_task(args):
+    from nas.tasks import get_task
+
+    if not args.task:
+        raise UserError("--task is required")
+    return get_task(
+        args.task, train=args.train, dev=args.dev, text_columns=args.text_columns,
+        label_column=args.label_column, labels=args.labels,
+    )
+
+
+def load_data(args, task, with_train=True):
+    from nas.glue_io import load_task_data
+    from nas.tasks import resolve_data_dir
+
+    data_dir = None if task.name == "custom" else resolve_data_dir(args.data_dir)
+    return load_task_data(task, data_dir, args.max_train, args.max_dev, with_train=with_train)
+
+
+def require_out(args):
+    from pathlib import Path
+
+    if not args.out:
+        raise UserError("--out is required")
+    return Path(args.out)
+
+
+def flags(args, *names):
+    return {name: getattr(args, name, None) for name in names}
+
+
+# ---------------------------------------------------------------- nas teacher
+
+
+def _teacher_args(parser):
+    add_common(parser)
+    parser.add_argument("--model", help="backbone: 'minilm' (default, offline), a local HF folder or a hub id")
+
+
+@command("teacher", "fine-tune a Hugging Face backbone on a task (the teacher)", _teacher_args)
+def run_teacher(args):
+    from nas import atomic
+    from nas.config import build
+    from nas.models import pick_device, quiet_transformers
+    from nas.teacher import TeacherConfig, train_teacher
+
+    quiet_transformers()
+    config = build(TeacherConfig, "teacher", args.config, flags(args, "model", "epochs", "seed"), args.set)
+    task = resolve_task(args)
+    out = require_out(args)
+    data = load_data(args, task)
+    with atomic.staged_folder(out) as staging:
+        result = train_teacher(data, config, staging, pick_device(args.device))
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
+    print(f"teacher {task.name}: {shown} (epoch {result['best_epoch']}, {result['train_seconds']:.0f}s) -> {out}")
+
+
+# ---------------------------------------------------------------- nas knowledge
+
+
+def _knowledge_args(parser):
+    add_common(parser)
+    parser.add_argument("--teacher", help="fine-tuned teacher folder (from `nas teacher`)")
+    parser.add_argument("--augment", type=int, help="teacher-labelled augmented variants per training row (default 0)")
+    parser.add_argument("--force", action="store_true", help="rebuild even when the cached knowledge matches")
+
+
+@command("knowledge", "cache the teacher's logits and per-layer probe logits for distillation", _knowledge_args)
+def run_knowledge(args):
+    from kd.knowledge import KnowledgeConfig, build_knowledge, read_manifest
+    from nas.config import build
+    from nas.models import pick_device, quiet_transformers
+
+    quiet_transformers()
+    if not args.teacher:
+        raise UserError("--teacher is required")
+    config = build(KnowledgeConfig, "knowledge", args.config, flags(args, "augment", "seed"), args.set)
+    task = resolve_task(args)
+    out = require_out(args)
+    data = load_data(args, task)
+    if args.force and read_manifest(out):
+        (out / "manifest.json").unlink()
+    manifest = build_knowledge(args.teacher, data, config, out, pick_device(args.device))
+    probes = ", ".join(f"{a:.3f}" for a in manifest["probes"]["dev"].get("accuracy", manifest["probes"]["dev"]["loss"]))
+    state = "reused" if manifest.get("reused") else f"built in {manifest['seconds']:.0f}s"
+    print(f"knowledge {task.name}: {manifest['splits']} rows, {state}; probe dev by layer: {probes} -> {out}")
+
+
+# ---------------------------------------------------------------- nas search
+
+
+def _search_args(parser):
+    add_common(parser)
+    parser.add_argument("--teacher", help="fine-tuned teacher folder (its tokenizer and embeddings are used)")
+    parser.add_argument("--knowledge", help="knowledge folder from `nas knowledge`")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+
+
+@command("search", "differentiable architecture search with knowledge distillation; writes arch.json", _search_args)
+def run_search_command(args):
+    from kd.knowledge import Knowledge
+    from nas.config import build
+    from nas.models import pick_device, quiet_transformers
+    from nas.search import SearchConfig, run_search
+
+    quiet_transformers()
+    for name in ("teacher", "knowledge"):
+        if not getattr(args, name):
+            raise UserError(f"--{name} is required")
+    config = build(SearchConfig, "search", args.config, flags(args, "epochs", "seed"), args.set)
+    task = resolve_task(args)
+    out = require_out(args)
+    data = load_data(args, task)
+    genotype, _ = run_search(task, data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device), args.resume)
+    metric = genotype.extra["dev_metric"]
+    print(f"search {task.name}: {genotype} | dev {metric} | params {genotype.costs['params']:,} -> {out / 'arch.json'}")
+
+
+# ---------------------------------------------------------------- nas validate / nas plot
+
+
+def _validate_args(parser):
+    parser.add_argument("file", help="arch.json to check")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+@command("validate", "check an arch.json and print a one-line summary", _validate_args)
+def run_validate(args):
+    from searchspace.genotype import Genotype
+
+    genotype = Genotype.load(args.file)
+    print(f"{args.file}: valid: {genotype}")
+
+
+def _plot_args(parser):
+    parser.add_argument("file", help="arch.json to draw")
+    parser.add_argument("--out", help="output .svg, .png, .pdf or .dot (default: beside the file, .svg or .dot)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+@command("plot", "draw the cell and the stack of K cells (graphviz)", _plot_args)
+def run_plot(args):
+    import shutil
+    from pathlib import Path
+
+    from searchspace.drawing import cell_graph, check_graph, render
+    from searchspace.genotype import Genotype
+
+    genotype = Genotype.load(args.file)
+    check_graph(cell_graph(genotype), source=args.file)
+    out = Path(args.out) if args.out else Path(args.file).with_suffix(".svg" if shutil.which("dot") else ".dot")
+    written = render(genotype, out)
+    print(f"{args.file}: drew {genotype} -> {written}")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import nas
+
+    parser = argparse.ArgumentParser(
+        prog="nas",
+        description="Compress a fine-tuned BERT-family teacher into a small task-adaptive student "
+        "by differentiable architecture search with knowledge distillation (AdaBERT).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {nas.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, add_arguments, _) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def _load_commands():
+    # Importing registers each command module's subcommands; heavy libraries load only inside them.
+    from nas import cli_commands  # noqa: F401
+
+
+def main(argv=None) -> int:
+    _load_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    run = COMMANDS[args.command][2]
+    try:
+        run(args)
+    except UserError as error:
+        if getattr(args, "debug", False):
+            raise
+        print(f"nas {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        if getattr(args, "debug", False):
+            raise
+        print(f"nas {args.command}: interrupted; nothing half-written was left behind", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,1 @@
+"""Imports the modules that register subcommands beyond those in nas.cli."""

@@ -1,0 +1,34 @@
+"""Parameters and FLOPs of a compiled student, measured on the model itself."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_flops(model: torch.nn.Module, inputs: dict) -> int:
+    """FLOPs of one forward pass (2·MACs of matmuls and convolutions), as FlopCounterMode counts them."""
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(**inputs)
+    return int(counter.get_total_flops())
+
+
+def dummy_inputs(batch: int, seq_len: int, pair: bool, vocab_size: int = 1000) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(5, min(vocab_size, 1000), (batch, seq_len), generator=generator)
+    token_type_ids = torch.zeros_like(input_ids)
+    if pair:
+        token_type_ids[:, seq_len // 2 :] = 1
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "token_type_ids": token_type_ids}
+
+
+def student_costs(genotype, *, vocab_size, max_positions, num_labels, pair, seq_len=64) -> dict:
+    """Params (all, and without the embedding tables) and FLOPs per sequence of `seq_len` tokens."""
+    from searchspace.student import compile_genotype
+
+    student = compile_genotype(genotype, vocab_size=vocab_size, max_positions=max_positions, num_labels=num_labels, pair=pair)
+    params = sum(p.numel() for p in student.parameters())
+    embedding = sum(p.numel() for p in student.embeddings.parameters())
+    flops = count_flops(student, dummy_inputs(1, seq_len, pair, vocab_size))
+    return {"params": params, "params_without_embeddings": params - embedding, "flops": flops, "flops_seq_len": seq_len}

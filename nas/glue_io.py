@@ -1,0 +1,116 @@
+"""Reading task files row by row, with errors that name the file and line."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from nas.errors import UserError
+from nas.tasks import Task
+
+# Some GLUE sentences are long; the csv module's default field limit is 128 KiB.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+HEADERLESS_COLUMNS = {"cola": 4}
+
+
+@dataclass(frozen=True)
+class Example:
+    text_a: str
+    text_b: str | None
+    label: object  # class index (int), score (float) or None when unlabelled
+    raw_label: str | None = None
+
+
+def split_path(task: Task, data_dir: Path | None, split: str) -> Path:
+    name = task.train_file if split == "train" else task.dev_files[split]
+    if task.name == "custom":
+        return Path(name)
+    return Path(data_dir) / task.folder / name
+
+
+def _rows(path: Path, task: Task):
+    """Yield (line number, fields) with the header checked; fields keyed by column name or position."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        quoting = csv.QUOTE_MINIMAL if task.quoted else csv.QUOTE_NONE
+        reader = csv.reader(handle, delimiter=task.delimiter, quoting=quoting)
+        header = None
+        if task.has_header:
+            header = next(reader, None)
+            if header is None:
+                raise UserError(f"{path}: empty file (expected a header line)")
+            header = [name.strip() for name in header]
+            wanted = list(task.text_columns) + [task.label_column]
+            missing = [name for name in wanted if name not in header]
+            if missing:
+                raise UserError(f"{path}:1: header has no column {missing[0]!r} (found: {', '.join(header)})")
+            expected = len(header)
+        else:
+            expected = HEADERLESS_COLUMNS.get(task.name)
+        for fields in reader:
+            line = reader.line_num
+            if not fields or fields == [""]:
+                continue
+            if expected is not None and len(fields) != expected:
+                raise UserError(f"{path}:{line}: expected {expected} columns, found {len(fields)}")
+            yield line, (dict(zip(header, fields)) if header else dict(enumerate(fields)))
+
+
+def read_examples(task: Task, data_dir, split: str, limit: int | None = None) -> list[Example]:
+    """Read one split; `limit` keeps the first N rows (quick runs read no further)."""
+    path = split_path(task, data_dir, split)
+    examples = []
+    if limit is not None and limit <= 0:
+        raise UserError(f"{path}: asked for {limit} rows of the {split} split; give a positive number")
+    for line, fields in _rows(path, task):
+        texts = [fields[column].strip() for column in task.text_columns]
+        raw = fields[task.label_column].strip()
+        examples.append(
+            Example(texts[0], texts[1] if task.is_pair else None, _parse_label(task, raw, path, line), raw)
+        )
+        if limit is not None and len(examples) >= limit:
+            break  # quick runs read (and check) no further
+    if not examples:
+        raise UserError(f"{path}: the {split} split has no examples")
+    return examples
+
+
+def _parse_label(task: Task, raw: str, path: Path, line: int):
+    if task.is_regression:
+        try:
+            return float(raw)
+        except ValueError:
+            raise UserError(f"{path}:{line}: label {raw!r} is not a number (task {task.name} is a regression)") from None
+    if not task.labels:  # a custom task whose label set is inferred after reading train
+        return raw
+    try:
+        return task.labels.index(raw)
+    except ValueError:
+        raise UserError(
+            f"{path}:{line}: label {raw!r} is not one of the task's labels ({', '.join(task.labels)})"
+        ) from None
+
+
+@dataclass(frozen=True)
+class TaskData:
+    task: Task
+    train: list[Example]
+    dev: dict[str, list[Example]]  # split name -> examples; "dev" is the one models are selected on
+
+
+def load_task_data(task: Task, data_dir, max_train=None, max_dev=None, with_train=True) -> TaskData:
+    train = read_examples(task, data_dir, "train", max_train) if with_train else []
+    if task.name == "custom" and not task.is_regression and not task.labels:
+        if not with_train:
+            raise UserError("a custom task needs its training file to know its labels")
+        labels = tuple(sorted({example.label for example in train}))
+        metrics = ("accuracy", "f1") if len(labels) == 2 else ("accuracy",)
+        task = dataclasses.replace(task, labels=labels, metrics=metrics)
+        train = [dataclasses.replace(e, label=labels.index(e.label)) for e in train]
+    dev = {split: read_examples(task, data_dir, split, max_dev) for split in task.dev_files}
+    return TaskData(task, train, dev)

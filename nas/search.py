@@ -1,0 +1,316 @@
+"""`nas search`: AdaBERT's differentiable search with knowledge distillation.
+
+Alternating first-order updates: the supernet's weights on a training batch, then the
+architecture logits on a batch from a held-out slice of the training set, both minimising
+
+    L = (1 - γ) · L_CE + γ · L_KD + β · L_E
+
+with probes KD against the cached teacher knowledge and the efficiency term of the sampled
+path (kd.losses). Each step samples one path (hard Gumbel) so only the sampled op of each edge
+and the sampled depth are computed. At the end of each epoch a genotype is derived and scored
+on dev with that path fixed; `arch.json` is the best-scoring one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from kd.losses import efficiency_loss, probes_kd
+from nas import atomic
+from nas.batching import batch_order, collate, model_inputs, to_device
+from nas.errors import UserError
+from nas.evaluation import evaluate_splits, task_loss
+from nas.loop import Hooks, LoopState, linear_warmup_decay, train_loop
+from ops import OPS
+
+CHECKPOINT = "checkpoint.pt"
+BEST_WEIGHTS = "supernet_best.pt"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    hidden_size: int = 128
+    max_cells: int = 8
+    shared_cells: bool = True
+    dropout: float = 0.1
+    gamma: float = 0.8  # KD share of the loss (AdaBERT's default)
+    beta: float = 4.0  # efficiency weight (AdaBERT's default)
+    kd_temperature: float = 1.0
+    epochs: int = 10
+    warmup_epochs: int = 1  # epochs with architecture logits frozen
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_ratio: float = 0.05
+    arch_lr: float = 3e-3
+    arch_weight_decay: float = 1e-3
+    arch_fraction: float = 0.1  # share of the training rows held out for architecture steps
+    mode: str = "hard"  # hard: Gumbel single path; soft: every op weighted by softmax
+    tau_start: float = 5.0
+    tau_floor: float = 0.2
+    max_parameter_free: int = 6  # cap on parameter-free edges of the derived cell (6 = no cap)
+    cost_seq_len: int = 64  # sequence length at which op FLOPs are normalised
+    max_length: int = 0  # 0: the task's default
+    use_augmented: bool = True
+    seed: int = 42
+
+    def __post_init__(self):
+        if self.mode not in ("hard", "soft"):
+            raise UserError(f"setting 'mode': expected hard or soft, got {self.mode!r}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise UserError(f"setting 'gamma': expected a value in [0, 1], got {self.gamma}")
+        if self.max_cells < 1:
+            raise UserError(f"setting 'max_cells': expected 1 or more, got {self.max_cells}")
+        if not 0.0 < self.arch_fraction < 1.0:
+            raise UserError(f"setting 'arch_fraction': expected a value in (0, 1), got {self.arch_fraction}")
+        if self.tau_floor <= 0 or self.tau_start <= 0:
+            raise UserError("settings 'tau_start' and 'tau_floor' must be positive")
+
+
+def normalised_op_costs(ops, hidden: int, seq_len: int) -> torch.Tensor:
+    """Each op's cost in [0, 1]: the mean of its parameters and FLOPs, each over the registry's maximum."""
+    params = torch.tensor([float(OPS[op].params(hidden)) for op in ops])
+    flops = torch.tensor([float(OPS[op].flops(hidden, seq_len)) for op in ops])
+    return 0.5 * (params / params.max().clamp_min(1) + flops / flops.max().clamp_min(1))
+
+
+class Search:
+    """Everything one search run holds: supernet, optimizers, samplers' randomness, data."""
+
+    def __init__(self, config: SearchConfig, task, data, supernet, device, out: Path, writer=None, provenance=None):
+        from searchspace.sampler import SAMPLERS
+
+        self.config, self.task, self.data, self.device, self.out = config, task, data, device, out
+        self.supernet = supernet.to(device)
+        self.writer, self.provenance = writer, provenance or {}
+        self.sampler = SAMPLERS[config.mode]()
+        self.generator = torch.Generator().manual_seed(config.seed + 17)
+        self.op_costs = normalised_op_costs(supernet.space.ops, config.hidden_size, config.cost_seq_len).to(device)
+        # The held-out slice is the tail of the task's own training rows; their augmented variants
+        # are left out of weight training too, so architecture steps score text the weights never saw.
+        n, original = len(data.train), data.original_rows
+        held_out = max(1, int(original * config.arch_fraction))
+        if held_out >= original:
+            raise UserError(f"too few training rows ({original}) to hold out a slice for architecture steps")
+        self.arch_rows = list(range(original - held_out, original))
+        per_row = (n - original) // original  # augmented variants per task row (stored in row order)
+        self.weight_rows = [
+            i for i in range(n)
+            if not (original - held_out <= (i if i < original else (i - original) // per_row) < original)
+        ]
+        self.steps_per_epoch = -(-len(self.weight_rows) // config.batch_size)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.weight_optimizer = torch.optim.AdamW(self.supernet.weight_parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.arch_optimizer = torch.optim.Adam(
+            self.supernet.arch_parameters(), lr=config.arch_lr, betas=(0.5, 0.999), weight_decay=config.arch_weight_decay
+        )
+        self.scheduler = linear_warmup_decay(self.weight_optimizer, self.total_steps, config.warmup_ratio)
+        self.state = LoopState()
+        self.best = None  # (metric, genotype dict)
+        self.genotypes = []  # derived genotype per epoch
+
+    # ---- batches
+    def _rows_batches(self, rows, seed, epoch):
+        lengths = [len(self.data.train.input_ids[i]) for i in rows]
+        return [[rows[i] for i in batch] for batch in batch_order(lengths, self.config.batch_size, seed, epoch)]
+
+    def epoch_batches(self, epoch: int):
+        return self._rows_batches(self.weight_rows, self.config.seed, epoch)
+
+    def arch_batch(self, step: int):
+        """The held-out batch for an architecture step: a pure function of the step, for exact resume."""
+        per_cycle = -(-len(self.arch_rows) // self.config.batch_size)
+        batches = self._rows_batches(self.arch_rows, self.config.seed + 1, step // per_cycle)
+        return batches[step % per_cycle]
+
+    # ---- the loss
+    def tau(self) -> float:
+        from searchspace.sampler import temperature
+
+        return temperature(self.state.step, self.total_steps, self.config.tau_start, self.config.tau_floor)
+
+    def loss(self, rows) -> tuple[torch.Tensor, dict]:
+        config = self.config
+        batch = to_device(collate(self.data.train, rows), self.device)
+        teacher_logits, probe_logits = self.data.train_targets.rows(torch.as_tensor(rows))
+        probe_logits = probe_logits.to(self.device)
+        path = self.supernet.sample_path(self.sampler, self.tau(), self.generator)
+        final, per_depth = self.supernet(**model_inputs(batch), path=path)
+        ce = task_loss(final, batch["labels"], self.task.is_regression)
+        kd = probes_kd(per_depth, probe_logits, self.data.probe_losses, config.kd_temperature, self.task.is_regression)
+        efficiency = efficiency_loss(path.op_weights[: path.depth], path.depth_weights, self.op_costs)
+        total = (1 - config.gamma) * ce + config.gamma * kd + config.beta * efficiency
+        return total, {"ce": ce.item(), "kd": kd.item(), "efficiency": efficiency.item(), "depth": float(path.depth)}
+
+    def architecture_step(self, state, _batch):
+        if state.epoch < self.config.warmup_epochs:
+            return {"temperature": self.tau()}
+        loss, _ = self.loss(self.arch_batch(state.step))
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        self.weight_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.arch_optimizer.step()
+        self.weight_optimizer.zero_grad(set_to_none=True)  # the weights learn only from training batches
+        return {"temperature": self.tau(), "loss/arch": loss.item()}
+
+    # ---- evaluation and derivation
+    def derive(self):
+        from searchspace.derive import derive_genotype
+
+        config = self.config
+        return derive_genotype(
+            self.supernet.op_logits.detach().cpu(), self.supernet.depth_logits.detach().cpu(), config.hidden_size,
+            self.supernet.space.ops, config.max_cells,
+            max_parameter_free=config.max_parameter_free if config.max_parameter_free < 6 else None,
+        )
+
+    def evaluate(self, state) -> dict:
+        genotype = self.derive()
+        path = self.supernet.genotype_path(genotype)
+        forward = lambda inputs: self.supernet(**inputs, path=path)[0]  # noqa: E731
+        metrics = evaluate_splits(self.task, forward, self.data.dev, self.config.eval_batch_size, self.device, self.supernet)
+        metrics["parameter_free_share"] = genotype.parameter_free_share()
+        metrics["depth"] = genotype.num_cells
+        self.genotypes.append(genotype.to_dict())
+        self._log_epoch(state, genotype, metrics)
+        return metrics
+
+    def on_best(self, state, metrics):
+        self.best = (metrics[self.task.primary_metric], self.genotypes[-1], state.epoch + 1)
+        atomic.save_torch(self.supernet.state_dict(), self.out / BEST_WEIGHTS)
+
+    def _log_epoch(self, state, genotype, metrics):
+        from searchspace.drawing import render
+
+        render(genotype, self.out / "cells" / f"epoch_{state.epoch + 1:03d}.dot")
+        if self.writer is None:
+            return
+        from nas.figures import op_probability_figure
+
+        epoch = state.epoch + 1
+        probs = torch.softmax(self.supernet.op_logits.detach().cpu(), -1)
+        self.writer.add_figure("architecture/op_probabilities", op_probability_figure(probs.mean(0), self.supernet.space.ops), epoch)
+        depth = torch.softmax(self.supernet.depth_logits.detach().cpu(), -1)
+        self.writer.add_histogram("architecture/depth", torch.arange(1, len(depth) + 1).float(), epoch)
+        for k, p in enumerate(depth.tolist(), 1):
+            self.writer.add_scalar(f"depth/p_K{k}", p, epoch)
+        self.writer.add_scalar("architecture/parameter_free_share", metrics["parameter_free_share"], epoch)
+        self.writer.add_text("architecture/genotype", str(genotype), epoch)
+
+    # ---- checkpoints
+    def checkpoint(self, state):
+        atomic.save_torch(
+            {
+                "config": asdict(self.config),
+                "supernet": self.supernet.state_dict(),
+                "weight_optimizer": self.weight_optimizer.state_dict(),
+                "arch_optimizer": self.arch_optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "loop": state.to_dict(),
+                "generator": self.generator.get_state(),
+                "best": self.best,
+                "genotypes": self.genotypes,
+            },
+            self.out / CHECKPOINT,
+        )
+
+    def restore(self, path: Path):
+        saved = torch.load(path, map_location=self.device, weights_only=False)
+        if saved["config"] != asdict(self.config):
+            changed = sorted(k for k in saved["config"] if saved["config"][k] != asdict(self.config).get(k))
+            raise UserError(f"{path}: the checkpoint was made with other settings ({', '.join(changed)}); resume with the same ones")
+        self.supernet.load_state_dict(saved["supernet"])
+        self.weight_optimizer.load_state_dict(saved["weight_optimizer"])
+        self.arch_optimizer.load_state_dict(saved["arch_optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.state = LoopState.from_dict(saved["loop"])
+        self.generator.set_state(saved["generator"])
+        self.best, self.genotypes = saved["best"], saved["genotypes"]
+
+    # ---- the whole run
+    def run(self):
+        hooks = Hooks(
+            loss=self.loss,
+            epoch_batches=self.epoch_batches,
+            evaluate=self.evaluate,
+            after_step=self.architecture_step,
+            on_best=self.on_best,
+            checkpoint=self.checkpoint,
+        )
+        self.state = train_loop(
+            model=self.supernet, optimizer=self.weight_optimizer, scheduler=self.scheduler, hooks=hooks,
+            epochs=self.config.epochs, primary_metric=self.task.primary_metric, state=self.state,
+            writer=self.writer, description="search",
+        )
+        return self.state
+
+
+def run_search(args_task, data, teacher_dir, knowledge, config: SearchConfig, out: Path, device, resume: bool = False):
+    """Build everything, search (or resume), and write arch.json with costs and provenance."""
+    from nas.distill_data import prepare, teacher_embedding_tables
+    from nas.models import load_tokenizer
+    from nas.run_info import provenance, tensorboard_writer
+    from nas.teacher import default_max_length
+    from searchspace.space import SearchSpace
+    from searchspace.supernet import SuperNet
+
+    task = data.task
+    torch.manual_seed(config.seed)
+    tokenizer = load_tokenizer(str(teacher_dir))
+    max_length = config.max_length or default_max_length(task)
+    distill = prepare(data, knowledge, tokenizer, max_length, config.use_augmented)
+    words, positions = teacher_embedding_tables(teacher_dir, task)
+    space = SearchSpace(config.hidden_size, config.max_cells, shared_cells=config.shared_cells, dropout=config.dropout)
+    supernet = SuperNet(space, words.shape[0], positions.shape[0] if positions is not None else 512, task.num_labels, task.is_pair)
+    supernet.embeddings.init_from_teacher(words, positions if positions is not None else supernet.embeddings.positions.weight)
+
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / CHECKPOINT
+    if not resume and (out / "arch.json").exists():
+        (out / "arch.json").unlink()  # a new search replaces the old result only when it finishes
+    info = provenance(task=task.name, teacher=str(Path(teacher_dir).resolve()), knowledge=str(knowledge.folder.resolve()),
+                      seed=config.seed, config=asdict(config))
+    atomic.write_json(out / "config.json", info)
+    writer = tensorboard_writer(out / "tensorboard")
+    search = Search(config, task, distill, supernet, device, out, writer)
+    if resume:
+        if not checkpoint.is_file():
+            raise UserError(f"--resume: no checkpoint in {out}")
+        search.restore(checkpoint)
+    started = time.perf_counter()
+    state = search.run()
+    writer.close()
+    if search.best is None:
+        raise UserError("the search finished without a dev score; nothing to derive")
+    best_metric, best_genotype, best_epoch = search.best
+    genotype = _finalise(best_genotype, supernet, space, task, tokenizer, config, info,
+                         extra={"dev_metric": {task.primary_metric: best_metric}, "best_epoch": best_epoch,
+                                "search_seconds": round(time.perf_counter() - started, 1),
+                                "history": state.history, "max_length": max_length})
+    genotype.save(out / "arch.json")
+    return genotype, state
+
+
+def _finalise(genotype_dict, supernet, space, task, tokenizer, config, info, extra):
+    """Attach the final logits, costs and provenance to the best derived genotype."""
+    import dataclasses
+    import json
+
+    from nas.costs import student_costs
+    from searchspace.genotype import Genotype
+
+    genotype = Genotype.from_json(json.dumps(genotype_dict), source="derived genotype")
+    costs = student_costs(genotype, vocab_size=supernet.embeddings.words.num_embeddings,
+                          max_positions=supernet.embeddings.positions.num_embeddings,
+                          num_labels=task.num_labels, pair=task.is_pair, seq_len=config.cost_seq_len)
+    return dataclasses.replace(
+        genotype,
+        op_logits=tuple(tuple(row) for block in supernet.op_logits.detach().cpu().tolist() for row in block),
+        depth_logits=tuple(supernet.depth_logits.detach().cpu().tolist()),
+        costs=costs, provenance=info, extra=extra,
+    )

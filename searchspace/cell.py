@@ -1,0 +1,111 @@
+"""The AdaBERT cell, shared by the supernet and the compiled student.
+
+A cell has two input nodes (0, 1), three intermediate nodes (2, 3, 4) and an output node.
+Intermediate node k sums op(node i) over its in-edges (i < k). The output node is an
+attentive sum of the intermediate nodes: softmax-normalised learned weights, one per node, so
+the cell output stays at the width of its inputs without a projection.
+
+The same `Cell` class serves both networks. The supernet builds every edge of the DAG with
+every candidate op; the compiled student builds only the edges and ops of its genotype. What
+runs in a forward pass is decided by `choices`, one entry per edge: a list of `(op name,
+weight)` pairs to compute and add, the weight being a 0-d tensor (a relaxation's sample) or
+None (a fixed architecture). An edge with an empty list is not computed at all.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ops import build_op
+
+NUM_INPUTS = 2
+NUM_INTERMEDIATE = 3
+
+
+def dag_edges() -> tuple[tuple[int, int], ...]:
+    """Every (node, input) pair of the full cell DAG, in the order architecture logits use."""
+    return tuple((node, source) for node in range(NUM_INPUTS, NUM_INPUTS + NUM_INTERMEDIATE) for source in range(node))
+
+
+class Cell(nn.Module):
+    def __init__(self, hidden: int, edge_ops: dict[tuple[int, int], tuple[str, ...]]):
+        """`edge_ops` maps each (node, input) edge that exists to the op names built on it."""
+        super().__init__()
+        self.edge_keys = tuple(sorted(edge_ops))
+        self.edges = nn.ModuleDict(
+            {self._key(e): nn.ModuleDict({op: build_op(op, hidden) for op in edge_ops[e]}) for e in self.edge_keys}
+        )
+        self.node_weights = nn.Parameter(torch.zeros(NUM_INTERMEDIATE))
+
+    @staticmethod
+    def _key(edge: tuple[int, int]) -> str:
+        return f"{edge[0]}_{edge[1]}"
+
+    def forward(self, s0, s1, mask0, mask1, mask, choices) -> torch.Tensor:
+        """s0, s1: (B, T, H) inputs with their masks (B, T); `mask` is the union, used downstream.
+
+        `choices(edge) -> [(op, weight | None), ...]` says what to compute on each edge.
+        """
+        states, masks = [s0, s1], [mask0, mask1]
+        for node in range(NUM_INPUTS, NUM_INPUTS + NUM_INTERMEDIATE):
+            total = torch.zeros_like(s1)
+            for edge in self.edge_keys:
+                if edge[0] != node:
+                    continue
+                ops = self.edges[self._key(edge)]
+                for op, weight in choices(edge):
+                    out = ops[op](states[edge[1]], masks[edge[1]])  # (B, T, H)
+                    total = total + (out if weight is None else out * weight)
+            states.append(total)
+            masks.append(mask)
+        weights = torch.softmax(self.node_weights, 0)
+        out = sum(w * s for w, s in zip(weights, states[NUM_INPUTS:]))
+        return out * mask.unsqueeze(-1).to(out.dtype)
+
+
+class ClassifierHead(nn.Module):
+    """Masked mean over real tokens, a tanh layer, then the task's logits."""
+
+    def __init__(self, hidden: int, num_labels: int, dropout: float = 0.1):
+        super().__init__()
+        self.dense = nn.Linear(hidden, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, num_labels)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        weights = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+        pooled = (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (B, H)
+        return self.out(self.dropout(torch.tanh(self.dense(pooled))))  # (B, C)
+
+
+def cell_inputs(embedded: torch.Tensor, attention_mask: torch.Tensor, token_type_ids, pair: bool):
+    """The first cell's two inputs with their masks.
+
+    For a sentence pair the two sentences are the two inputs: the embedded sequence masked to
+    segment A, and to segment B (token_type_ids split them), at their original positions.
+    A single sentence feeds both inputs.
+    """
+    mask = attention_mask.bool()  # (B, T)
+    if not pair or token_type_ids is None:
+        return embedded, embedded, mask, mask
+    second = mask & token_type_ids.bool()
+    first = mask & ~second
+    return embedded * first.unsqueeze(-1), embedded * second.unsqueeze(-1), first, second
+
+
+def run_cells(cells, embedded, attention_mask, token_type_ids, pair, cell_choices, depth):
+    """Run the first `depth` cells; returns each cell's output (a list of (B, T, H)) and the mask.
+
+    Cell 1 takes the two inputs of `cell_inputs`; cell 2 takes the whole embedded sequence and
+    cell 1's output; from then on each cell takes the outputs of the two cells before it (DARTS).
+    """
+    s0, s1, m0, m1 = cell_inputs(embedded, attention_mask, token_type_ids, pair)
+    mask = attention_mask.bool()
+    outputs = []
+    for index in range(depth):
+        out = cells[index](s0, s1, m0, m1, mask, cell_choices(index))
+        outputs.append(out)
+        s0 = embedded * mask.unsqueeze(-1).to(embedded.dtype) if index == 0 else s1
+        s1, m0, m1 = out, mask, mask
+    return outputs, mask

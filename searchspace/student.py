@@ -1,0 +1,125 @@
+"""The compiled student: a genotype rebuilt as a standalone Hugging Face model.
+
+`AdaBertStudentForSequenceClassification` holds only the ops its genotype chose, built through
+the same op registry and `Cell` as the supernet, and no supernet code runs on its inference
+path. Its config carries the genotype as plain JSON, so `save_pretrained` and
+`AutoModelForSequenceClassification.from_pretrained` (after `import searchspace.student`)
+rebuild it from the folder alone. Its forward takes exactly what the teacher's tokenizer
+returns; for sentence pairs it uses `token_type_ids` to split the two sentences.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from searchspace.cell import Cell, ClassifierHead, run_cells
+from searchspace.embeddings import StudentEmbeddings
+from searchspace.genotype import Genotype
+
+
+class AdaBertStudentConfig(PretrainedConfig):
+    model_type = "adabert_student"
+
+    def __init__(self, genotype: dict | None = None, vocab_size: int = 30522, max_position_embeddings: int = 512,
+                 pair: bool = False, dropout: float = 0.1, pad_token_id: int = 0, **kwargs):
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        self.genotype = genotype
+        self.vocab_size = vocab_size
+        self.max_position_embeddings = max_position_embeddings
+        self.pair = pair
+        self.dropout = dropout
+
+    @property
+    def arch(self) -> Genotype:
+        return Genotype.from_json(__import__("json").dumps(self.genotype), source="config.genotype")
+
+
+class AdaBertStudentForSequenceClassification(PreTrainedModel):
+    config_class = AdaBertStudentConfig
+    base_model_prefix = "student"
+
+    def __init__(self, config: AdaBertStudentConfig):
+        super().__init__(config)
+        genotype = config.arch
+        hidden = genotype.hidden_size
+        edge_ops = {}
+        for node, edge in genotype.edges():
+            edge_ops.setdefault((node, edge.input), []).append(edge.op)
+        self.edge_ops = {edge: tuple(ops) for edge, ops in edge_ops.items()}
+        self.embeddings = StudentEmbeddings(config.vocab_size, config.max_position_embeddings, hidden, config.dropout)
+        self.cells = torch.nn.ModuleList(Cell(hidden, self.edge_ops) for _ in range(genotype.num_cells))
+        self.head = ClassifierHead(hidden, config.num_labels, config.dropout)
+        self.depth = genotype.num_cells
+        self.post_init()
+
+    def _init_weights(self, module):
+        # Each submodule initialises itself in its constructor; nothing to override here.
+        pass
+
+    def _choices(self, index):
+        fixed = {edge: [(op, None) for op in ops] for edge, ops in self.edge_ops.items()}
+        return fixed.__getitem__
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, return_dict=None, **unused):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        embedded = self.embeddings(input_ids)
+        outputs, mask = run_cells(
+            self.cells, embedded, attention_mask, token_type_ids, self.config.pair, self._choices, self.depth
+        )
+        logits = self.head(outputs[-1], mask)  # (B, C)
+        loss = None
+        if labels is not None:
+            if self.config.num_labels == 1:
+                loss = torch.nn.functional.mse_loss(logits.squeeze(-1), labels.float())
+            else:
+                loss = torch.nn.functional.cross_entropy(logits, labels)
+        if return_dict is False:
+            return (logits,) if loss is None else (loss, logits)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    @torch.no_grad()
+    def inherit_from_supernet(self, supernet) -> None:
+        """Copy the weights of the chosen ops, cells, embeddings and depth-K head from a supernet."""
+        source = supernet.state_dict()
+        target = self.state_dict()
+        for name in target:
+            key = f"heads.{self.depth - 1}." + name.removeprefix("head.") if name.startswith("head.") else name
+            target[name].copy_(source[key])
+
+
+def compile_genotype(genotype: Genotype, *, vocab_size: int, max_positions: int, num_labels: int, pair: bool,
+                     dropout: float = 0.1, pad_token_id: int = 0, id2label=None) -> AdaBertStudentForSequenceClassification:
+    """Build the student of `genotype` (fresh weights)."""
+    extra = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}} if id2label else {}
+    config = AdaBertStudentConfig(
+        genotype=genotype.to_dict(), vocab_size=vocab_size, max_position_embeddings=max_positions, pair=pair,
+        dropout=dropout, pad_token_id=pad_token_id, num_labels=num_labels, **extra,
+    )
+    return AdaBertStudentForSequenceClassification(config)
+
+
+class _LogitsOnly(torch.nn.Module):
+    """Tracing wants tensors out, not a ModelOutput."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.model(input_ids, attention_mask, token_type_ids, return_dict=False)[0]
+
+
+def export_torchscript(model: AdaBertStudentForSequenceClassification, example: dict, path) -> torch.jit.ScriptModule:
+    """Trace the student on `example` (tokenizer output) and save it; inputs: ids, mask, token types."""
+    model = model.eval()
+    inputs = (example["input_ids"], example["attention_mask"], example.get("token_type_ids", torch.zeros_like(example["input_ids"])))
+    traced = torch.jit.trace(_LogitsOnly(model), inputs)
+    traced.save(str(path))
+    return traced
+
+
+AutoConfig.register(AdaBertStudentConfig.model_type, AdaBertStudentConfig)
+AutoModelForSequenceClassification.register(AdaBertStudentConfig, AdaBertStudentForSequenceClassification)

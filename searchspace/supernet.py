@@ -1,0 +1,99 @@
+"""The supernet: Kmax stacked cells holding every op on every edge, and a classifier per depth.
+
+The architecture (op logits per edge, shared by every cell or one set per cell, and depth
+logits) is made of ordinary parameters, split from the weights by `arch_parameters()` and
+`weight_parameters()`. A forward pass takes a `Path`: the weights of each op on each edge and
+of each depth, as produced by a sampler (hard Gumbel computes one op per edge and one depth;
+soft computes everything) or fixed from a genotype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from searchspace.cell import Cell, ClassifierHead, dag_edges, run_cells
+from searchspace.embeddings import StudentEmbeddings
+from searchspace.space import SearchSpace
+
+
+@dataclass
+class Path:
+    """One architecture for one forward pass.
+
+    op_weights: (cells, edges, ops) — zero entries are skipped, so a one-hot row computes one op.
+    depth_weights: (Kmax,) — the deepest non-zero entry decides how many cells run.
+    """
+
+    op_weights: torch.Tensor
+    depth_weights: torch.Tensor
+
+    @property
+    def depth(self) -> int:
+        return int(torch.nonzero(self.depth_weights.detach()).max()) + 1
+
+
+class SuperNet(nn.Module):
+    def __init__(self, space: SearchSpace, vocab_size: int, max_positions: int, num_labels: int, pair: bool):
+        super().__init__()
+        self.space, self.pair = space, pair
+        self.edges = dag_edges()
+        every_op = {edge: space.ops for edge in self.edges}
+        self.embeddings = StudentEmbeddings(vocab_size, max_positions, space.hidden_size, space.dropout)
+        self.cells = nn.ModuleList(Cell(space.hidden_size, every_op) for _ in range(space.max_cells))
+        self.heads = nn.ModuleList(
+            ClassifierHead(space.hidden_size, num_labels, space.dropout) for _ in range(space.max_cells)
+        )
+        logit_sets = 1 if space.shared_cells else space.max_cells
+        self.op_logits = nn.Parameter(1e-3 * torch.randn(logit_sets, len(self.edges), len(space.ops)))
+        self.depth_logits = nn.Parameter(torch.zeros(space.max_cells))
+
+    # ---- parameter groups
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.op_logits, self.depth_logits]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    # ---- paths
+    def sample_path(self, sampler, tau: float, generator=None) -> Path:
+        op_weights = sampler(self.op_logits, tau, generator)  # (sets, E, O)
+        if op_weights.shape[0] == 1:
+            op_weights = op_weights.expand(self.space.max_cells, -1, -1)
+        return Path(op_weights, sampler(self.depth_logits, tau, generator))
+
+    def genotype_path(self, genotype) -> Path:
+        """The fixed path of a genotype: its edges and ops with weight 1, its depth."""
+        device = self.op_logits.device
+        op_weights = torch.zeros(self.space.max_cells, len(self.edges), len(self.space.ops), device=device)
+        for node, edge in genotype.edges():
+            op_weights[:, self.edges.index((node, edge.input)), self.space.ops.index(edge.op)] = 1.0
+        depth_weights = torch.zeros(self.space.max_cells, device=device)
+        depth_weights[genotype.num_cells - 1] = 1.0
+        return Path(op_weights, depth_weights)
+
+    # ---- forward
+    def forward(self, input_ids, attention_mask, token_type_ids=None, *, path: Path):
+        """Returns (final logits (B, C), per-depth logits [(B, C)] for depths 1..K)."""
+        depth = path.depth
+        ops = self.space.ops
+
+        def cell_choices(index):
+            weights = path.op_weights[index]  # (E, O)
+            nonzero = weights.detach() != 0
+
+            def choices(edge):
+                row = self.edges.index(edge)
+                return [(ops[o], weights[row, o]) for o in torch.nonzero(nonzero[row]).flatten().tolist()]
+
+            return choices
+
+        embedded = self.embeddings(input_ids)
+        outputs, mask = run_cells(self.cells, embedded, attention_mask, token_type_ids, self.pair, cell_choices, depth)
+        per_depth = [self.heads[k](out, mask) for k, out in enumerate(outputs)]
+        # A one-hot depth makes this the chosen head's logits, with a gradient to the depth logits.
+        final = sum(path.depth_weights[k] * logits for k, logits in enumerate(per_depth) if path.depth_weights[k] != 0)
+        return final, per_depth
