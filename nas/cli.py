@@ -164,6 +164,39 @@ def run_search_command(args):
     print(f"search {task.name}: {genotype} | dev {metric} | params {genotype.costs['params']:,} -> {out / 'arch.json'}")
 
 
+# ---------------------------------------------------------------- nas finetune
+
+
+def _finetune_args(parser):
+    add_common(parser)
+    parser.add_argument("--arch", help="arch.json (from `nas search`, or written by hand)")
+    parser.add_argument("--teacher", help="fine-tuned teacher folder (tokenizer, embeddings, latency baseline)")
+    parser.add_argument("--knowledge", help="knowledge folder from `nas knowledge`")
+
+
+@command("finetune", "compile arch.json into a student, train it with KD, measure it beside the teacher", _finetune_args)
+def run_finetune_command(args):
+    from kd.knowledge import Knowledge
+    from nas.config import build
+    from nas.finetune import run_finetune
+    from nas.models import pick_device, quiet_transformers
+    from nas.student_training import FinetuneConfig
+
+    quiet_transformers()
+    for name in ("arch", "teacher", "knowledge"):
+        if not getattr(args, name):
+            raise UserError(f"--{name} is required")
+    config = build(FinetuneConfig, "finetune", args.config, flags(args, "epochs", "seed"), args.set)
+    task = resolve_task(args)
+    out = require_out(args)
+    data = load_data(args, task)
+    result = run_finetune(args.arch, data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device))
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
+    speed = result["speedup"]
+    print(f"finetune {task.name}: {shown}; {result['student']['params']:,} params; "
+          f"{speed['batch_1_speedup']}x / {speed['batch_32_speedup']}x faster than the teacher at batch 1 / 32 -> {out}")
+
+
 # ---------------------------------------------------------------- nas validate / nas plot
 
 
@@ -201,6 +234,29 @@ def run_plot(args):
     print(f"{args.file}: drew {genotype} -> {written}")
 
 
+# ---------------------------------------------------------------- nas run
+
+
+def _run_args(parser):
+    add_common(parser)
+    parser.add_argument("--preset", help="a packaged settings preset, e.g. demo (an SST-2 subset, minutes on a CPU)")
+
+
+@command("run", "the whole pipeline: teacher -> knowledge -> search -> finetune -> plot -> report", _run_args)
+def run_run(args):
+    from nas.models import pick_device, quiet_transformers
+    from nas.pipeline import run_pipeline
+
+    quiet_transformers()
+    task = resolve_task(args)
+    out = require_out(args)
+    if args.epochs is not None:
+        raise UserError("nas run: set epochs per stage, e.g. --set search.epochs=3")
+    result = run_pipeline(task, args, pick_device(args.device))
+    print((out / "report.md").read_text())
+    print(f"run {task.name}: report {result['report']}, cell drawing {result['drawing']}")
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -227,7 +283,7 @@ def _load_commands():
 def main(argv=None) -> int:
     _load_commands()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(None if argv is None else [str(a) for a in argv])
     if not args.command:
         parser.print_help()
         return 2

@@ -54,6 +54,12 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
         self.depth = genotype.num_cells
         self.post_init()
 
+    def get_input_embeddings(self) -> torch.nn.Embedding:
+        return self.embeddings.words
+
+    def set_input_embeddings(self, value: torch.nn.Embedding) -> None:
+        self.embeddings.words = value
+
     def _init_weights(self, module):
         # Each submodule initialises itself in its constructor; nothing to override here.
         pass
@@ -82,8 +88,9 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
 
     @torch.no_grad()
     def inherit_from_supernet(self, supernet) -> None:
-        """Copy the weights of the chosen ops, cells, embeddings and depth-K head from a supernet."""
-        source = supernet.state_dict()
+        """Copy the weights of the chosen ops, cells, embeddings and depth-K head from a supernet
+        (the module or its state dict): names match because both are built by the same `Cell`."""
+        source = supernet if isinstance(supernet, dict) else supernet.state_dict()
         target = self.state_dict()
         for name in target:
             key = f"heads.{self.depth - 1}." + name.removeprefix("head.") if name.startswith("head.") else name

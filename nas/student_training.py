@@ -1,0 +1,106 @@
+"""Training any student with KD from the cached teacher knowledge, and measuring it.
+
+Shared by `nas finetune` (the searched student) and the KD baselines: the same loop, the same
+evaluation, and the same metrics.json with the student's size, FLOPs and latency measured
+beside the teacher's in the same process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from kd.losses import regression_distillation, soft_cross_entropy
+from nas.batching import batch_order, collate, model_inputs, to_device
+from nas.evaluation import evaluate_splits, task_loss
+from nas.loop import Hooks, linear_warmup_decay, train_loop
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_ratio: float = 0.1
+    gamma: float = 0.8  # KD share of the loss, as in the search
+    kd_temperature: float = 1.0
+    init: str = "auto"  # auto: the search's weights when they are beside arch.json, else scratch; search; scratch
+    dropout: float = 0.1
+    max_length: int = 0
+    use_augmented: bool = True
+    latency_repeats: int = 20
+    seed: int = 42
+
+
+def kd_loss(student_logits, teacher_logits, labels, task, gamma: float, temperature: float):
+    """(1 - γ) · task loss + γ · distillation against the teacher's logits (Hinton et al. 2015)."""
+    hard = task_loss(student_logits, labels, task.is_regression)
+    if task.is_regression:
+        soft = regression_distillation(student_logits, teacher_logits)
+    else:
+        soft = soft_cross_entropy(student_logits, teacher_logits, temperature)
+    return (1 - gamma) * hard + gamma * soft, {"ce": hard.item(), "kd": soft.item()}
+
+
+def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None, on_best=None, description="finetune"):
+    """Train `model` (a classifier taking tokenizer outputs) on `data` (DistillData) and keep its best epoch."""
+    torch.manual_seed(config.seed)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps = -(-len(data.train) // config.batch_size) * config.epochs
+    scheduler = linear_warmup_decay(optimizer, steps, config.warmup_ratio)
+    forward = lambda inputs: model(**inputs).logits  # noqa: E731
+
+    def loss(rows):
+        batch = to_device(collate(data.train, rows), device)
+        teacher_logits = data.train_targets.logits[torch.as_tensor(rows)].to(device)
+        return kd_loss(forward(model_inputs(batch)), teacher_logits, batch["labels"], task, config.gamma, config.kd_temperature)
+
+    hooks = Hooks(
+        loss=loss,
+        epoch_batches=lambda epoch: batch_order(data.train.lengths, config.batch_size, config.seed, epoch),
+        evaluate=lambda state: evaluate_splits(task, forward, data.dev, config.eval_batch_size, device, model),
+        on_best=on_best,
+    )
+    started = time.perf_counter()
+    state = train_loop(model=model, optimizer=optimizer, scheduler=scheduler, hooks=hooks, epochs=config.epochs,
+                       primary_metric=task.primary_metric, writer=writer, description=description)
+    return state, time.perf_counter() - started
+
+
+def measure_against_teacher(student, teacher, dev_split, device, pair: bool, repeats: int, seq_len: int = 64) -> dict:
+    """Params, FLOPs and latency (batch 1 and 32) of student and teacher, measured in one process."""
+    from nas.costs import count_flops, dummy_inputs
+    from nas.latency import compare_latency, latency_batches, speedups
+
+    student.eval()
+    teacher.eval().to(device)
+    models = {"student": lambda b: student(**b).logits, "teacher": lambda b: teacher(**b).logits}
+    latency = compare_latency(models, latency_batches(dev_split), device, repeats=repeats)
+    sizes = {}
+    for name, model in (("student", student), ("teacher", teacher)):
+        embedding = model.get_input_embeddings()
+        cpu_model = model.to("cpu")
+        sizes[name] = {
+            "params": sum(p.numel() for p in cpu_model.parameters()),
+            "params_without_embeddings": sum(p.numel() for p in cpu_model.parameters()) - embedding.weight.numel(),
+            "flops": count_flops(cpu_model, dummy_inputs(1, seq_len, pair, embedding.num_embeddings)),
+        }
+        model.to(device)
+    return {
+        "flops_seq_len": seq_len,
+        "latency_device": str(device),
+        "latency_threads": torch.get_num_threads(),
+        "student": {**sizes["student"], **latency["student"]},
+        "teacher": {**sizes["teacher"], **latency["teacher"]},
+        "speedup": speedups(latency, "teacher")["student"],
+        "compression": round(sizes["teacher"]["params"] / sizes["student"]["params"], 2),
+    }
+
+
+def config_dict(config) -> dict:
+    return asdict(config)
