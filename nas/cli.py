@@ -275,13 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_commands():
-    # Importing registers each command module's subcommands; heavy libraries load only inside them.
-    from nas import cli_commands  # noqa: F401
-
-
 def main(argv=None) -> int:
-    _load_commands()
     parser = build_parser()
     args = parser.parse_args(None if argv is None else [str(a) for a in argv])
     if not args.command:

@@ -11,7 +11,10 @@ state as a run that was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -84,30 +87,8 @@ def train_loop(
             )
             # ---- weight steps
             for batch in batches[state.batch_in_epoch :]:
-                model.train()
-                loss, terms = hooks.loss(batch)
-                if not torch.isfinite(loss):
-                    raise NonFiniteLoss(
-                        f"training stopped: the loss became {loss.item()} at step {state.step}; "
-                        "the last good checkpoint is kept"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                state.step += 1
-                state.batch_in_epoch += 1
-                extra = hooks.after_step(state, batch) if hooks.after_step else None
-                if writer is not None and state.step % log_every == 0:
-                    for name, value in {"loss/total": loss.item(), **terms, **(extra or {})}.items():
-                        writer.add_scalar(name if "/" in name else f"loss/{name}", value, state.step)
-                    if scheduler is not None:
-                        writer.add_scalar("lr", scheduler.get_last_lr()[0], state.step)
-                progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-                progress.update()
+                with _whole_step():
+                    _step(model, optimizer, scheduler, hooks, state, batch, parameters, max_grad_norm, writer, log_every, progress)
             progress.close()
             # ---- evaluation and bookkeeping at the end of the epoch
             metrics = hooks.evaluate(state) if hooks.evaluate else {}
@@ -133,6 +114,54 @@ def train_loop(
             hooks.checkpoint(state)
         raise
     return state
+
+
+def _step(model, optimizer, scheduler, hooks, state, batch, parameters, max_grad_norm, writer, log_every, progress):
+    """One weight update plus the after-step hook (the search's architecture update)."""
+    model.train()
+    loss, terms = hooks.loss(batch)
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(
+            f"training stopped: the loss became {loss.item()} at step {state.step}; "
+            "the last good checkpoint is kept"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    state.step += 1
+    state.batch_in_epoch += 1
+    extra = hooks.after_step(state, batch) if hooks.after_step else None
+    if writer is not None and state.step % log_every == 0:
+        for name, value in {"loss/total": loss.item(), **terms, **(extra or {})}.items():
+            writer.add_scalar(name if "/" in name else f"loss/{name}", value, state.step)
+        if scheduler is not None:
+            writer.add_scalar("lr", scheduler.get_last_lr()[0], state.step)
+    progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    progress.update()
+
+
+@contextlib.contextmanager
+def _whole_step():
+    """Let Ctrl-C land between steps, never inside one.
+
+    A checkpoint taken half-way through a step (weights updated, architecture not yet) would
+    make a resumed run diverge from an uninterrupted one, so SIGINT is held until the step ends.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float):

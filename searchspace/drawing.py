@@ -14,7 +14,9 @@ import networkx as nx
 
 from nas.errors import UserError
 
-from .genotype import NUM_INPUTS, NUM_NODES, Genotype, write_atomic
+from nas.atomic import write_bytes
+
+from .genotype import NUM_INPUTS, NUM_NODES, Genotype
 
 OUTPUT = "out"
 INPUTS = tuple(f"in{i}" for i in range(NUM_INPUTS))
@@ -115,7 +117,7 @@ def render(genotype: Genotype, out_path) -> Path:
     suffix = out.suffix.lower()
     source = to_dot(genotype)
     if suffix == ".dot":
-        return write_atomic(out, source)
+        return write_bytes(out, source)
     if suffix not in RENDERED_SUFFIXES:
         raise UserError(f"{out}: cannot draw to {suffix or 'a file without suffix'} "
                         f"(use .dot, {', '.join(RENDERED_SUFFIXES)})")
@@ -124,7 +126,7 @@ def render(genotype: Genotype, out_path) -> Path:
             raise graphviz.ExecutableNotFound(["dot"])
         data = graphviz.Source(source).pipe(format=suffix[1:])
     except graphviz.ExecutableNotFound:
-        written = write_atomic(out.with_suffix(".dot"), source)
+        written = write_bytes(out.with_suffix(".dot"), source)
         raise UserError(f"{out}: cannot render {suffix}: the graphviz `dot` binary is not "
                         f"installed; wrote the DOT source to {written} instead") from None
-    return write_atomic(out, data)
+    return write_bytes(out, data)

@@ -12,19 +12,17 @@ pickled.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from nas.atomic import write_bytes
 from nas.errors import UserError, where
 
 # The op vocabulary of `ops.OP_NAMES`, copied so that reading an arch.json needs no torch
@@ -162,7 +160,7 @@ class Genotype:
 
     def save(self, path) -> Path:
         """Write `path` as JSON, atomically."""
-        return write_atomic(path, self.to_json() + "\n")
+        return write_bytes(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path) -> Genotype:
@@ -304,7 +302,13 @@ def _cell(value, ops: tuple[str, ...]) -> tuple[tuple[Edge, Edge], ...]:
         if len(node) != IN_EDGES:
             raise InvalidGenotype(name, f"node n{index} must have exactly {IN_EDGES} "
                                   f"in-edges, got {len(node)}")
-        nodes.append(tuple(_edge(e, f"{name}[{j}]", index, ops) for j, e in enumerate(node)))
+        edges = tuple(_edge(e, f"{name}[{j}]", index, ops) for j, e in enumerate(node))
+        if edges[0] == edges[1]:
+            # The compiled student holds one module per (op, input) of a node, so a repeated
+            # in-edge would be ambiguous: two copies of the op, or one op counted twice?
+            raise InvalidGenotype(name, f"node n{index} lists the in-edge "
+                                  f"[{edges[0].op!r}, {edges[0].input}] twice")
+        nodes.append(edges)
     return tuple(nodes)
 
 
@@ -434,28 +438,3 @@ def _has_object(value) -> bool:
     if isinstance(value, dict):
         return True
     return isinstance(value, list) and any(_has_object(x) for x in value)
-
-
-def write_atomic(path, data: str | bytes) -> Path:
-    """Write `data` to `path` through a temp file in the same folder and `os.replace`, so a
-    reader (or a crash half-way) never sees a partial file."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise UserError(f"{path}: cannot write ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; an arch.json is meant to be shared
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise UserError(f"{path}: cannot write ({e.strerror})") from None
-        raise
-    return path

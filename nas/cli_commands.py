@@ -1,1 +1,0 @@
-"""Imports the modules that register subcommands beyond those in nas.cli."""
