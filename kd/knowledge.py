@@ -33,7 +33,7 @@ class KnowledgeConfig:
     p_mask: float = 0.1
     p_pos_replace: float = 0.1
     p_ngram: float = 0.25
-    max_length: int = 0  # 0: the task's default
+    max_length: int = 0  # 0: the teacher's own (its metrics.json), else the task's default
     batch_size: int = 128
     pooling: str = "mean"  # how a layer's token states become the probe's input: mean or cls
     probe_epochs: int = 30
@@ -98,6 +98,11 @@ class Knowledge:
     @property
     def task(self) -> str:
         return self.manifest["task"]
+
+    @property
+    def max_length(self) -> int:
+        """The token length the teacher's knowledge was computed at; students default to it."""
+        return self.manifest["inputs"]["max_length"]
 
     @property
     def probe_dev_loss(self) -> list[float]:
@@ -167,7 +172,7 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
         raise UserError(f"--teacher {teacher_dir}: no such folder")
     tokenizer = load_tokenizer(str(teacher_dir))
     teacher = load_classifier(str(teacher_dir), task, new_head=False).to(device)
-    max_length = config.max_length or default_max_length(task)
+    max_length = config.max_length or _teacher_max_length(teacher_dir) or default_max_length(task)
     augment_settings = AugmentSettings(
         n=config.augment, seed=config.augment_seed, p_mask=config.p_mask,
         p_pos_replace=config.p_pos_replace, p_ngram=config.p_ngram,
@@ -238,6 +243,15 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
         )
         atomic.write_json(staging / MANIFEST, manifest)
     return manifest
+
+
+def _teacher_max_length(teacher_dir: Path) -> int | None:
+    """The length the teacher was fine-tuned at (from its metrics.json), so its knowledge sees the same text."""
+    metrics = teacher_dir / "metrics.json"
+    try:
+        return int(json.loads(metrics.read_text())["max_length"]) if metrics.is_file() else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _teacher_dev_metrics(task, outputs) -> dict:

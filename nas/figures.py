@@ -22,3 +22,16 @@ def op_probability_figure(probabilities, ops):
     figure.colorbar(image, ax=axis, label="probability")
     figure.tight_layout()
     return figure
+
+
+def depth_figure(probabilities):
+    """Bar chart of the depth distribution P(K = k), k = 1..Kmax."""
+    figure, axis = plt.subplots(figsize=(5, 3))
+    depths = range(1, len(probabilities) + 1)
+    axis.bar(depths, probabilities.numpy(), color="tab:blue")
+    axis.set_xticks(list(depths))
+    axis.set_xlabel("number of cells K")
+    axis.set_ylabel("probability")
+    axis.set_ylim(0, 1)
+    figure.tight_layout()
+    return figure

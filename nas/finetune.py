@@ -28,7 +28,6 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
     from nas.distill_data import prepare, teacher_embedding_tables
     from nas.models import load_classifier, load_tokenizer
     from nas.run_info import provenance, tensorboard_writer
-    from nas.teacher import default_max_length
     from searchspace.genotype import Genotype
     from searchspace.student import AdaBertStudentForSequenceClassification, compile_genotype
 
@@ -37,7 +36,7 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
     genotype = Genotype.load(arch_path)
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(str(teacher_dir))
-    max_length = config.max_length or default_max_length(task)
+    max_length = config.max_length or knowledge.max_length
     distill = prepare(data, knowledge, tokenizer, max_length, config.use_augmented)
     words, positions = teacher_embedding_tables(teacher_dir, task)
     student = compile_genotype(

@@ -74,6 +74,8 @@ def load_classifier(path: str, task: Task, *, new_head: bool):
     """A sequence classifier for `task`. `new_head` allows a backbone whose head is (re)initialised."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    import searchspace.student  # noqa: F401  (a compiled student folder loads like any classifier)
+
     local = Path(path)
     if not local.exists() and (path.startswith((".", "/")) or os.sep in path and not _looks_like_hub_id(path)):
         raise UserError(f"{path}: no such model folder")

@@ -55,7 +55,7 @@ class SearchConfig:
     tau_floor: float = 0.2
     max_parameter_free: int = 6  # cap on parameter-free edges of the derived cell (6 = no cap)
     cost_seq_len: int = 64  # sequence length at which op FLOPs are normalised
-    max_length: int = 0  # 0: the task's default
+    max_length: int = 0  # 0: the length the knowledge was computed at
     use_augmented: bool = True
     seed: int = 42
 
@@ -149,7 +149,7 @@ class Search:
 
     def architecture_step(self, state, _batch):
         if state.epoch < self.config.warmup_epochs:
-            return {"temperature": self.tau()}
+            return {"architecture/temperature": self.tau()}
         loss, _ = self.loss(self.arch_batch(state.step))
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"search stopped: the architecture loss became {loss.item()} at step {state.step}; "
@@ -159,7 +159,7 @@ class Search:
         loss.backward()
         self.arch_optimizer.step()
         self.weight_optimizer.zero_grad(set_to_none=True)  # the weights learn only from training batches
-        return {"temperature": self.tau(), "loss/arch": loss.item()}
+        return {"architecture/temperature": self.tau(), "loss/arch": loss.item()}
 
     # ---- evaluation and derivation
     def derive(self):
@@ -193,13 +193,13 @@ class Search:
         render(genotype, self.out / "cells" / f"epoch_{state.epoch + 1:03d}.dot")
         if self.writer is None:
             return
-        from nas.figures import op_probability_figure
+        from nas.figures import depth_figure, op_probability_figure
 
         epoch = state.epoch + 1
         probs = torch.softmax(self.supernet.op_logits.detach().cpu(), -1)
         self.writer.add_figure("architecture/op_probabilities", op_probability_figure(probs.mean(0), self.supernet.space.ops), epoch)
         depth = torch.softmax(self.supernet.depth_logits.detach().cpu(), -1)
-        self.writer.add_histogram("architecture/depth", torch.arange(1, len(depth) + 1).float(), epoch)
+        self.writer.add_figure("architecture/depth_distribution", depth_figure(depth), epoch)
         for k, p in enumerate(depth.tolist(), 1):
             self.writer.add_scalar(f"depth/p_K{k}", p, epoch)
         self.writer.add_scalar("architecture/parameter_free_share", metrics["parameter_free_share"], epoch)
@@ -258,14 +258,13 @@ def run_search(args_task, data, teacher_dir, knowledge, config: SearchConfig, ou
     from nas.distill_data import prepare, teacher_embedding_tables
     from nas.models import load_tokenizer
     from nas.run_info import provenance, tensorboard_writer
-    from nas.teacher import default_max_length
     from searchspace.space import SearchSpace
     from searchspace.supernet import SuperNet
 
     task = data.task
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(str(teacher_dir))
-    max_length = config.max_length or default_max_length(task)
+    max_length = config.max_length or knowledge.max_length
     distill = prepare(data, knowledge, tokenizer, max_length, config.use_augmented)
     words, positions = teacher_embedding_tables(teacher_dir, task)
     space = SearchSpace(config.hidden_size, config.max_cells, shared_cells=config.shared_cells, dropout=config.dropout)

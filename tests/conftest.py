@@ -93,3 +93,13 @@ def minilm_folder() -> Path | None:
         return None
     folder = Path(list(spec.submodule_search_locations)[0]) / "model"
     return folder if folder.is_dir() else None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy two-core machine a second one only
+    contends (oversubscribed OpenMP threads stall each other for seconds)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import write_tiny_teacher
 
 from nas.errors import UserError
@@ -15,13 +14,6 @@ from nas.errors import UserError
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models gain nothing from threads; on a busy two-core machine a second one only contends.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def sst2_folder(root: Path, train: str | None = None, dev: str | None = None, source: Path | None = None) -> Path:

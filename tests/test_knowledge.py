@@ -22,13 +22,6 @@ MAX_LENGTH = 64  # the default for one-sentence tasks
 TOLERANCE = dict(rtol=1e-2, atol=1e-2)  # float16 keeps about three significant digits
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models gain nothing from threads; on a busy two-core machine a second one only contends.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def write_lively_teacher(folder: Path, seed: int) -> Path:

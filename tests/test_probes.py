@@ -10,13 +10,6 @@ from kd.probes import LayerProbes, ProbeSettings, layer_weights, probe_loss, pro
 HIDDEN = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Probes are tiny; on a busy two-core machine a second torch thread only adds contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def layered_features(n: int, seed: int):

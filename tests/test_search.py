@@ -26,13 +26,6 @@ SETTINGS = ("--epochs", "2", "--set", "hidden_size=16", "--set", "max_cells=3", 
 STEPS_PER_EPOCH = 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The test machine is shared with a training job; one thread avoids oversubscription stalls.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -20,36 +20,19 @@ from searchspace.student import (
     compile_genotype,
     export_torchscript,
 )
+from searchspace.random_arch import random_genotype
 from searchspace.supernet import SuperNet
 
 HIDDEN, MAX_CELLS, VOCAB, POSITIONS, LABELS = 16, 4, 30, 32, 2
 CHOOSABLE = tuple(op for op in OP_NAMES if op != "zero")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The test machine is shared with a training job; one thread avoids oversubscription stalls.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-def random_genotypes(seed: int, count: int) -> list[Genotype]:
-    """Valid genotypes: node k in 2..4 gets two edges (random non-zero op, input < k); K in 1..3.
-    Never the very same (op, input) twice on one node (see test_supernet for that case)."""
+def random_genotypes(seed: int, count: int, max_cells: int = MAX_CELLS) -> list[Genotype]:
+    """Valid genotypes with K in 1..3 (the package's own random cells: two different in-edges per node)."""
     rng = random.Random(seed)
-    genotypes = []
-    for _ in range(count):
-        cell = []
-        for node in (2, 3, 4):
-            while True:
-                edges = tuple(Edge(rng.choice(CHOOSABLE), rng.randrange(node)) for _ in range(2))
-                if edges[0] != edges[1]:
-                    break
-            cell.append(edges)
-        genotypes.append(Genotype(num_cells=rng.randint(1, 3), hidden_size=HIDDEN, cell=tuple(cell), max_cells=MAX_CELLS))
-    return genotypes
+    return [random_genotype(rng, hidden_size=HIDDEN, num_cells=rng.randint(1, 3), max_cells=max_cells) for _ in range(count)]
 
 
 GENOTYPES = random_genotypes(seed=7, count=5)

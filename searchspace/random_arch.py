@@ -1,0 +1,28 @@
+"""Random valid genotypes: baselines for the search (does it beat chance?) and test inputs."""
+
+from __future__ import annotations
+
+import random
+
+from searchspace.genotype import DEFAULT_OPS, NUM_INPUTS, NUM_NODES, ZERO_OP, Edge, Genotype
+
+
+def random_cell(rng: random.Random, ops=DEFAULT_OPS) -> tuple[tuple[Edge, Edge], ...]:
+    """Each intermediate node gets two different in-edges, each a random non-`zero` op on a random earlier node."""
+    choosable = [op for op in ops if op != ZERO_OP]
+    cell = []
+    for node in range(NUM_INPUTS, NUM_INPUTS + NUM_NODES):
+        first = Edge(rng.choice(choosable), rng.randrange(node))
+        second = first
+        while second == first:
+            second = Edge(rng.choice(choosable), rng.randrange(node))
+        cell.append((first, second))
+    return tuple(cell)
+
+
+def random_genotype(rng: random.Random, *, hidden_size: int, num_cells: int | None = None, max_cells: int = 8,
+                    ops=DEFAULT_OPS) -> Genotype:
+    """A random cell; the depth is random in 1..max_cells unless given."""
+    depth = num_cells if num_cells is not None else rng.randint(1, max_cells)
+    return Genotype(num_cells=depth, hidden_size=hidden_size, cell=random_cell(rng, ops), max_cells=max_cells,
+                    ops=tuple(ops))
