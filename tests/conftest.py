@@ -68,6 +68,22 @@ def tiny_teacher(tmp_path_factory) -> Path:
     return write_tiny_teacher(tmp_path_factory.mktemp("teacher"))
 
 
+@pytest.fixture(scope="session")
+def prepared(tiny_glue, tiny_teacher, tmp_path_factory, one_thread):
+    """{task: (teacher folder, knowledge folder)} after `nas teacher` (1 epoch) and `nas knowledge`."""
+    from nas.cli import main
+
+    root = tmp_path_factory.mktemp("pipeline")
+    out = {}
+    for task in ("sst2", "mrpc"):
+        teacher, knowledge = root / f"teacher_{task}", root / f"knowledge_{task}"
+        common = ("--task", task, "--data-dir", tiny_glue, "--device", "cpu")
+        assert main(["teacher", *common, "--model", tiny_teacher, "--epochs", 1, "--out", teacher]) == 0
+        assert main(["knowledge", *common, "--teacher", teacher, "--out", knowledge]) == 0
+        out[task] = (teacher, knowledge)
+    return out
+
+
 @pytest.fixture
 def run_cli(capsys):
     """Run `nas ARGS...` in-process; returns (exit code, stdout, stderr)."""

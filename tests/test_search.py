@@ -26,22 +26,6 @@ SETTINGS = ("--epochs", "2", "--set", "hidden_size=16", "--set", "max_cells=3", 
 STEPS_PER_EPOCH = 2
 
 
-
-
-@pytest.fixture(scope="module")
-def prepared(tiny_glue, tiny_teacher, tmp_path_factory, one_thread):
-    """{task: (teacher folder, knowledge folder)} after `nas teacher` (1 epoch) and `nas knowledge`."""
-    root = tmp_path_factory.mktemp("pipeline")
-    out = {}
-    for task in ("sst2", "mrpc"):
-        teacher, knowledge = root / f"teacher_{task}", root / f"knowledge_{task}"
-        common = ("--task", task, "--data-dir", tiny_glue, "--device", "cpu")
-        assert main(["teacher", *common, "--model", tiny_teacher, "--epochs", 1, "--out", teacher]) == 0
-        assert main(["knowledge", *common, "--teacher", teacher, "--out", knowledge]) == 0
-        out[task] = (teacher, knowledge)
-    return out
-
-
 def search_args(prepared, tiny_glue, task, out, *extra):
     teacher, knowledge = prepared[task]
     return ["search", "--task", task, "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,

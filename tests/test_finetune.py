@@ -1,0 +1,94 @@
+"""`nas finetune` and `nas run` end to end on the tiny GLUE folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from nas.cli import main
+from searchspace.genotype import Genotype
+
+ARCH = {"schema_version": 1, "num_cells": 2, "hidden_size": 16,
+        "cell": [[["cnn3", 0], ["max_pool", 1]], [["dilated_cnn5", 2], ["identity", 0]], [["cnn7", 3], ["avg_pool", 2]]]}
+
+
+@pytest.fixture(scope="module")
+def searched(prepared, tiny_glue, tmp_path_factory):
+    """{task: search folder} of a 1-epoch search (for init from the search's weights)."""
+    root = tmp_path_factory.mktemp("search_for_finetune")
+    for task, (teacher, knowledge) in prepared.items():
+        assert main(["search", "--task", task, "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,
+                     "--out", root / task, "--epochs", 1, "--set", "hidden_size=16", "--set", "max_cells=2"]) == 0
+    return {task: root / task for task in prepared}
+
+
+def finetune(prepared, tiny_glue, task, arch, out, *extra):
+    teacher, knowledge = prepared[task]
+    return main(["finetune", "--task", task, "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,
+                 "--arch", arch, "--out", out, "--epochs", 1, "--set", "latency_repeats=2", *extra])
+
+
+@pytest.mark.parametrize("task", ["sst2", "mrpc"])
+def test_finetune_from_the_search_writes_a_loadable_student_and_its_measurements(prepared, searched, tiny_glue, task, tmp_path):
+    out = tmp_path / "student"
+    assert finetune(prepared, tiny_glue, task, searched[task] / "arch.json", out) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["init"] == "search"
+    assert set(metrics["metrics"]) >= {metrics["primary_metric"]}
+    for model in ("student", "teacher"):
+        assert metrics[model]["params"] > 0 and metrics[model]["flops"] > 0
+        assert metrics[model]["batch_1_ms"] > 0 and metrics[model]["batch_32_ms"] > 0
+    assert metrics["speedup"]["batch_32_speedup"] == pytest.approx(
+        metrics["teacher"]["batch_32_ms"] / metrics["student"]["batch_32_ms"], rel=0.01)
+    # A Hugging Face model folder at the top level, with the teacher's tokenizer.
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    texts = (["the film was good", "the plot was bad"],) if task == "sst2" else (["a movie"] * 2, ["a movie", "the plot"])
+    inputs = tokenizer(*texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert logits.shape == (2, 2)
+    assert sum(p.numel() for p in model.parameters()) == metrics["student"]["params"]
+    assert Genotype.load(out / "arch.json").canonical() == Genotype.load(searched[task] / "arch.json").canonical()
+
+
+def test_a_hand_written_arch_trains_from_scratch(prepared, tiny_glue, tmp_path):
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(ARCH))
+    assert finetune(prepared, tiny_glue, "sst2", arch, tmp_path / "student") == 0
+    assert json.loads((tmp_path / "student" / "metrics.json").read_text())["init"] == "scratch"
+
+
+def test_init_search_without_search_weights_is_a_one_line_error(prepared, tiny_glue, tmp_path, run_cli):
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(ARCH))
+    teacher, knowledge = prepared["sst2"]
+    code, _, err = run_cli("finetune", "--task", "sst2", "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge",
+                           knowledge, "--arch", arch, "--out", tmp_path / "x", "--set", "init=search")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "supernet_best.pt" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_nas_run_goes_from_data_to_report(tiny_glue, tiny_teacher, tmp_path, run_cli):
+    out = tmp_path / "run"
+    args = ("run", "--task", "sst2", "--data-dir", tiny_glue, "--out", out, "--set", f"model={tiny_teacher}",
+            "--set", "teacher.epochs=1", "--set", "search.epochs=1", "--set", "search.hidden_size=16",
+            "--set", "search.max_cells=2", "--set", "finetune.epochs=1", "--set", "finetune.latency_repeats=2")
+    code, out_text, _ = run_cli(*args)
+    assert code == 0
+    for path in ("teacher/metrics.json", "knowledge/manifest.json", "search/arch.json", "student/metrics.json", "report.md"):
+        assert (out / path).is_file(), path
+    report = (out / "report.md").read_text()
+    assert "| teacher |" in report and "| student |" in report
+    # A second run finds every stage finished and only redraws and reports.
+    before = (out / "student" / "metrics.json").stat().st_mtime_ns
+    assert run_cli(*args)[0] == 0
+    assert (out / "student" / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_nas_run_rejects_an_unknown_stage(tiny_glue, tmp_path, run_cli):
+    code, _, err = run_cli("run", "--task", "sst2", "--data-dir", tiny_glue, "--out", tmp_path / "r", "--set", "serach.epochs=1")
+    assert code == 2 and "serach" in err
