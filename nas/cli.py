@@ -197,6 +197,42 @@ def run_finetune_command(args):
           f"{speed['batch_1_speedup']}x / {speed['batch_32_speedup']}x faster than the teacher at batch 1 / 32 -> {out}")
 
 
+# ---------------------------------------------------------------- nas distill
+
+
+def _distill_args(parser):
+    add_common(parser)
+    parser.add_argument("--method", help="KD baseline: vanilla, probes, bilstm, pkd-skip, pkd-last, distilbert, "
+                                         "tinybert, minilm or theseus (default vanilla)")
+    parser.add_argument("--student", help="student spec: transformer:layers=4,hidden=256,heads=4,ffn=1024[,init=teacher|random], "
+                                          "bilstm:hidden=300[,layers=1] or arch:PATH/arch.json (default: the method's)")
+    parser.add_argument("--teacher", help="fine-tuned teacher folder (tokenizer, weights, latency baseline)")
+    parser.add_argument("--knowledge", help="knowledge folder from `nas knowledge`")
+
+
+@command("distill", "train a student with a KD baseline method, measure it beside the teacher", _distill_args)
+def run_distill_command(args):
+    from kd.distill import DistillConfig, run_distill
+    from kd.knowledge import Knowledge
+    from nas.config import build
+    from nas.models import pick_device, quiet_transformers
+
+    quiet_transformers()
+    for name in ("teacher", "knowledge"):
+        if not getattr(args, name):
+            raise UserError(f"--{name} is required")
+    config = build(DistillConfig, "distill", args.config, flags(args, "method", "student", "epochs", "seed"), args.set)
+    task = resolve_task(args)
+    out = require_out(args)
+    data = load_data(args, task)
+    result = run_distill(data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device))
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
+    speed = result["speedup"]
+    print(f"distill {result['method']} {task.name}: {shown}; student {result['student_spec']}, "
+          f"{result['student']['params']:,} params; {speed['batch_1_speedup']}x / {speed['batch_32_speedup']}x "
+          f"faster than the teacher at batch 1 / 32 -> {out}")
+
+
 # ---------------------------------------------------------------- nas validate / nas plot
 
 
