@@ -118,8 +118,9 @@ def resolve_spec(spec: StudentSpec, teacher) -> StudentSpec:
     width = config.hidden_size
     teacher_ffn = getattr(config, "intermediate_size", None) or 4 * width
     hidden = spec.get("hidden", width)
-    # The teacher's head count where it divides the width: MiniLM and TinyBERT's attention losses need it.
-    heads = spec.get("heads", config.num_attention_heads if hidden % config.num_attention_heads == 0 else 1)
+    # The teacher's head count where it divides the width (MiniLM and TinyBERT compare heads one to
+    # one), else the largest count below it that does.
+    heads = spec.get("heads", max(h for h in range(1, config.num_attention_heads + 1) if hidden % h == 0))
     ffn = spec.get("ffn", teacher_ffn * hidden // width)
     same_width = hidden == width and ffn == teacher_ffn
     init = spec.get("init", "teacher" if same_width else "random")

@@ -11,8 +11,10 @@ teacher layer i (the bottom layers, as in the paper).
   r ~ Bernoulli(p) and runs the successor layer (r = 1) or the frozen predecessor's layers,
   then the student's pooler and classifier; the loss is the task loss alone. p follows
   `kd.method_losses.theseus_replacing_probability`: p = min(1, replace_base + replace_rate·step),
-  the rate reaching 1 at the stage's last step unless `replace_rate` is set. Only the successor
-  layers train; the embeddings and the output layers (the predecessor's, shared) stay frozen.
+  the rate reaching 1 at the stage's last step unless `replace_rate` is set. The predecessor's
+  layers and the (shared) embeddings stay frozen; the successor layers train, and so do the
+  pooler and classifier, so that a step that drew no successor layer still has something to
+  train (with them frozen too its loss would not depend on any trained parameter).
 * "finetune": the successor alone, every parameter trained, on the task loss.
 
 `--epochs` applies to each stage. The exported student is the successor, a plain
@@ -88,7 +90,8 @@ class Theseus(Method):
 
     def trainable(self, student, stage):
         if stage == "replacing":
-            return list(student.base_model.encoder.layer.parameters())
+            embeddings = {id(p) for p in student.base_model.embeddings.parameters()}
+            return [p for p in student.parameters() if id(p) not in embeddings]
         return [p for p in student.parameters() if p.requires_grad]
 
     def after_step(self, step, total_steps, stage):
