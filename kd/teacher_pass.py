@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nas.batching import EncodedSplit, batches, model_inputs, to_device
+from nas.batching import EncodedSplit, in_row_order, inference_batches, model_inputs, to_device
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -19,12 +19,13 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
 def run_teacher(model, split: EncodedSplit, batch_size: int, device, pooling: str = "mean"):
     """Returns logits (N, C) and pooled features (N, L+1, H) in row order (embedding output first)."""
     model.eval()
-    logits, features = [], []
-    for batch in batches(split, batch_size, shuffle=False):
+    logits, features, rows = [], [], []
+    for batch in inference_batches(split, batch_size):
+        rows.append(batch["index"])
         batch = to_device(batch, device)
         output = model(**model_inputs(batch), output_hidden_states=True)
         mask = batch["attention_mask"]
         logits.append(output.logits.float().cpu())
         # hidden_states: a tuple of L+1 tensors (B, T, H) -> (B, L+1, H)
         features.append(torch.stack([pool(h, mask, pooling) for h in output.hidden_states], 1).float().cpu())
-    return torch.cat(logits), torch.cat(features)
+    return in_row_order(logits, rows), in_row_order(features, rows)

@@ -83,6 +83,25 @@ def batches(split: EncodedSplit, batch_size: int, seed: int = 0, epoch: int = 0,
         yield collate(split, indices)
 
 
+def inference_batches(split: EncodedSplit, batch_size: int):
+    """Batches of rows sorted by length, for inference: far less padding than file order.
+
+    Each batch carries `index`, the row numbers, so results can be put back in row order
+    (see `in_row_order`).
+    """
+    order = sorted(range(len(split)), key=lambda i: len(split.input_ids[i]))
+    for start in range(0, len(order), batch_size):
+        yield collate(split, order[start : start + batch_size])
+
+
+def in_row_order(parts: list[torch.Tensor], indices: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate per-batch results and undo the length sort."""
+    values, index = torch.cat(parts), torch.cat(indices)
+    out = torch.empty_like(values)
+    out[index] = values
+    return out
+
+
 def to_device(batch: dict, device) -> dict:
     return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
 

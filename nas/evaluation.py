@@ -5,18 +5,19 @@ from __future__ import annotations
 import torch
 
 from nas import metrics
-from nas.batching import EncodedSplit, batches, model_inputs, to_device
+from nas.batching import EncodedSplit, in_row_order, inference_batches, model_inputs, to_device
 from nas.tasks import Task
 
 
 @torch.no_grad()
 def predict_logits(forward, split: EncodedSplit, batch_size: int, device) -> torch.Tensor:
     """Logits for every row of `split`, in row order. `forward(inputs) -> (B, num_labels)`."""
-    outputs = []
-    for batch in batches(split, batch_size, shuffle=False):
+    outputs, rows = [], []
+    for batch in inference_batches(split, batch_size):
+        rows.append(batch["index"])
         batch = to_device(batch, device)
         outputs.append(forward(model_inputs(batch)).float().cpu())
-    return torch.cat(outputs)
+    return in_row_order(outputs, rows)
 
 
 def score(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

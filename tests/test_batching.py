@@ -194,3 +194,16 @@ def test_batches_yields_collated_batches():
     assert sorted(seen) == list(range(23))
     sequential = [b["index"].tolist() for b in batches(split, 5, shuffle=False)]
     assert sequential == batch_order(lengths, 5, 0, 0, shuffle=False)
+
+
+def test_inference_batches_sort_by_length_and_results_come_back_in_row_order():
+    from nas.batching import EncodedSplit, in_row_order, inference_batches
+
+    ids = [[1] * n for n in (5, 2, 9, 3, 7)]
+    split = EncodedSplit(ids, [[0] * len(row) for row in ids], torch.zeros(5, dtype=torch.long), pad_id=0)
+    batches = list(inference_batches(split, 2))
+    assert [b["index"].tolist() for b in batches] == [[1, 3], [0, 4], [2]]
+    assert [b["input_ids"].shape[1] for b in batches] == [3, 7, 9]
+    # A per-row result (here: each row's length) lands back at its row.
+    lengths = [b["attention_mask"].sum(1) for b in batches]
+    assert in_row_order(lengths, [b["index"] for b in batches]).tolist() == [5, 2, 9, 3, 7]
