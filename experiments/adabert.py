@@ -110,6 +110,7 @@ def main() -> int:
     parser.add_argument("--runs", default=str(ROOT / "runs/adabert"))
     parser.add_argument("--teachers", default=str(ROOT / "runs/teachers"))
     parser.add_argument("--random", type=int, default=5, help="random genotypes for the sanity check")
+    parser.add_argument("--sanity-tasks", default="sst2,mrpc", help="tasks on which to run the sanity check")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--results", default=str(ROOT / "experiments/results/adabert.md"))
     args = parser.parse_args()
@@ -144,8 +145,9 @@ def main() -> int:
         # Sanity check: the searched cell against random cells of similar FLOPs, all trained the same way.
         reference = Genotype.load(search / "arch.json")
         sanity = {}
-        candidates = {"searched": search / "arch.json"}
-        for i, genotype in enumerate(random_genotypes(reference, args.random)):
+        checked = task in args.sanity_tasks.split(",")
+        candidates = {"searched": search / "arch.json"} if checked else {}
+        for i, genotype in enumerate(random_genotypes(reference, args.random) if checked else []):
             path = runs / "random" / f"arch_{i}.json"
             if not path.is_file():
                 genotype.save(path)
@@ -226,6 +228,9 @@ def write_report(path: Path, report: dict, argv: str) -> None:
                          + (" (of the resumed part)" if r["peak"].get("resumed") else "") + ".")
         scores = {name: values[0][metric] for name, values in r["sanity"].items()}
         randoms = [v for k, v in scores.items() if k != "searched"]
+        if not randoms:
+            lines += ["", "No sanity check against random cells was run for this task (see --sanity-tasks)."]
+            continue
         lines += [
             "",
             f"Sanity check (all trained from scratch the same way): searched {scores['searched']:.4f} vs "
