@@ -307,8 +307,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {nas.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, add_arguments, _) in COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text, epilog=settings_epilog(name),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
+
+
+# Where each command's settings dataclass lives: `nas SUB --help` lists its keys and defaults.
+SETTINGS = {
+    "teacher": ("nas.teacher", "TeacherConfig"),
+    "knowledge": ("kd.knowledge", "KnowledgeConfig"),
+    "search": ("nas.search", "SearchConfig"),
+    "finetune": ("nas.student_training", "FinetuneConfig"),
+    "distill": ("kd.distill", "DistillConfig"),
+    "run": ("nas.pipeline", "RunConfig"),
+}
+
+
+def settings_epilog(name: str) -> str | None:
+    import dataclasses
+    import importlib
+    import textwrap
+
+    if name not in SETTINGS:
+        return None
+    module, cls = SETTINGS[name]
+    fields = dataclasses.fields(getattr(importlib.import_module(module), cls))
+    shown = ", ".join(f"{f.name}={f.default}" for f in fields if f.default is not dataclasses.MISSING)
+    extra = " `nas run` also takes the other stages' settings as --set STAGE.KEY=VALUE." if name == "run" else ""
+    return "settings (--set KEY=VALUE, or keys in --config FILE), with defaults:\n" + textwrap.fill(
+        shown + "." + extra, width=100, initial_indent="  ", subsequent_indent="  ")
 
 
 def main(argv=None) -> int:
