@@ -179,7 +179,7 @@ def run_distill(task_data, teacher_dir, knowledge, config: DistillConfig, out, d
     """Distil, keep the final stage's best epoch, measure it beside the teacher; returns metrics.json's content."""
     from nas import atomic
     from nas.run_info import provenance, tensorboard_writer
-    from nas.student_training import measure_against_teacher
+    from nas.student_training import measure_against_teacher, student_record
 
     session = make_session(task_data, teacher_dir, knowledge, config, device)
     task, method, spec = session.task, session.method, session.spec
@@ -208,17 +208,9 @@ def run_distill(task_data, teacher_dir, knowledge, config: DistillConfig, out, d
             genotype = best.config.arch
             genotype.save(staging / "arch.json")
         result = {
-            "task": task.name,
-            "primary_metric": task.primary_metric,
-            "metrics": state.history[state.best_epoch],
-            "teacher_metrics": knowledge.manifest.get("teacher_dev_metrics"),
-            "best_epoch": state.best_epoch + 1,
-            "history": state.history,
-            "train_seconds": round(sum(s["train_seconds"] for s in stages), 1),
-            "train_rows": len(session.data.train),
-            "init": spec.get("init", "scratch"),
-            "genotype": str(genotype) if genotype is not None else None,
-            **measured,
+            **student_record(task, state, knowledge, train_seconds=sum(s["train_seconds"] for s in stages),
+                             train_rows=len(session.data.train), init=spec.get("init", "scratch"), genotype=genotype,
+                             measured=measured),
             "method": method.name,
             "method_options": method.options,
             "student_spec": str(spec),

@@ -9,7 +9,7 @@ import torch
 from nas import atomic
 from nas.errors import UserError
 from nas.search import BEST_WEIGHTS
-from nas.student_training import FinetuneConfig, config_dict, measure_against_teacher, train_with_kd
+from nas.student_training import FinetuneConfig, config_dict, measure_against_teacher, student_record, train_with_kd
 
 
 def initial_weights(config: FinetuneConfig, arch_path: Path) -> Path | None:
@@ -68,17 +68,8 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
         measured = measure_against_teacher(best, teacher, distill.dev["dev"], device, task.is_pair, config.latency_repeats)
         genotype.save(staging / "arch.json")
         result = {
-            "task": task.name,
-            "primary_metric": task.primary_metric,
-            "metrics": state.history[state.best_epoch],
-            "teacher_metrics": knowledge.manifest.get("teacher_dev_metrics"),
-            "best_epoch": state.best_epoch + 1,
-            "history": state.history,
-            "train_seconds": round(seconds, 1),
-            "train_rows": len(distill.train),
-            "init": "search" if weights is not None else "scratch",
-            "genotype": str(genotype),
-            **measured,
+            **student_record(task, state, knowledge, train_seconds=seconds, train_rows=len(distill.train),
+                             init="search" if weights is not None else "scratch", genotype=genotype, measured=measured),
             "config": config_dict(config),
             "provenance": provenance(task=task.name, arch=str(arch_path.resolve()), teacher=str(Path(teacher_dir).resolve())),
         }

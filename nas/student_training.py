@@ -102,5 +102,22 @@ def measure_against_teacher(student, teacher, dev_split, device, pair: bool, rep
     }
 
 
+def student_record(task, state, knowledge, *, train_seconds, train_rows, init, genotype, measured) -> dict:
+    """The part of metrics.json that `nas finetune` and `nas distill` share, so their results compare."""
+    return {
+        "task": task.name,
+        "primary_metric": task.primary_metric,
+        "metrics": state.history[state.best_epoch],
+        "teacher_metrics": knowledge.manifest.get("teacher_dev_metrics"),
+        "best_epoch": state.best_epoch + 1,
+        "history": state.history,
+        "train_seconds": round(train_seconds, 1),
+        "train_rows": train_rows,
+        "init": init,
+        "genotype": str(genotype) if genotype is not None else None,
+        **measured,
+    }
+
+
 def config_dict(config) -> dict:
     return asdict(config)
