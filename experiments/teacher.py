@@ -38,7 +38,8 @@ def main() -> int:
             print("$", " ".join(command), flush=True)
             subprocess.run(command, check=True, cwd=ROOT)
         metrics = json.loads((out / "metrics.json").read_text())
-        rows.append((task, " ".join(["nas", *command[3:]]), metrics))
+        shown = ["nas", *(str(Path(c).relative_to(ROOT)) if c.startswith(str(ROOT)) else c for c in command[3:])]
+        rows.append((task, " ".join(shown), metrics))
     write_table(Path(args.results), rows)
     return 0
 
