@@ -214,7 +214,8 @@ def write_report(path: Path, report: dict, argv: str) -> None:
         gap = (teacher_score - student_score) * 100
         lines += [
             "",
-            f"Student vs teacher: {gap:+.2f} points below the teacher on dev {metric}; "
+            f"Student vs teacher: {gap:.2f} points {'below' if gap >= 0 else 'above'} the teacher on dev {metric} "
+            f"(target: within 2); "
             f"{m['teacher (MiniLM-L6)']['batch_32_ms'] / m['student']['batch_32_ms']:.1f}x faster at batch 32, "
             f"{m['BERT-base shape']['batch_32_ms'] / m['student']['batch_32_ms']:.1f}x faster than BERT-base shape at batch 32 "
             f"({m['BERT-base shape']['batch_1_ms'] / m['student']['batch_1_ms']:.1f}x at batch 1).",
