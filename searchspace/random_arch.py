@@ -26,3 +26,10 @@ def random_genotype(rng: random.Random, *, hidden_size: int, num_cells: int | No
     depth = num_cells if num_cells is not None else rng.randint(1, max_cells)
     return Genotype(num_cells=depth, hidden_size=hidden_size, cell=random_cell(rng, ops), max_cells=max_cells,
                     ops=tuple(ops))
+
+
+def random_genotypes(seed: int, count: int, *, hidden_size: int, max_depth: int, max_cells: int) -> list[Genotype]:
+    """`count` random genotypes with depths in 1..max_depth, reproducible from `seed`."""
+    rng = random.Random(seed)
+    return [random_genotype(rng, hidden_size=hidden_size, num_cells=rng.randint(1, max_depth), max_cells=max_cells)
+            for _ in range(count)]

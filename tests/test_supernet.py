@@ -4,7 +4,6 @@ hard path computes, and where gradients go."""
 from __future__ import annotations
 
 import functools
-import random
 
 import pytest
 import torch
@@ -15,19 +14,16 @@ from searchspace.genotype import Edge, Genotype, InvalidGenotype
 from searchspace.sampler import HardGumbel, SoftMax
 from searchspace.space import SearchSpace
 from searchspace.student import compile_genotype
-from searchspace.random_arch import random_genotype
+from searchspace.random_arch import random_genotypes as make_random_genotypes
 from searchspace.supernet import SuperNet
 
 HIDDEN, MAX_CELLS, VOCAB, POSITIONS, LABELS = 16, 4, 30, 32, 3
 CHOOSABLE = tuple(op for op in OP_NAMES if op != "zero")
 
 
-
-
 def random_genotypes(seed: int, count: int, max_cells: int = MAX_CELLS) -> list[Genotype]:
     """Valid genotypes with K in 1..3 (the package's own random cells: two different in-edges per node)."""
-    rng = random.Random(seed)
-    return [random_genotype(rng, hidden_size=HIDDEN, num_cells=rng.randint(1, 3), max_cells=max_cells) for _ in range(count)]
+    return make_random_genotypes(seed, count, hidden_size=HIDDEN, max_depth=3, max_cells=max_cells)
 
 
 GENOTYPES = random_genotypes(seed=1, count=6)
