@@ -12,7 +12,6 @@ state as a run that was never interrupted.
 from __future__ import annotations
 
 import contextlib
-import math
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -174,7 +173,3 @@ def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float):
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def is_finite(value: float) -> bool:
-    return math.isfinite(value)

@@ -55,8 +55,9 @@ class SearchConfig:
     tau_floor: float = 0.2
     # Cap on parameter-free edges (pool, identity) among the 6 of the derived cell; 6 = no cap.
     # Without it, hard-Gumbel search with the efficiency term drifts to all-parameter-free cells
-    # on SST-2 (the known collapse; see experiments/results/adabert.md), so the default keeps
-    # at least 4 parameterised edges. The uncapped share is still logged every epoch.
+    # (the known collapse: on SST-2 the uncapped cell was pool/identity only from epoch 2 on,
+    # with arch_lr 3e-3 and 3e-4 alike), so the default keeps at least 4 parameterised edges.
+    # The uncapped share is still logged every epoch.
     max_parameter_free: int = 2
     cost_seq_len: int = 64  # sequence length at which op FLOPs are normalised
     max_length: int = 0  # 0: the length the knowledge was computed at
