@@ -296,7 +296,9 @@ def run_run(args):
 # ---------------------------------------------------------------- entry point
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(describe_settings: bool = True) -> argparse.ArgumentParser:
+    """The parser; `describe_settings` adds each command's settings to its --help (it imports the
+    command modules, which takes seconds, so `main` asks for it only when help is wanted)."""
     import nas
 
     parser = argparse.ArgumentParser(
@@ -307,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {nas.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, add_arguments, _) in COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=help_text, description=help_text, epilog=settings_epilog(name),
+        epilog = settings_epilog(name) if describe_settings else None
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text, epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
 
@@ -339,8 +342,9 @@ def settings_epilog(name: str) -> str | None:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(None if argv is None else [str(a) for a in argv])
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    parser = build_parser(describe_settings=bool({"-h", "--help"} & set(argv)))
+    args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
