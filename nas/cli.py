@@ -49,8 +49,7 @@ def add_common(parser, *, data=True, training=True):
 def resolve_task(args):
     from nas.tasks import get_task
 
-    if not args.task:
-        raise UserError("--task is required")
+    require(args, "task")
     return get_task(
         args.task, train=args.train, dev=args.dev, text_columns=args.text_columns,
         label_column=args.label_column, labels=args.labels,
@@ -65,11 +64,17 @@ def load_data(args, task, with_train=True):
     return load_task_data(task, data_dir, args.max_train, args.max_dev, with_train=with_train)
 
 
+def require(args, *names) -> None:
+    """Options that this command cannot run without (argparse's required=True would print usage too)."""
+    for name in names:
+        if not getattr(args, name):
+            raise UserError(f"--{name.replace('_', '-')} is required")
+
+
 def require_out(args):
     from pathlib import Path
 
-    if not args.out:
-        raise UserError("--out is required")
+    require(args, "out")
     return Path(args.out)
 
 
@@ -120,8 +125,7 @@ def run_knowledge(args):
     from nas.models import pick_device, quiet_transformers
 
     quiet_transformers()
-    if not args.teacher:
-        raise UserError("--teacher is required")
+    require(args, "teacher")
     config = build(KnowledgeConfig, "knowledge", args.config, flags(args, "augment", "seed"), args.set)
     task = resolve_task(args)
     out = require_out(args)
@@ -152,9 +156,7 @@ def run_search_command(args):
     from nas.search import SearchConfig, run_search
 
     quiet_transformers()
-    for name in ("teacher", "knowledge"):
-        if not getattr(args, name):
-            raise UserError(f"--{name} is required")
+    require(args, "teacher", "knowledge")
     config = build(SearchConfig, "search", args.config, flags(args, "epochs", "seed"), args.set)
     task = resolve_task(args)
     out = require_out(args)
@@ -183,9 +185,7 @@ def run_finetune_command(args):
     from nas.student_training import FinetuneConfig
 
     quiet_transformers()
-    for name in ("arch", "teacher", "knowledge"):
-        if not getattr(args, name):
-            raise UserError(f"--{name} is required")
+    require(args, "arch", "teacher", "knowledge")
     config = build(FinetuneConfig, "finetune", args.config, flags(args, "epochs", "seed"), args.set)
     task = resolve_task(args)
     out = require_out(args)
@@ -218,9 +218,7 @@ def run_distill_command(args):
     from nas.models import pick_device, quiet_transformers
 
     quiet_transformers()
-    for name in ("teacher", "knowledge"):
-        if not getattr(args, name):
-            raise UserError(f"--{name} is required")
+    require(args, "teacher", "knowledge")
     config = build(DistillConfig, "distill", args.config, flags(args, "method", "student", "epochs", "seed"), args.set)
     task = resolve_task(args)
     out = require_out(args)
