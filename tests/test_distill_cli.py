@@ -11,20 +11,13 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from kd.methods import METHODS
 from kd.students import load_student
+from tiny_students import TINY
 
 # The keys of `nas finetune`'s metrics.json, so the baselines' results compare with the searched student's.
 FINETUNE_KEYS = {
     "task", "primary_metric", "metrics", "teacher_metrics", "best_epoch", "history", "train_seconds", "train_rows",
     "init", "genotype", "flops_seq_len", "latency_device", "latency_threads", "student", "teacher", "speedup",
     "compression", "config", "provenance",
-}
-TINY = {
-    "bilstm": "bilstm:hidden=16",
-    "probes": "transformer:layers=2,hidden=16,heads=2,ffn=32",
-    "pkd-skip": "transformer:layers=2",
-    "pkd-last": "transformer:layers=2",
-    "tinybert": "transformer:layers=2,hidden=16,heads=2,ffn=32",
-    "minilm": "transformer:layers=1,hidden=16,heads=2,ffn=32",
 }
 ARCH = {"schema_version": 1, "num_cells": 2, "hidden_size": 16,
         "cell": [[["cnn3", 0], ["max_pool", 1]], [["dilated_cnn5", 2], ["identity", 0]], [["cnn7", 3], ["avg_pool", 2]]]}

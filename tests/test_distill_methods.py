@@ -17,18 +17,10 @@ from kd.method_losses import vanilla_kd_loss
 from kd.methods import METHODS, parse_layer_map
 from kd.methods.theseus import groups
 from nas.errors import UserError
+from tiny_students import TINY
 from nas.glue_io import load_task_data
 from nas.tasks import get_task
 
-# Students small enough for the 2-layer, width-32, 2-head tiny teacher; unlisted methods use their default.
-TINY = {
-    "bilstm": "bilstm:hidden=16",
-    "probes": "transformer:layers=2,hidden=16,heads=2,ffn=32",
-    "pkd-skip": "transformer:layers=2",
-    "pkd-last": "transformer:layers=2",
-    "tinybert": "transformer:layers=2,hidden=16,heads=2,ffn=32",
-    "minilm": "transformer:layers=1,hidden=16,heads=2,ffn=32",
-}
 # Theseus starts at p = 1 here, so the successor certainly runs in both steps.
 OPTIONS = {"theseus": {"replace_base": 1.0}}
 CPU = torch.device("cpu")
