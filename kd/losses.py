@@ -68,3 +68,38 @@ def efficiency_loss(op_weights: torch.Tensor, depth_weights: torch.Tensor, op_co
     expected_depth = (depth_weights * torch.arange(1, kmax + 1, device=depth_weights.device)).sum() / kmax
     expected_cost = (op_weights * op_costs).sum(-1).mean()
     return expected_depth * expected_cost
+
+
+def expected_latency(op_weights: torch.Tensor, depth_weights: torch.Tensor, op_ms: torch.Tensor,
+                     cell_ms: float, frame_ms: float, kept_edges: int = 6) -> torch.Tensor:
+    """Expected latency (ms) of the sampled architecture, from a latency table:
+
+        cell_c = cell_ms + kept_edges · Σ_e Σ_o w[c, e, o] · op_ms[o] / Σ_e Σ_o w[c, e, o]
+        E[lat] = frame_ms + Σ_{k=1..Kmax} p(K=k) · Σ_{c≤k} cell_c
+
+    `frame_ms` is everything outside the cells (embeddings, the pair split, the head);
+    `cell_ms` a cell's own overhead (starting each node's sum, the attentive output). A derived
+    cell keeps 6 of the DAG's 9 edges, so a cell's ops cost `kept_edges` times the mean op
+    latency per edge, each edge weighted by its total weight: 1 for every edge of a sampled path
+    (then it is the plain mean over the 9 edges), 0 for an edge a fixed genotype drops (then it
+    is exactly the genotype's ops).
+
+    op_weights: (Kmax, E, O), the op weights of every cell (those that did not run too, so every
+    depth has a cost); depth_weights: (Kmax,) = p(K=k); op_ms: (O,). Both are relaxed (or
+    straight-through one-hot) choices, so gradients reach the logits. Returns a 0-d tensor.
+    """
+    weighted = (op_weights * op_ms).sum((-1, -2))  # (Kmax,)
+    edges = op_weights.sum((-1, -2)).clamp_min(1e-12)  # (Kmax,): 9 for a sampled path, 6 for a genotype's
+    per_cell = cell_ms + kept_edges * weighted / edges  # (Kmax,)
+    stack = torch.cumsum(per_cell, 0)  # (Kmax,): cost of the first k cells
+    return frame_ms + (depth_weights * stack).sum()
+
+
+def latency_budget_penalty(expected_ms: torch.Tensor, budget_ms: float) -> torch.Tensor:
+    """A hinge that is zero within the budget and grows with the relative overshoot:
+
+        relu(E[lat] / budget - 1)
+
+    expected_ms: 0-d tensor (ms); budget_ms > 0.
+    """
+    return F.relu(expected_ms / budget_ms - 1.0)

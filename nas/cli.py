@@ -7,6 +7,7 @@ Each subcommand is a small function that resolves its settings and calls library
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from nas.errors import UserError
@@ -146,24 +147,38 @@ def _search_args(parser):
     parser.add_argument("--teacher", help="fine-tuned teacher folder (its tokenizer and embeddings are used)")
     parser.add_argument("--knowledge", help="knowledge folder from `nas knowledge`")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    parser.add_argument("--latency-budget", dest="latency_budget_ms", type=float, metavar="MS",
+                        help="latency budget in ms at latency_batch_size and latency_seq_len (default 1 and 64); "
+                             "the derived student is predicted to fit it")
+    parser.add_argument("--latency-table", dest="latency_table", metavar="FILE",
+                        help="latency table from `nas latency-table` (default: measured into --out when needed)")
 
 
 @command("search", "differentiable architecture search with knowledge distillation; writes arch.json", _search_args)
 def run_search_command(args):
     from kd.knowledge import Knowledge
+    from nas import distributed
     from nas.config import build
     from nas.models import pick_device, quiet_transformers
     from nas.search import SearchConfig, run_search
 
     quiet_transformers()
     require(args, "teacher", "knowledge")
-    config = build(SearchConfig, "search", args.config, flags(args, "epochs", "seed"), args.set)
+    config = build(SearchConfig, "search", args.config, flags(args, "epochs", "seed", "latency_budget_ms", "latency_table"), args.set)
     task = resolve_task(args)
     out = require_out(args)
     data = load_data(args, task)
-    genotype, _ = run_search(task, data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device), args.resume)
-    metric = genotype.extra["dev_metric"]
-    print(f"search {task.name}: {genotype} | dev {metric} | params {genotype.costs['params']:,} -> {out / 'arch.json'}")
+    # Under `torchrun --nproc_per_node N -m nas search` the N processes run one search together.
+    with distributed.joined(args.device) as processes:
+        device = processes.device if processes else pick_device(args.device)
+        genotype, _ = run_search(task, data, args.teacher, Knowledge(args.knowledge), config, out, device, args.resume,
+                                 processes=processes)
+    if not distributed.is_main(processes):
+        return
+    metric, costs = genotype.extra["dev_metric"], genotype.costs
+    latency = (f" | predicted {costs['predicted_latency_ms']:.3f} ms at batch {costs['latency_batch_size']}, "
+               f"length {costs['latency_seq_len']}" if "predicted_latency_ms" in costs else "")
+    print(f"search {task.name}: {genotype} | dev {metric} | params {costs['params']:,}{latency} -> {out / 'arch.json'}")
 
 
 # ---------------------------------------------------------------- nas finetune
@@ -268,6 +283,35 @@ def run_plot(args):
     print(f"{args.file}: drew {genotype} -> {written}")
 
 
+# ---------------------------------------------------------------- nas latency-table
+
+
+def _latency_table_args(parser):
+    add_common(parser, data=False, training=False)
+
+
+@command("latency-table", "time every op, the cell overhead, embeddings and head on a device; writes a JSON "
+         "table for latency prediction and budgets (--out FILE)", _latency_table_args)
+def run_latency_table(args):
+    import time
+
+    from nas.config import build
+    from nas.latency_measure import LatencyTableConfig, build_latency_table
+    from nas.latency_table import save_latency_table
+    from nas.models import pick_device
+
+    config = build(LatencyTableConfig, "latency", args.config, flags(args, "seed"), args.set)
+    out = require_out(args)
+    device = pick_device(args.device)
+    started = time.perf_counter()
+    table = build_latency_table(config, device)
+    save_latency_table(table, out)
+    shown = table.device
+    print(f"latency-table {shown['type']} ({shown['name']}, {shown['threads']} threads): batch sizes "
+          f"{', '.join(map(str, config.batch_sizes))} x lengths {', '.join(map(str, sorted(config.seq_lens)))} "
+          f"in {time.perf_counter() - started:.0f}s -> {out}")
+
+
 # ---------------------------------------------------------------- nas run
 
 
@@ -289,6 +333,56 @@ def run_run(args):
     result = run_pipeline(task, args, pick_device(args.device))
     print((out / "report.md").read_text())
     print(f"run {task.name}: report {result['report']}, cell drawing {result['drawing']}")
+
+
+# ---------------------------------------------------------------- nas sweep
+
+
+def _sweep_args(parser):
+    add_common(parser)
+    parser.add_argument("--teacher", help="fine-tuned teacher folder (from `nas teacher`)")
+    parser.add_argument("--knowledge", help="knowledge folder from `nas knowledge`")
+    parser.add_argument("--trials", type=int, help="trials in total, over all workers sharing the study")
+    parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db); workers with the "
+                                          "same --storage and --study share the trials")
+    parser.add_argument("--study", help="study name (default: adabert-TASK)")
+    parser.add_argument("--budgets", help="latency budgets in ms at latency_batch_size, comma separated "
+                                          "(default: budget_fractions of the largest student's predicted latency)")
+    parser.add_argument("--latency-table", action="append", default=[], metavar="FILE",
+                        help="latency table from `nas latency-table`, one per swept hidden size (repeatable; "
+                             "default: measured into OUT)")
+    parser.add_argument("--baselines", help="JSON list of {name, latency_ms, metric}: KD baselines drawn in pareto.png")
+
+
+@command("sweep", "Optuna multi-objective sweep of search settings: dev metric vs measured latency", _sweep_args)
+def run_sweep_command(args):
+    from pathlib import Path
+
+    from kd.knowledge import Knowledge
+    from nas.models import pick_device, quiet_transformers
+    from nas.sweep import SweepJob, default_storage, run_sweep, sweep_settings
+    from nas.sweep_storage import open_storage
+
+    quiet_transformers()
+    require(args, "teacher", "knowledge", "trials")
+    if args.trials < 1:
+        raise UserError(f"--trials: expected 1 or more, got {args.trials}")
+    sweep, search, finetune = sweep_settings(args.config, args.set, epochs=args.epochs, seed=args.seed, budgets=args.budgets)
+    task = resolve_task(args)
+    out = require_out(args)
+    out.mkdir(parents=True, exist_ok=True)
+    storage_url = args.storage or default_storage(out)
+    open_storage(storage_url, sweep.heartbeat_seconds, sweep.grace_seconds)  # a bad URL fails before any work
+    job = SweepJob(
+        data=load_data(args, task), teacher_dir=Path(args.teacher), knowledge=Knowledge(args.knowledge), out=out,
+        trials=args.trials, storage_url=storage_url, study_name=args.study or f"adabert-{task.name}",
+        device=pick_device(args.device), search=search, finetune=finetune, sweep=sweep,
+        latency_tables=tuple(args.latency_table), baselines=args.baselines, seed=search.seed,
+    )
+    result = run_sweep(job)
+    print(f"sweep {task.name}: {result['complete']} trials complete, {result['pruned']} pruned ({result['ran']} run by "
+          f"this worker); Pareto-optimal: "
+          f"{', '.join(map(str, result['front'])) or 'none'} -> {out / 'pareto.md'}")
 
 
 # ---------------------------------------------------------------- entry point
@@ -321,6 +415,8 @@ SETTINGS = {
     "finetune": ("nas.student_training", "FinetuneConfig"),
     "distill": ("kd.distill", "DistillConfig"),
     "run": ("nas.pipeline", "RunConfig"),
+    "latency-table": ("nas.latency_measure", "LatencyTableConfig"),
+    "sweep": ("nas.sweep_space", "SweepConfig"),
 }
 
 
@@ -334,7 +430,10 @@ def settings_epilog(name: str) -> str | None:
     module, cls = SETTINGS[name]
     fields = dataclasses.fields(getattr(importlib.import_module(module), cls))
     shown = ", ".join(f"{f.name}={f.default}" for f in fields if f.default is not dataclasses.MISSING)
-    extra = " `nas run` also takes the other stages' settings as --set STAGE.KEY=VALUE." if name == "run" else ""
+    extra = {
+        "run": " `nas run` also takes the other stages' settings as --set STAGE.KEY=VALUE.",
+        "sweep": " --set search.KEY=VALUE and --set finetune.KEY=VALUE fix those stages' settings for every trial.",
+    }.get(name, "")
     return "settings (--set KEY=VALUE, or keys in --config FILE), with defaults:\n" + textwrap.fill(
         shown + "." + extra, width=100, initial_indent="  ", subsequent_indent="  ")
 
@@ -348,6 +447,9 @@ def main(argv=None) -> int:
         return 2
     run = COMMANDS[args.command][2]
     try:
+        # torchrun sets WORLD_SIZE; N copies of another command would race on the same output.
+        if args.command != "search" and os.environ.get("WORLD_SIZE", "1") != "1":
+            raise UserError("only `nas search` runs on several processes; start the other commands without torchrun")
         run(args)
     except UserError as error:
         if getattr(args, "debug", False):

@@ -70,6 +70,7 @@ def train_loop(
     writer=None,
     log_every: int = 20,
     description: str = "train",
+    show_progress: bool = True,  # False: no progress bar (the other processes of a torchrun search)
 ) -> LoopState:
     state = state or LoopState()
     if state.rng is not None:
@@ -82,7 +83,7 @@ def train_loop(
             batches = hooks.epoch_batches(state.epoch)
             progress = tqdm(
                 total=len(batches), initial=state.batch_in_epoch, desc=f"{description} {state.epoch + 1}/{epochs}",
-                leave=False, dynamic_ncols=True, disable=None,
+                leave=False, dynamic_ncols=True, disable=None if show_progress else True,
             )
             # ---- weight steps
             for batch in batches[state.batch_in_epoch :]:

@@ -13,6 +13,7 @@ on dev with that path fixed; `arch.json` is the best-scoring one.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 from kd.losses import efficiency_loss, probes_kd
-from nas import atomic
+from nas import atomic, distributed
 from nas.batching import batch_order, collate, model_inputs, to_device
 from nas.errors import UserError
 from nas.evaluation import evaluate_splits, task_loss
@@ -29,6 +30,7 @@ from ops import OPS
 
 CHECKPOINT = "checkpoint.pt"
 BEST_WEIGHTS = "supernet_best.pt"
+HISTORY = "history.json"  # per epoch: dev metrics, derived genotype, op and depth probabilities
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,20 @@ class SearchConfig:
     max_length: int = 0  # 0: the length the knowledge was computed at
     use_augmented: bool = True
     seed: int = 42
+    # Latency instead of params+FLOPs (nas/latency_budget.py). "cost": AdaBERT's L_E; "latency":
+    # expected latency from a table over the slowest architecture's. A budget (ms, 0 = none) turns
+    # L_E into relu(E[latency] / budget - 1), whichever efficiency, and the derived student must fit.
+    efficiency: str = "cost"
+    latency_table: str = ""  # from `nas latency-table`; empty: measured into the run folder when needed
+    latency_budget_ms: float = 0.0
+    latency_batch_size: int = 1  # the batch size and length the budget refers to
+    latency_seq_len: int = 64
 
     def __post_init__(self):
+        if self.efficiency not in ("cost", "latency"):
+            raise UserError(f"setting 'efficiency': expected cost or latency, got {self.efficiency!r}")
+        if self.latency_budget_ms < 0 or self.latency_batch_size < 1 or self.latency_seq_len < 1:
+            raise UserError("settings 'latency_budget_ms' (>= 0), 'latency_batch_size' and 'latency_seq_len' (>= 1) are out of range")
         if self.mode not in ("hard", "soft"):
             raise UserError(f"setting 'mode': expected hard or soft, got {self.mode!r}")
         if not 0.0 <= self.gamma <= 1.0:
@@ -87,15 +101,26 @@ def normalised_op_costs(ops, hidden: int, seq_len: int) -> torch.Tensor:
 class Search:
     """Everything one search run holds: supernet, optimizers, samplers' randomness, data."""
 
-    def __init__(self, config: SearchConfig, task, data, supernet, device, out: Path, writer=None, provenance=None):
+    def __init__(self, config: SearchConfig, task, data, supernet, device, out: Path, writer=None, provenance=None,
+                 on_epoch=None, processes=None, latency=None):
+        from nas.latency_budget import search_latency
         from searchspace.sampler import SAMPLERS
 
         self.config, self.task, self.data, self.device, self.out = config, task, data, device, out
+        # Called with each epoch's history.json record once the epoch is finished; a sweep uses it
+        # to report the trial's progress and to stop a hopeless trial by raising.
+        self.on_epoch, self.last_record = on_epoch, None
         self.supernet = supernet.to(device)
+        # Under torchrun (`processes`, see nas.distributed) the training forwards go through DDP,
+        # which averages the weights' gradients across the processes; None in a single process.
+        self.processes = processes
+        self.model = distributed.wrap(self.supernet, processes)
         self.writer, self.provenance = writer, provenance or {}
         self.sampler = SAMPLERS[config.mode]()
         self.generator = torch.Generator().manual_seed(config.seed + 17)
         self.op_costs = normalised_op_costs(supernet.space.ops, config.hidden_size, config.cost_seq_len).to(device)
+        # Latency table, efficiency term and budget (nas/latency_budget.py); None when not asked for.
+        self.latency = latency or search_latency(config, out, device, task.is_pair, supernet.space.ops, processes)
         # The held-out slice is the tail of the task's own training rows; their augmented variants
         # are left out of weight training too, so architecture steps score text the weights never saw.
         n, original = len(data.train), data.original_rows
@@ -139,29 +164,53 @@ class Search:
 
         return temperature(self.state.step, self.total_steps, self.config.tau_start, self.config.tau_floor)
 
-    def loss(self, rows) -> tuple[torch.Tensor, dict]:
+    def loss(self, rows, model=None) -> tuple[torch.Tensor, dict]:
         config = self.config
         batch = to_device(collate(self.data.train, rows), self.device)
         teacher_logits, probe_logits = self.data.train_targets.rows(torch.as_tensor(rows))
         probe_logits = probe_logits.to(self.device)
         path = self.supernet.sample_path(self.sampler, self.tau(), self.generator)
-        final, per_depth = self.supernet(**model_inputs(batch), path=path)
+        final, per_depth = (self.model if model is None else model)(**model_inputs(batch), path=path)
         ce = task_loss(final, batch["labels"], self.task.is_regression)
         kd = probes_kd(per_depth, probe_logits, self.data.probe_losses, config.kd_temperature, self.task.is_regression)
-        efficiency = efficiency_loss(path.op_weights[: path.depth], path.depth_weights, self.op_costs)
+        terms = {}
+        if self.latency is not None and self.latency.is_efficiency_term:
+            efficiency, terms["architecture/expected_latency_ms"] = self.latency.efficiency(path)
+        else:
+            efficiency = efficiency_loss(path.op_weights[: path.depth], path.depth_weights, self.op_costs)
         total = (1 - config.gamma) * ce + config.gamma * kd + config.beta * efficiency
-        return total, {"ce": ce.item(), "kd": kd.item(), "efficiency": efficiency.item(), "depth": float(path.depth)}
+        return total, {"ce": ce.item(), "kd": kd.item(), "efficiency": efficiency.item(), "depth": float(path.depth), **terms}
+
+    def step_loss(self, rows, phase: int = 0) -> tuple[torch.Tensor, dict]:
+        """The loss of one step's batch `rows` (phase 0: weight step, 1: architecture step).
+
+        A single process computes `loss(rows)`. Under torchrun each process computes its shard of
+        `rows`, weighted so that the gradients averaged across processes are those of the whole
+        batch, and the value returned is the whole batch's (see distributed.sharded_loss).
+        """
+        if self.processes is None:
+            return self.loss(rows)
+        # The architecture step runs the supernet itself, not DDP: it needs only the logits'
+        # gradients, which it averages by hand, while DDP would all-reduce every weight's too.
+        loss = self.loss if phase == 0 else functools.partial(self.loss, model=self.supernet)
+        # Dropout masks from a seed per (rank, step, phase): nothing to restore on resume, and
+        # the ranks do not repeat each other's masks. The path's generator is left alone.
+        torch.manual_seed(distributed.step_seed(self.config.seed, self.processes.rank, self.state.step, phase))
+        return distributed.sharded_loss(loss, rows, self.processes)
 
     def architecture_step(self, state, _batch):
         if state.epoch < self.config.warmup_epochs:
             return {"architecture/temperature": self.tau()}
-        loss, _ = self.loss(self.arch_batch(state.step))
+        loss, _ = self.step_loss(self.arch_batch(state.step), phase=1)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"search stopped: the architecture loss became {loss.item()} at step {state.step}; "
                                 "the last good checkpoint is kept")
         self.arch_optimizer.zero_grad(set_to_none=True)
         self.weight_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # Gradients for the logits only. Under torchrun this also matters: a backward into the
+        # weights outside a DDP step would leave DDP expecting their gradients in the next one.
+        loss.backward(inputs=self.supernet.arch_parameters())
+        distributed.average_gradients(self.supernet.arch_parameters(), self.processes)
         self.arch_optimizer.step()
         self.weight_optimizer.zero_grad(set_to_none=True)  # the weights learn only from training batches
         return {"architecture/temperature": self.tau(), "loss/arch": loss.item()}
@@ -172,10 +221,12 @@ class Search:
 
         config = self.config
         cap = config.max_parameter_free if capped and config.max_parameter_free < 6 else None
-        return derive_genotype(
+        genotype = derive_genotype(
             self.supernet.op_logits.detach().cpu(), self.supernet.depth_logits.detach().cpu(), config.hidden_size,
             self.supernet.space.ops, config.max_cells, max_parameter_free=cap,
         )
+        # With a latency budget the derived student must fit it: fewer cells, then cheaper ops.
+        return self.latency.fit(genotype) if capped and self.latency is not None else genotype
 
     def evaluate(self, state) -> dict:
         genotype = self.derive()
@@ -187,11 +238,47 @@ class Search:
         metrics["depth"] = genotype.num_cells
         self.genotypes.append(genotype.to_dict())
         self._log_epoch(state, genotype, metrics)
+        self.last_record = self._record_history(state.epoch + 1, genotype, metrics)
+        return metrics
+
+    def _record_history(self, epoch: int, genotype, metrics: dict) -> dict:
+        """Add this epoch to history.json. The checkpoint keeps only the latest logits, so this file
+        is where op probabilities over the epochs survive (the sweep draws them). A resumed run
+        redoes the epoch it stopped in, so records from that epoch on are replaced."""
+        import json
+
+        path = self.out / HISTORY
+        earlier = json.loads(path.read_text())["epochs"][: epoch - 1] if path.is_file() else []
+        op_probabilities = torch.softmax(self.supernet.op_logits.detach().cpu(), -1).mean(0)  # (edges, ops), cells averaged
+        depth_probabilities = torch.softmax(self.supernet.depth_logits.detach().cpu(), -1)  # (max_cells,)
+        record = {
+            "epoch": epoch, "metrics": metrics, "genotype": genotype.to_string(),
+            "op_probabilities": [[round(p, 5) for p in row] for row in op_probabilities.tolist()],
+            "depth_probabilities": [round(p, 5) for p in depth_probabilities.tolist()],
+        }
+        atomic.write_json(path, {"ops": list(self.supernet.space.ops), "epochs": earlier + [record]})
+        return record
+
+    def epoch_finished(self, state, metrics):
+        if self.on_epoch is not None and self.last_record is not None:
+            self.on_epoch(self.last_record)
+
+    def evaluate_on_main(self, state) -> dict:
+        """`evaluate` under torchrun: rank 0 scores dev (and logs, draws, records) while the others
+        wait; then every rank holds its metrics and derived genotype, so `best` agrees everywhere."""
+        replica = distributed.digest([*self.supernet.state_dict().values(), self.generator.get_state()])
+        distributed.check_identical(replica, self.processes, "weights, architecture logits or path generator")
+        main = distributed.is_main(self.processes)
+        metrics = self.evaluate(state) if main else None
+        metrics, genotype = distributed.broadcast_from_main((metrics, self.genotypes[-1] if main else None), self.processes)
+        if not main:
+            self.genotypes.append(genotype)
         return metrics
 
     def on_best(self, state, metrics):
         self.best = (metrics[self.task.primary_metric], self.genotypes[-1], state.epoch + 1)
-        atomic.save_torch(self.supernet.state_dict(), self.out / BEST_WEIGHTS)
+        if distributed.is_main(self.processes):
+            atomic.save_torch(self.supernet.state_dict(), self.out / BEST_WEIGHTS)
 
     def _log_epoch(self, state, genotype, metrics):
         from searchspace.drawing import render
@@ -214,6 +301,8 @@ class Search:
 
     # ---- checkpoints
     def checkpoint(self, state):
+        if not distributed.is_main(self.processes):
+            return  # rank 0's checkpoint is every rank's: the replicas are identical
         atomic.save_torch(
             {
                 "config": asdict(self.config),
@@ -245,30 +334,38 @@ class Search:
     # ---- the whole run
     def run(self):
         hooks = Hooks(
-            loss=self.loss,
+            loss=self.step_loss,
             epoch_batches=self.epoch_batches,
-            evaluate=self.evaluate,
+            evaluate=self.evaluate if self.processes is None else self.evaluate_on_main,
             after_step=self.architecture_step,
             on_best=self.on_best,
+            on_epoch_end=self.epoch_finished,
             checkpoint=self.checkpoint,
         )
         self.state = train_loop(
             model=self.supernet, optimizer=self.weight_optimizer, scheduler=self.scheduler, hooks=hooks,
             epochs=self.config.epochs, primary_metric=self.task.primary_metric, state=self.state,
-            writer=self.writer, description="search",
+            writer=self.writer, description="search", show_progress=distributed.is_main(self.processes),
         )
         return self.state
 
 
-def run_search(args_task, data, teacher_dir, knowledge, config: SearchConfig, out: Path, device, resume: bool = False):
-    """Build everything, search (or resume), and write arch.json with costs and provenance."""
+def run_search(args_task, data, teacher_dir, knowledge, config: SearchConfig, out: Path, device, resume: bool = False,
+               on_epoch=None, processes=None):
+    """Build everything, search (or resume), and write arch.json with costs and provenance.
+
+    `on_epoch(record)`, if given, is called after each epoch with that epoch's history.json record
+    (before its checkpoint is written); an exception it raises stops the search."""
     from nas.distill_data import prepare, teacher_embedding_tables
+    from nas.latency_budget import search_latency
     from nas.models import load_tokenizer
     from nas.run_info import provenance, tensorboard_writer
     from searchspace.space import SearchSpace
     from searchspace.supernet import SuperNet
 
     task = data.task
+    # The latency table, and a budget no architecture can meet refused, before anything is loaded.
+    latency = search_latency(config, out, device, task.is_pair, tuple(OPS), processes)
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(str(teacher_dir))
     max_length = config.max_length or knowledge.max_length
@@ -278,28 +375,40 @@ def run_search(args_task, data, teacher_dir, knowledge, config: SearchConfig, ou
     supernet = SuperNet(space, words.shape[0], positions.shape[0] if positions is not None else 512, task.num_labels, task.is_pair)
     supernet.embeddings.init_from_teacher(words, positions if positions is not None else supernet.embeddings.positions.weight)
 
-    out.mkdir(parents=True, exist_ok=True)
+    main = distributed.is_main(processes)  # under torchrun only rank 0 writes; the others only read a checkpoint
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / CHECKPOINT
-    search = Search(config, task, distill, supernet, device, out)
+    search = Search(config, task, distill, supernet, device, out, on_epoch=on_epoch, processes=processes, latency=latency)
     if resume:
         if not checkpoint.is_file():
             raise UserError(f"--resume: no checkpoint in {out}")
         search.restore(checkpoint)  # refuses other settings before anything in `out` is touched
+    distributed.barrier(processes)  # every rank has read the checkpoint before rank 0 may replace it
     info = provenance(task=task.name, teacher=str(Path(teacher_dir).resolve()), knowledge=str(knowledge.folder.resolve()),
                       seed=config.seed, config=asdict(config))
-    atomic.write_json(out / "config.json", info)
-    writer = search.writer = tensorboard_writer(out / "tensorboard")
+    if main:
+        atomic.write_json(out / "config.json", info)
+        if latency is not None:
+            latency.keep_table(out)  # a table measured for this run, beside its config
+    writer = search.writer = tensorboard_writer(out / "tensorboard") if main else None
     started = time.perf_counter()
     state = search.run()
-    writer.close()
+    if writer is not None:
+        writer.close()
     if search.best is None:
         raise UserError("the search finished without a dev score; nothing to derive")
     best_metric, best_genotype, best_epoch = search.best
     genotype = _finalise(best_genotype, supernet, space, task, tokenizer, config, info,
                          extra={"dev_metric": {task.primary_metric: best_metric}, "best_epoch": best_epoch,
                                 "search_seconds": round(time.perf_counter() - started, 1),
-                                "history": state.history, "max_length": max_length})
-    genotype.save(out / "arch.json")
+                                "history": state.history, "max_length": max_length,
+                                **({"processes": processes.world_size} if processes else {})})
+    if latency is not None:
+        genotype = latency.record(genotype)  # predicted latency and budget; over the budget is an error
+    if main:
+        genotype.save(out / "arch.json")
+    distributed.barrier(processes)  # no process reports success before arch.json is written
     return genotype, state
 
 
