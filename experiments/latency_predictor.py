@@ -169,8 +169,9 @@ def main() -> int:
         lines.append(f"| op {op} | " + " | ".join(f"{e.ops_ms[op]:.3f}" for e in entries) + " |")
     lines.append("")
 
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines))
+    from nas import atomic
+
+    atomic.write_text(Path(args.out), "\n".join(lines))  # a half-written table never replaces the last one
     print("\n".join(lines))
     return 0
 

@@ -92,8 +92,9 @@ def main() -> int:
         f"Sampled depths in the hard steps: {depths} (the soft step always runs all {args.max_cells} cells).",
         "",
     ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines))
+    from nas import atomic
+
+    atomic.write_text(Path(args.out), "\n".join(lines))  # a half-written table never replaces the last one
     print("\n".join(lines))
     return 0
 
