@@ -242,7 +242,8 @@ def write_report(path: Path, report: dict, argv: str) -> None:
             "| --- | --- | --- | --- |",
         ]
         for name, (metrics, flops, genotype) in r["sanity"].items():
-            lines.append(f"| {name} | {metrics[metric]:.4f} | {flops:,} | `{genotype}` |")
+            cell = str(genotype).replace("|", "\\|")  # a genotype's `|` would end the Markdown cell
+            lines.append(f"| {name} | {metrics[metric]:.4f} | {flops:,} | `{cell}` |")
     lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))

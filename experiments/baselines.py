@@ -139,6 +139,16 @@ def main() -> int:
     return 0
 
 
+def _relative(text: str) -> str:
+    """Paths under the checkout as the README writes them."""
+    return text.replace(str(ROOT) + "/", "")
+
+
+def _cell(text: str) -> str:
+    """Text inside a Markdown table cell: a genotype's `|` would end the cell."""
+    return text.replace("|", "\\|")
+
+
 def _others(metrics: dict, primary: str) -> str:
     return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if name != primary)
 
@@ -187,18 +197,24 @@ def write_report(path: Path, report: dict, argv: str, epochs: int) -> None:
             score = m["metrics"][metric]
             student = m["student"]
             b1, b32 = lat[run]["batch_1_ms"], lat[run]["batch_32_ms"]
-            spec = m.get("student_spec") or m.get("genotype", "")
+            spec = _cell(_relative(m.get("student_spec") or m.get("genotype", "")))
             lines.append(
                 f"| {run} | `{spec}` | {score:.4f} | {score - teacher_score:+.4f} | {_others(m['metrics'], metric)} | {student['params']:,} | "
                 f"{student['flops']:,} | {b1:.2f} | {b32:.2f} | {lat['teacher']['batch_1_ms'] / b1:.1f} | "
                 f"{lat['teacher']['batch_32_ms'] / b32:.1f} | {m.get('train_seconds', float('nan')):.0f} |")
             points.append({"task": task, "method": run, "metric_name": metric, "metric": score,
                            "batch_1_ms": b1, "batch_32_ms": b32, "params": student["params"], "flops": student["flops"]})
+        scores = {run: m["metrics"][metric] for run, (_, _, m) in r["rows"].items()}
+        ranked = sorted(scores, key=scores.get, reverse=True)
+        floor = [run for run, score in scores.items() if score <= r["majority"][metric] + 1e-9]
+        lines += ["", f"Best: {ranked[0]} ({scores[ranked[0]]:.4f}, {scores[ranked[0]] - teacher_score:+.4f} against the "
+                  f"teacher). The searched student (adabert) ranks {ranked.index('adabert') + 1} of {len(ranked)}. "
+                  f"No better than always predicting the majority class: {', '.join(floor) if floor else 'none'}."]
         lines += ["", "Commands (each with `--task " + task + " --teacher runs/teachers/" + task +
                   " --knowledge runs/adabert/" + task + "/knowledge --epochs " + str(epochs) + " --seed 42"
                   + (" " + " ".join(SUBSETS[task]) if SUBSETS[task] else "") + " --out DIR`):", ""]
         for run, (what, command, _) in r["rows"].items():
-            lines.append(f"- {run} ({what}): `nas {' '.join(map(str, command))}`")
+            lines.append(f"- {run} ({what}): `nas {_relative(' '.join(map(str, command)))}`")
     atomic.write_text(path, "\n".join(lines) + "\n")
     atomic.write_json(path.with_suffix(".json"), points)
     print(f"wrote {path} and {path.with_suffix('.json')}")
