@@ -73,8 +73,13 @@ class SearchConfig:
     latency_budget_ms: float = 0.0
     latency_batch_size: int = 1  # the batch size and length the budget refers to
     latency_seq_len: int = 64
+    # The derived student is fitted to budget x (1 - margin): the table's predictions are off by a
+    # few percent, and timing noise does the rest (nas/latency_budget.py).
+    latency_margin: float = 0.05
 
     def __post_init__(self):
+        if not 0.0 <= self.latency_margin < 1.0:
+            raise UserError(f"setting 'latency_margin': expected a value in [0, 1), got {self.latency_margin}")
         if self.efficiency not in ("cost", "latency"):
             raise UserError(f"setting 'efficiency': expected cost or latency, got {self.efficiency!r}")
         if self.latency_budget_ms < 0 or self.latency_batch_size < 1 or self.latency_seq_len < 1:

@@ -135,9 +135,19 @@ def test_budget_penalty_is_a_hinge():
 # ---------------------------------------------------------------- fitting a genotype into a budget
 
 
-def search_latency(budget: float, cap: int = 2) -> SearchLatency:
-    config = SearchConfig(hidden_size=16, max_cells=3, latency_budget_ms=budget, max_parameter_free=cap)
+def search_latency(budget: float, cap: int = 2, margin: float = 0.0) -> SearchLatency:
+    """Without a margin unless asked, so the budgets below are the targets the arithmetic aims at."""
+    config = SearchConfig(hidden_size=16, max_cells=3, latency_budget_ms=budget, max_parameter_free=cap,
+                          latency_margin=margin)
     return SearchLatency(table_from_dict(hand_table()), config, False, OP_NAMES, torch.device("cpu"))
+
+
+def test_fit_aims_at_the_budget_less_its_margin():
+    # K=2 costs 24 ms: inside a 25 ms budget, but not inside 25 ms less 5% (23.75 ms), so K=1.
+    assert search_latency(budget=25.0).fit(EXAMPLE).num_cells == 2
+    assert search_latency(budget=25.0, margin=0.05).fit(EXAMPLE).num_cells == 1
+    recorded = search_latency(budget=25.0, margin=0.05).record(dataclasses.replace(EXAMPLE, num_cells=1))
+    assert recorded.extra["latency_margin"] == 0.05 and recorded.extra["latency_budget_ms"] == 25.0
 
 
 def test_fit_keeps_the_deepest_stack_within_the_budget():
