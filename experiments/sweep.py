@@ -177,12 +177,13 @@ def write_report(path: Path, args, command, study, rows, retimed, states, baseli
         f"{states.count(TrialState.FAIL)} failed. Each: search on the first {args.max_train} training rows "
         f"(epochs: {args.epochs}), then 1 finetune epoch on the same rows; dev: the full SST-2 dev set.",
         "",
-        "Latency columns: *predicted* by the sweep's latency table for the derived genotype; *finetune* measured "
-        "by `nas finetune` (median of 20 runs on the first dev row, beside the teacher); *re-timed* here, every "
+        "Latency columns: *predicted* by the sweep's latency table for the derived genotype; *trial* timed "
+        "by the trial right after its finetune, the student alone (median of 30 runs, the budget's batch and length; "
+        "the sweep's latency objective); *re-timed* here, every "
         f"student in one process, interleaved, median of 30 runs on {seq_len} real tokens (the budget's length). "
         f"**{len(meets)} of {len(rows)}** students meet their budget when re-timed.",
         "",
-        f"| trial | Pareto | dev {metric} | budget ms | predicted ms | finetune ms | re-timed ms | meets budget "
+        f"| trial | Pareto | dev {metric} | budget ms | predicted ms | trial ms | re-timed ms | meets budget "
         "| params | FLOPs | β | γ | τ start | H | Kmax | genotype |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]

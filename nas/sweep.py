@@ -4,7 +4,7 @@ Each trial draws search settings (nas/sweep_space.py), runs `run_search` into
 `OUT/trials/NNNN/search` with `efficiency=latency` against the sweep's latency table and the
 trial's latency budget, then a short `run_finetune` into `OUT/trials/NNNN/student`. Its two
 objectives are the student's dev metric (maximised) and its latency in ms at the budget's batch
-size as `nas finetune` measured it (minimised); the latency the table predicts for the derived
+size and length, timed alone right after the finetune (minimised); the latency the table predicts for the derived
 genotype is stored beside it. Both run in this process; the storage is the only thing workers
 share (nas/sweep_storage.py says how they split the trials and resume after a kill).
 
@@ -300,7 +300,7 @@ def objective(trial, study, job: SweepJob, tables, budgets, log) -> tuple[float,
     genotype = Genotype.load(arch)
     result = run_finetune(arch, job.data, job.teacher_dir, job.knowledge, job.finetune, folder / "student", job.device)
     metric = float(result["metrics"][task.primary_metric])
-    measured = float(result["student"][f"batch_{config.latency_batch_size}_ms"])
+    measured = time_student(folder / "student", task, config.latency_batch_size, config.latency_seq_len, job.device)
     predicted_ms = (genotype.costs or {}).get("predicted_latency_ms") or round(predicted(genotype), 4)
     trial.set_user_attr("result", {
         "metric": metric, "latency_ms": measured, "predicted_ms": predicted_ms,
@@ -310,6 +310,21 @@ def objective(trial, study, job: SweepJob, tables, budgets, log) -> tuple[float,
     log(f"trial {trial.number}: dev {task.primary_metric} {metric:.4f}, {measured:.3f} ms measured, "
         f"{predicted_ms:.3f} ms predicted (budget {sampled['latency_budget_ms']:g} ms): {genotype}")
     return metric, measured
+
+
+def time_student(folder: Path, task, batch_size: int, seq_len: int, device, repeats: int = 30) -> float:
+    """The student's median ms per forward pass at the budget's batch size and length, every token
+    real, timed alone. `nas finetune` times it beside the teacher on the first dev rows (their own
+    length, caches shared with the teacher), which is noisier and not the budget's setting."""
+    from nas.costs import dummy_inputs
+    from nas.latency import compare_latency
+    from nas.models import load_classifier
+
+    student = load_classifier(str(folder), task, new_head=False).eval().to(device)
+    inputs = dummy_inputs(batch_size, seq_len, task.is_pair, student.get_input_embeddings().num_embeddings)
+    timed = compare_latency({"student": lambda batch: student(**batch).logits}, {batch_size: inputs}, device,
+                            warmup=5, repeats=repeats)
+    return float(timed["student"][f"batch_{batch_size}_ms"])
 
 
 def epoch_reporter(trial, study, config: SweepConfig, metric: str, predicted):
