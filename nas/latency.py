@@ -16,7 +16,8 @@ def latency_batches(split: EncodedSplit, sizes=(1, 32)) -> dict[int, dict]:
     return {size: model_inputs(collate(split, list(range(min(size, len(split)))))) for size in sizes}
 
 
-def _synchronise(device) -> None:
+def synchronise(device) -> None:
+    """Wait for the device's queued work, so a clock read afterwards counts it (no-op on CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -37,10 +38,10 @@ def compare_latency(models: dict, inputs: dict[int, dict], device, warmup: int =
         timings = {name: [] for name in models}
         for _ in range(repeats):
             for name, forward in models.items():
-                _synchronise(device)
+                synchronise(device)
                 start = time.perf_counter()
                 forward(batch)
-                _synchronise(device)
+                synchronise(device)
                 timings[name].append((time.perf_counter() - start) * 1000)
         for name, values in timings.items():
             results[name][f"batch_{size}_ms"] = round(statistics.median(values), 3)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from nas.errors import UserError
+from nas.latency import synchronise
 from nas.latency_table import LatencyEntry, LatencyTable, describe_device
 
 VOCAB_SIZE = 30522  # BERT's; a lookup's time hardly depends on the table's size
@@ -66,11 +67,6 @@ class LatencyTableConfig:
 # ---------------------------------------------------------------- timing
 
 
-def _synchronise(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _round_ms(forward, calls: int, device) -> float:
     """Mean milliseconds per call over `calls` back-to-back calls of `forward()`."""
     if device.type == "cuda":
@@ -104,7 +100,7 @@ def interleaved_medians(parts: dict, device, warmup: int, repeats: int, min_repe
     for name, forward in parts.items():
         for _ in range(warmup):
             forward()
-        _synchronise(device)
+        synchronise(device)
         once = _round_ms(forward, 1, device)
         calls[name] = max(1, math.ceil(min_repeat_ms / max(once, 1e-3)))
     samples = {name: [] for name in parts}
