@@ -213,5 +213,6 @@ class SearchLatency:
                  "latency_cell_ms": round(cell_latency_ms(self.entry, genotype, self.table.source), 4)}
         extra = {**(genotype.extra or {}), "efficiency": "latency_budget" if self.budget_ms > 0 else self.config.efficiency,
                  "latency_budget_ms": self.budget_ms, "latency_margin": self.config.latency_margin,
+                 "depth_choice": self.config.depth_choice,
                  "latency_table": {"file": self.config.latency_table or TABLE_FILE, **dict(self.table.device)}}
         return dataclasses.replace(genotype, costs=costs, extra=extra)

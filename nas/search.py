@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -76,8 +76,18 @@ class SearchConfig:
     # The derived student is fitted to budget x (1 - margin): the table's predictions are off by a
     # few percent, and timing noise does the rest (nas/latency_budget.py).
     latency_margin: float = 0.05
+    # How the derived student's depth K is chosen. "logits": the argmax of the depth logits
+    # (AdaBERT). "budget": with a latency budget, the deepest K up to max_cells that fits it. The
+    # depth logits favour shallow stacks because a shallow path learns fastest in a short search
+    # (on SST-2 K=1 wins although the same cell stacked 4 or 8 times scores higher once trained:
+    # experiments/results/depth.md), so under a budget the spare latency is better spent on depth.
+    depth_choice: str = "logits"
 
     def __post_init__(self):
+        if self.depth_choice not in ("logits", "budget"):
+            raise UserError(f"setting 'depth_choice': expected logits or budget, got {self.depth_choice!r}")
+        if self.depth_choice == "budget" and self.latency_budget_ms <= 0:
+            raise UserError("setting 'depth_choice': budget needs a latency budget (--latency-budget MS)")
         if not 0.0 <= self.latency_margin < 1.0:
             raise UserError(f"setting 'latency_margin': expected a value in [0, 1), got {self.latency_margin}")
         if self.efficiency not in ("cost", "latency"):
@@ -230,6 +240,8 @@ class Search:
             self.supernet.op_logits.detach().cpu(), self.supernet.depth_logits.detach().cpu(), config.hidden_size,
             self.supernet.space.ops, config.max_cells, max_parameter_free=cap,
         )
+        if config.depth_choice == "budget":
+            genotype = replace(genotype, num_cells=config.max_cells)  # fit() below removes what does not fit
         # With a latency budget the derived student must fit it: fewer cells, then cheaper ops.
         return self.latency.fit(genotype) if capped and self.latency is not None else genotype
 

@@ -311,6 +311,33 @@ def test_a_budget_forces_a_smaller_student_than_the_unconstrained_search(unconst
         assert sum(fitted_ms) < sum(free_ms)
 
 
+@pytest.mark.parametrize("budget", [50.0, 1000.0])
+def test_depth_choice_budget_derives_the_deepest_stack_that_fits(prepared, tiny_glue, tmp_path, run_cli, budget):
+    table = write_table(tmp_path / "table.json")
+    code, _, err = run_cli(*search_args(prepared, tiny_glue, tmp_path / "run", "--latency-table", table,
+                                        "--latency-budget", budget, "--set", "depth_choice=budget"))
+    assert code == 0, err
+    derived = Genotype.load(tmp_path / "run" / "arch.json")
+    target, hand = budget * 0.95, table_from_dict(hand_table())
+    assert derived.extra["depth_choice"] == "budget"
+    assert predict_latency_ms(hand, derived, 1, 64) <= target
+    if budget == 1000.0:
+        assert derived.num_cells == 3  # max_cells here
+    elif derived.num_cells < 3:
+        deeper = dataclasses.replace(derived, num_cells=derived.num_cells + 1)
+        assert predict_latency_ms(hand, deeper, 1, 64) > target
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["--set", "depth_choice=budget"], "needs a latency budget"),
+    (["--latency-budget", "50", "--set", "depth_choice=widest"], "expected logits or budget"),
+])
+def test_depth_choice_is_checked(prepared, tiny_glue, tmp_path, run_cli, sets, message):
+    code, _, err = run_cli(*search_args(prepared, tiny_glue, tmp_path / "run", *sets))
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "depth_choice" in err and message in err, err
+
+
 def test_search_refuses_an_unreachable_budget_before_searching(prepared, tiny_glue, tmp_path, run_cli):
     table = write_table(tmp_path / "table.json")
     code, _, err = run_cli(*search_args(prepared, tiny_glue, tmp_path / "run", "--latency-table", table, "--latency-budget", "5"))
