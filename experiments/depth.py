@@ -122,7 +122,7 @@ def write_report(path: Path, args, teacher: dict, records: dict, latency: dict, 
     lines = [
         f"# Depth of the searched cell on {args.task} (MiniLM teacher)",
         "",
-        f"Command: `python experiments/depth.py {' '.join(sys.argv[1:])}`".replace("  ", " ") + "  ",
+        f"Command: `{' '.join(['python experiments/depth.py', *sys.argv[1:]])}`  ",
         f"Machine: {machine()}  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
         "",
