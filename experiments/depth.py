@@ -1,7 +1,7 @@
 """How far depth closes the gap to the teacher: the searched SST-2 cell stacked K times.
 
 Usage: python experiments/depth.py [--task sst2] [--depths 1,2,4,8] [--epochs 3] [--runs runs/depth]
-                                   [--no-budgeted-search]
+                                   [--no-budgeted-search] [--random 5]
 
 The search of experiments/adabert.py settles on K=1 (its efficiency term pulls the depth down),
 and that student ends 9 points below the teacher. This experiment keeps the searched cell, sets
@@ -13,7 +13,9 @@ meets the latency target (at least 5x faster than the teacher at batch 32).
 It then runs the search the way a user with that latency target would: `nas search
 --latency-budget B --set latency_batch_size=32 --set depth_choice=budget`, B being the
 teacher's batch-32 latency (timed here first) over 5, on the same rows and epochs as
-experiments/adabert.py's search, and trains its student like the stacked ones.
+experiments/adabert.py's search, and trains its student like the stacked ones. Its cell is then
+set against `--random` random cells of the same depth and similar FLOPs, all trained the same
+way as experiments/adabert.py's sanity check (from scratch, its subset and epochs).
 
 Needs experiments/teacher.py's teacher and experiments/adabert.py's search and knowledge.
 Finished runs are skipped, so the script resumes. Writes experiments/results/depth.md.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -68,6 +71,29 @@ def budgeted_search(args, teacher: Path, knowledge: Path, data: list, runs: Path
     return f"budgeted search, K={Genotype.load(search / 'arch.json').num_cells}", out
 
 
+def random_check(args, teacher: Path, knowledge: Path, data: list, runs: Path) -> dict:
+    """The budgeted search's cell and random cells of its depth and FLOPs: name -> (score, FLOPs, genotype)."""
+    from adabert import SETTINGS, random_genotypes
+    from searchspace.genotype import Genotype
+
+    searched = runs / "budget_search" / "arch.json"
+    candidates = {"searched": searched}
+    for i, genotype in enumerate(random_genotypes(Genotype.load(searched), args.random)):
+        path = runs / "random" / f"arch_{i}.json"
+        if not path.is_file():
+            genotype.save(path)
+        candidates[f"random_{i}"] = path
+    scores = {}
+    for name, arch in candidates.items():
+        out = runs / "sanity" / name
+        if not (out / "metrics.json").is_file():
+            nas("finetune", "--task", args.task, *data, "--teacher", teacher, "--knowledge", knowledge, "--arch", arch,
+                "--out", out, "--set", "init=scratch", "--set", "latency_repeats=3", *SETTINGS[args.task]["random"])
+        record = json.loads((out / "metrics.json").read_text())
+        scores[name] = (record["metrics"][record["primary_metric"]], record["student"]["flops"], record["genotype"])
+    return scores
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="sst2")
@@ -79,6 +105,7 @@ def main() -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--no-budgeted-search", dest="budgeted_search", action="store_false",
                         help="skip the search under the latency target's budget")
+    parser.add_argument("--random", type=int, default=5, help="random cells set against the budgeted search's cell")
     parser.add_argument("--results", default=str(ROOT / "experiments/results/depth.md"))
     args = parser.parse_args()
 
@@ -101,6 +128,7 @@ def main() -> int:
     if args.budgeted_search:
         name, folder = budgeted_search(args, teacher, knowledge, data, runs)
         folders[name] = folder
+    sanity = random_check(args, teacher, knowledge, data, runs) if args.budgeted_search and args.random else {}
     latency = measure_side_by_side(args.task, teacher, folders, args.data_dir)
     records = {name: json.loads((folder / "metrics.json").read_text()) for name, folder in folders.items()}
     budget = None
@@ -108,11 +136,12 @@ def main() -> int:
         from searchspace.genotype import Genotype
 
         budget = {**json.loads((runs / "budget.json").read_text()), "arch": Genotype.load(runs / "budget_search" / "arch.json")}
-    write_report(Path(args.results), args, json.loads((teacher / "metrics.json").read_text()), records, latency, budget)
+    write_report(Path(args.results), args, json.loads((teacher / "metrics.json").read_text()), records, latency, budget, sanity)
     return 0
 
 
-def write_report(path: Path, args, teacher: dict, records: dict, latency: dict, budget: dict | None) -> None:
+def write_report(path: Path, args, teacher: dict, records: dict, latency: dict, budget: dict | None,
+                 sanity: dict) -> None:
     from nas import atomic
     from nas.run_info import machine
 
@@ -159,6 +188,22 @@ def write_report(path: Path, args, teacher: dict, records: dict, latency: dict, 
             f"(depth logits argmax: K={arch.depth_logits.index(max(arch.depth_logits)) + 1}).",
             "",
         ]
+    randoms = [score for name, (score, _, _) in sanity.items() if name != "searched"]
+    if randoms:
+        from adabert import SETTINGS
+
+        lines += [
+            f"Sanity check (`nas finetune --set init=scratch {' '.join(SETTINGS[args.task]['random'])}`): the budgeted "
+            f"search's cell {sanity['searched'][0]:.4f} vs {len(randoms)} random cells of its depth and similar FLOPs: "
+            f"mean {statistics.mean(randoms):.4f}, std {statistics.pstdev(randoms):.4f}, min {min(randoms):.4f}, "
+            f"max {max(randoms):.4f}.",
+            "",
+            f"| cell | dev {metric} | FLOPs | genotype |",
+            "| --- | --- | --- | --- |",
+        ]
+        for name, (score, flops, genotype) in sanity.items():
+            lines.append(f"| {name} | {score:.4f} | {flops:,} | `{genotype.replace('|', chr(92) + '|')}` |")
+        lines.append("")
     if meets:
         score, name, gap = max(meets)
         verdict = "meets" if gap <= GAP_TARGET else "misses"
