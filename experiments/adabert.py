@@ -71,6 +71,28 @@ def random_genotypes(reference, count: int, seed: int = 0, tolerance: float = 0.
     return found
 
 
+def sanity_check(task: str, searched: Path, runs: Path, with_knowledge: list, count: int) -> dict:
+    """The searched cell against `count` random cells of its depth and similar FLOPs, all trained the
+    same way (from scratch, SETTINGS[task]["random"]): name -> (dev metrics, FLOPs, genotype text)."""
+    from searchspace.genotype import Genotype
+
+    candidates = {"searched": searched}
+    for i, genotype in enumerate(random_genotypes(Genotype.load(searched), count)):
+        path = runs / "random" / f"arch_{i}.json"
+        if not path.is_file():
+            genotype.save(path)
+        candidates[f"random_{i}"] = path
+    results = {}
+    for name, arch in candidates.items():
+        out = runs / "sanity" / name
+        if not (out / "metrics.json").is_file():
+            nas("finetune", *with_knowledge, "--arch", arch, "--out", out, "--set", "init=scratch",
+                "--set", "latency_repeats=3", *SETTINGS[task]["random"])
+        metrics = json.loads((out / "metrics.json").read_text())
+        results[name] = (metrics["metrics"], metrics["student"]["flops"], metrics["genotype"])
+    return results
+
+
 def measure_models(task_name: str, teacher_dir: Path, student_dir: Path, data_dir) -> dict:
     """Params, FLOPs and latency (batch 1, 32) of student, teacher and a random BERT-base, in this one process."""
     import torch
@@ -142,23 +164,9 @@ def main() -> int:
             nas("finetune", *with_knowledge, "--arch", search / "arch.json", "--out", student, *SETTINGS[task]["finetune"])
             timings["finetune"] = time.perf_counter() - started
 
-        # Sanity check: the searched cell against random cells of similar FLOPs, all trained the same way.
         reference = Genotype.load(search / "arch.json")
-        sanity = {}
         checked = task in args.sanity_tasks.split(",")
-        candidates = {"searched": search / "arch.json"} if checked else {}
-        for i, genotype in enumerate(random_genotypes(reference, args.random) if checked else []):
-            path = runs / "random" / f"arch_{i}.json"
-            if not path.is_file():
-                genotype.save(path)
-            candidates[f"random_{i}"] = path
-        for name, arch in candidates.items():
-            out = runs / "sanity" / name
-            if not (out / "metrics.json").is_file():
-                nas("finetune", *with_knowledge, "--arch", arch, "--out", out, "--set", "init=scratch",
-                    "--set", "latency_repeats=3", *SETTINGS[task]["random"])
-            metrics = json.loads((out / "metrics.json").read_text())
-            sanity[name] = (metrics["metrics"], metrics["student"]["flops"], metrics["genotype"])
+        sanity = sanity_check(task, search / "arch.json", runs, with_knowledge, args.random) if checked else {}
 
         measured = measure_models(task, teacher, student, args.data_dir)
         report[task] = {
@@ -173,6 +181,7 @@ def main() -> int:
 
 
 def write_report(path: Path, report: dict, argv: str) -> None:
+    from nas.markdown import markdown_cell
     from nas.run_info import machine
 
     lines = [
@@ -242,8 +251,7 @@ def write_report(path: Path, report: dict, argv: str) -> None:
             "| --- | --- | --- | --- |",
         ]
         for name, (metrics, flops, genotype) in r["sanity"].items():
-            cell = str(genotype).replace("|", "\\|")  # a genotype's `|` would end the Markdown cell
-            lines.append(f"| {name} | {metrics[metric]:.4f} | {flops:,} | `{cell}` |")
+            lines.append(f"| {name} | {metrics[metric]:.4f} | {flops:,} | `{markdown_cell(str(genotype))}` |")
     lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))

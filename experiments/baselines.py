@@ -144,11 +144,6 @@ def _relative(text: str) -> str:
     return text.replace(str(ROOT) + "/", "")
 
 
-def _cell(text: str) -> str:
-    """Text inside a Markdown table cell: a genotype's `|` would end the cell."""
-    return text.replace("|", "\\|")
-
-
 def _others(metrics: dict, primary: str) -> str:
     return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if name != primary)
 
@@ -157,6 +152,7 @@ def write_report(path: Path, report: dict, argv: str, epochs: int) -> None:
     import torch
 
     from nas import atomic
+    from nas.markdown import markdown_cell
     from nas.run_info import machine
 
     lines = [
@@ -197,7 +193,7 @@ def write_report(path: Path, report: dict, argv: str, epochs: int) -> None:
             score = m["metrics"][metric]
             student = m["student"]
             b1, b32 = lat[run]["batch_1_ms"], lat[run]["batch_32_ms"]
-            spec = _cell(_relative(m.get("student_spec") or m.get("genotype", "")))
+            spec = markdown_cell(_relative(m.get("student_spec") or m.get("genotype", "")))
             lines.append(
                 f"| {run} | `{spec}` | {score:.4f} | {score - teacher_score:+.4f} | {_others(m['metrics'], metric)} | {student['params']:,} | "
                 f"{student['flops']:,} | {b1:.2f} | {b32:.2f} | {lat['teacher']['batch_1_ms'] / b1:.1f} | "

@@ -33,7 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from baselines import measure_side_by_side, nas  # noqa: E402  (experiments/ is this script's folder)
+from adabert import SETTINGS, sanity_check  # noqa: E402  (experiments/ is this script's folder)
+from baselines import measure_side_by_side, nas  # noqa: E402
 
 SPEED_TARGET = 5.0  # issue 3: at least 5x faster than the MiniLM teacher at batch 32
 GAP_TARGET = 2.0  # issue 3: within 2 points of the teacher
@@ -49,9 +50,9 @@ def stacked(reference: Path, depth: int, path: Path) -> Path:
     return path
 
 
-def budgeted_search(args, teacher: Path, knowledge: Path, data: list, runs: Path) -> tuple[str, Path]:
-    """Search under the latency target's budget with depth_choice=budget; finetune its student."""
-    from adabert import SETTINGS
+def budgeted_search(args, teacher: Path, common: list, runs: Path) -> tuple[str, Path, dict]:
+    """Search under the latency target's budget with depth_choice=budget and finetune its student;
+    returns the student's name and folder, and the budget with the derived genotype."""
     from searchspace.genotype import Genotype
 
     search, out, budget_file = runs / "budget_search", runs / "budget_student", runs / "budget.json"
@@ -59,39 +60,16 @@ def budgeted_search(args, teacher: Path, knowledge: Path, data: list, runs: Path
         teacher_ms = measure_side_by_side(args.task, teacher, {}, args.data_dir)["teacher"]["batch_32_ms"]
         budget_file.parent.mkdir(parents=True, exist_ok=True)
         budget_file.write_text(json.dumps({"teacher_batch_32_ms": teacher_ms, "budget_ms": round(teacher_ms / SPEED_TARGET, 3)}))
-    budget = json.loads(budget_file.read_text())["budget_ms"]
-    common = ["--task", args.task, *data, "--teacher", teacher, "--knowledge", knowledge]
+    budget = json.loads(budget_file.read_text())
     if not (search / "arch.json").is_file():
         resume = ["--resume"] if (search / "checkpoint.pt").is_file() else []
-        nas("search", *common, "--out", search, *SETTINGS[args.task]["search"], "--latency-budget", budget,
+        nas("search", *common, "--out", search, *SETTINGS[args.task]["search"], "--latency-budget", budget["budget_ms"],
             "--set", "latency_batch_size=32", "--set", "depth_choice=budget", *resume)
     if not (out / "metrics.json").is_file():
         nas("finetune", *common, "--arch", search / "arch.json", "--out", out, "--epochs", args.epochs,
             "--set", "init=scratch", "--set", "latency_repeats=3")
-    return f"budgeted search, K={Genotype.load(search / 'arch.json').num_cells}", out
-
-
-def random_check(args, teacher: Path, knowledge: Path, data: list, runs: Path) -> dict:
-    """The budgeted search's cell and random cells of its depth and FLOPs: name -> (score, FLOPs, genotype)."""
-    from adabert import SETTINGS, random_genotypes
-    from searchspace.genotype import Genotype
-
-    searched = runs / "budget_search" / "arch.json"
-    candidates = {"searched": searched}
-    for i, genotype in enumerate(random_genotypes(Genotype.load(searched), args.random)):
-        path = runs / "random" / f"arch_{i}.json"
-        if not path.is_file():
-            genotype.save(path)
-        candidates[f"random_{i}"] = path
-    scores = {}
-    for name, arch in candidates.items():
-        out = runs / "sanity" / name
-        if not (out / "metrics.json").is_file():
-            nas("finetune", "--task", args.task, *data, "--teacher", teacher, "--knowledge", knowledge, "--arch", arch,
-                "--out", out, "--set", "init=scratch", "--set", "latency_repeats=3", *SETTINGS[args.task]["random"])
-        record = json.loads((out / "metrics.json").read_text())
-        scores[name] = (record["metrics"][record["primary_metric"]], record["student"]["flops"], record["genotype"])
-    return scores
+    arch = Genotype.load(search / "arch.json")
+    return f"budgeted search, K={arch.num_cells}", out, {**budget, "arch": arch}
 
 
 def main() -> int:
@@ -116,26 +94,23 @@ def main() -> int:
         if not needed.is_file():
             raise SystemExit(f"{needed} is missing: run python experiments/{script} first")
     data = ["--data-dir", args.data_dir] if args.data_dir else []
+    common = ["--task", args.task, *data, "--teacher", teacher, "--knowledge", knowledge]
     runs = Path(args.runs) / args.task
     folders = {}
     for depth in map(int, args.depths.split(",")):
         out = runs / f"k{depth}"
         if not (out / "metrics.json").is_file():
             arch = stacked(reference, depth, runs / f"arch_k{depth}.json")
-            nas("finetune", "--task", args.task, *data, "--teacher", teacher, "--knowledge", knowledge, "--arch", arch,
-                "--out", out, "--epochs", args.epochs, "--set", "init=scratch", "--set", "latency_repeats=3")
+            nas("finetune", *common, "--arch", arch, "--out", out, "--epochs", args.epochs, "--set", "init=scratch", "--set", "latency_repeats=3")
         folders[f"K={depth}"] = out
+    budget, sanity = None, {}
     if args.budgeted_search:
-        name, folder = budgeted_search(args, teacher, knowledge, data, runs)
+        name, folder, budget = budgeted_search(args, teacher, common, runs)
         folders[name] = folder
-    sanity = random_check(args, teacher, knowledge, data, runs) if args.budgeted_search and args.random else {}
+        if args.random:
+            sanity = sanity_check(args.task, runs / "budget_search" / "arch.json", runs, common, args.random)
     latency = measure_side_by_side(args.task, teacher, folders, args.data_dir)
     records = {name: json.loads((folder / "metrics.json").read_text()) for name, folder in folders.items()}
-    budget = None
-    if args.budgeted_search and (runs / "budget.json").is_file():
-        from searchspace.genotype import Genotype
-
-        budget = {**json.loads((runs / "budget.json").read_text()), "arch": Genotype.load(runs / "budget_search" / "arch.json")}
     write_report(Path(args.results), args, json.loads((teacher / "metrics.json").read_text()), records, latency, budget, sanity)
     return 0
 
@@ -143,6 +118,7 @@ def main() -> int:
 def write_report(path: Path, args, teacher: dict, records: dict, latency: dict, budget: dict | None,
                  sanity: dict) -> None:
     from nas import atomic
+    from nas.markdown import markdown_cell
     from nas.run_info import machine
 
     metric = next(iter(records.values()))["primary_metric"]
@@ -184,25 +160,24 @@ def write_report(path: Path, args, teacher: dict, records: dict, latency: dict, 
         lines += [
             f"Budgeted search: the teacher took {budget['teacher_batch_32_ms']:.1f} ms at batch 32 when timed before the "
             f"search, so the budget was {budget['budget_ms']:g} ms at batch 32, length 64; the search derived "
-            f"`{str(arch).replace('|', chr(92) + '|')}`, predicted at {arch.costs['predicted_latency_ms']:.2f} ms "
+            f"`{markdown_cell(str(arch))}`, predicted at {arch.costs['predicted_latency_ms']:.2f} ms "
             f"(depth logits argmax: K={arch.depth_logits.index(max(arch.depth_logits)) + 1}).",
             "",
         ]
-    randoms = [score for name, (score, _, _) in sanity.items() if name != "searched"]
+    scores = {name: metrics[metric] for name, (metrics, _, _) in sanity.items()}
+    randoms = [score for name, score in scores.items() if name != "searched"]
     if randoms:
-        from adabert import SETTINGS
-
         lines += [
             f"Sanity check (`nas finetune --set init=scratch {' '.join(SETTINGS[args.task]['random'])}`): the budgeted "
-            f"search's cell {sanity['searched'][0]:.4f} vs {len(randoms)} random cells of its depth and similar FLOPs: "
+            f"search's cell {scores['searched']:.4f} vs {len(randoms)} random cells of its depth and similar FLOPs: "
             f"mean {statistics.mean(randoms):.4f}, std {statistics.pstdev(randoms):.4f}, min {min(randoms):.4f}, "
             f"max {max(randoms):.4f}.",
             "",
             f"| cell | dev {metric} | FLOPs | genotype |",
             "| --- | --- | --- | --- |",
         ]
-        for name, (score, flops, genotype) in sanity.items():
-            lines.append(f"| {name} | {score:.4f} | {flops:,} | `{genotype.replace('|', chr(92) + '|')}` |")
+        for name, (_, flops, genotype) in sanity.items():
+            lines.append(f"| {name} | {scores[name]:.4f} | {flops:,} | `{markdown_cell(genotype)}` |")
         lines.append("")
     if meets:
         score, name, gap = max(meets)

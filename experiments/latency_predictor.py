@@ -30,6 +30,7 @@ from nas.costs import dummy_inputs  # noqa: E402
 from nas.latency import compare_latency  # noqa: E402
 from nas.latency_measure import VOCAB_SIZE, LatencyTableConfig, build_latency_table  # noqa: E402
 from nas.latency_table import cpu_model, predict_latency_ms, save_latency_table  # noqa: E402
+from nas.markdown import markdown_cell  # noqa: E402
 from nas.models import quiet_transformers  # noqa: E402
 from nas.run_info import machine  # noqa: E402
 from searchspace.random_arch import random_genotypes  # noqa: E402
@@ -157,8 +158,7 @@ def main() -> int:
     lines += ["## Per genotype", "", header, "| --- " * (3 + len(lengths) * len(batches)) + "|"]
     for i, (genotype, pair) in enumerate(zip(genotypes, pairs)):
         cells = [f"{rows[(i, b, t)][0]:.2f} / {rows[(i, b, t)][1]:.2f} ({error[(i, b, t)]:+.0%})" for t in lengths for b in batches]
-        shown = str(genotype).replace("|", "\\|")  # a bare | would end the table cell, even in code
-        lines.append(f"| {i} | `{shown}` | {'yes' if pair else 'no'} | " + " | ".join(cells) + " |")
+        lines.append(f"| {i} | `{markdown_cell(str(genotype))}` | {'yes' if pair else 'no'} | " + " | ".join(cells) + " |")
 
     lines += ["", "## The table at length 64", "",
               "| part (ms) | " + " | ".join(f"batch {b}" for b in batches) + " |", "| --- " * (1 + len(batches)) + "|"]

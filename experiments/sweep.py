@@ -38,11 +38,6 @@ TASK = "sst2"
 SPACE = ["--set", "hidden_sizes=64,128", "--set", "max_cells_choices=4,8", "--set", "finetune_epochs=1"]
 
 
-
-def _markdown_cell(text: str) -> str:
-    """A genotype's `|` would end a Markdown table cell."""
-    return text.replace("|", "\\|")
-
 def nas_sweep(args, baselines: Path | None) -> list[str]:
     """The `nas sweep` command line (without the interpreter)."""
     runs = Path(args.runs) / TASK
@@ -155,6 +150,7 @@ def main() -> int:
 def write_report(path: Path, args, command, study, rows, retimed, states, baselines, seq_len, seconds) -> None:
     from optuna.trial import TrialState
 
+    from nas.markdown import markdown_cell
     from nas.pareto import pareto_front
     from nas.run_info import machine
 
@@ -195,7 +191,7 @@ def write_report(path: Path, args, command, study, rows, retimed, states, baseli
             f"| {r['trial']} | {'yes' if i in front else ''} | {r['metric']:.4f} | {r['budget_ms']:g} | {r['predicted_ms']:.3f} "
             f"| {r['latency_ms']:.3f} | {again:.3f} | {'yes' if again <= r['budget_ms'] else '**no**'} | {r['params']:,} "
             f"| {r['flops']:,} | {r['beta']:.3g} | {r['gamma']:.3g} | {r['tau_start']:.3g} | {r['hidden_size']} "
-            f"| {r['max_cells']} | `{_markdown_cell(r['genotype_text'])}` |")
+            f"| {r['max_cells']} | `{markdown_cell(r['genotype_text'])}` |")
     if baselines:
         shown = Path(args.baselines).resolve()
         shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown

@@ -20,17 +20,13 @@ from pathlib import Path
 
 from nas import atomic
 from nas.errors import UserError
+from nas.markdown import markdown_cell
 from nas.pareto import pareto_front
 from nas.sweep_storage import SURPLUS
 
 SETTING_COLUMNS = ("beta", "gamma", "tau_start", "arch_lr", "hidden_size", "max_cells")
 MAX_DRAWN_TRIALS = 4  # op-probability rows and cells drawn: the Pareto trials, best metric first
 
-
-
-def _markdown_cell(text: str) -> str:
-    """A genotype's `|` would end a Markdown table cell."""
-    return text.replace("|", "\\|")
 
 def load_baselines(path) -> list[dict]:
     """A JSON list of {"name", "latency_ms", "metric"} (extra keys are ignored), checked entry by entry."""
@@ -148,7 +144,7 @@ def pareto_markdown(study, rows, front, metric_name, batch_size, budgets) -> str
         lines.append(
             f"| {r['trial']} | {r['metric']:.4f} | {r['latency_ms']:.3f} | {r['predicted_ms']:.3f} | {r['budget_ms']:g} "
             f"| {r['params']:,} | {r['flops']:,} | {_number(r['beta'])} | {_number(r['gamma'])} | {_number(r['tau_start'])} "
-            f"| {_number(r['arch_lr'])} | {r['hidden_size']} | {r['max_cells']} | `{_markdown_cell(r['genotype_text'])}` |")
+            f"| {_number(r['arch_lr'])} | {r['hidden_size']} | {r['max_cells']} | `{markdown_cell(r['genotype_text'])}` |")
     if not front:
         lines.append("| (no trial finished yet) | | | | | | | | | | | | | |")
     return "\n".join(lines) + "\n"
