@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from nas.atomic import write_bytes
 from nas.errors import UserError, where
+from nas.safe_files import parse_json, read_text, shorten
 
 # The op vocabulary of `ops.OP_NAMES`, copied so that reading an arch.json needs no torch
 # modules; a test keeps the two equal.
@@ -38,6 +39,12 @@ NUM_NODES = 3  # intermediate nodes 2, 3, 4
 IN_EDGES = 2  # kept in-edges per intermediate node
 NUM_SEARCH_EDGES = sum(NUM_INPUTS + i for i in range(NUM_NODES))  # 2 + 3 + 4 = 9
 DEFAULT_MAX_CELLS = 8
+# Upper bounds, so that what validates also compiles (README, "arch.json"): a student is a
+# compression of a BERT-family teacher, and the largest of those, BERT-large, is 1024 wide and
+# 24 layers deep; a student wider or deeper than that would be bigger than its teacher, and an
+# absurd size (hidden_size 10**30, a million cells) would fail only when the weights are built.
+MAX_HIDDEN_SIZE = 1024
+MAX_CELLS = 24
 
 REQUIRED_KEYS = ("schema_version", "num_cells", "hidden_size", "cell")
 JSON_KEYS = REQUIRED_KEYS + ("ops", "max_cells", "op_logits", "depth_logits",
@@ -135,11 +142,8 @@ class Genotype:
     @classmethod
     def from_json(cls, text: str, source: str = "arch.json") -> Genotype:
         try:
-            try:
-                data = json.loads(text, object_pairs_hook=_reject_duplicates)
-            except json.JSONDecodeError as e:
-                raise InvalidGenotype(
-                    None, f"not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+            # Bounded parsing (no int-digit limit, nesting, NaN); duplicates name their key.
+            data = parse_json(text, source, object_pairs_hook=_reject_duplicates, non_finite=True)
             if not isinstance(data, dict):
                 raise InvalidGenotype(None, f"the top level must be a JSON object, got {_kind(data)}")
             # The version first: a file from a newer release should say so, not list typos.
@@ -148,7 +152,7 @@ class Genotype:
             _schema_version(data["schema_version"])
             for key in data:
                 if key not in JSON_KEYS:
-                    close = difflib.get_close_matches(key, JSON_KEYS, n=1)
+                    close = difflib.get_close_matches(key, JSON_KEYS, n=1) if len(key) <= 40 else []
                     hint = f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(JSON_KEYS)
                     raise InvalidGenotype(_key(key), f"unknown field ({hint})")
             for key in REQUIRED_KEYS:
@@ -164,18 +168,8 @@ class Genotype:
 
     @classmethod
     def load(cls, path) -> Genotype:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InvalidGenotype(None, "file not found", str(path)) from None
-        except IsADirectoryError:
-            raise InvalidGenotype(None, "is a folder, expected an arch.json file", str(path)) from None
-        except UnicodeDecodeError:
-            raise InvalidGenotype(None, "not UTF-8 text", str(path)) from None
-        except OSError as e:
-            raise InvalidGenotype(None, f"cannot read ({e.strerror})", str(path)) from None
-        return cls.from_json(text, source=str(path))
+        """Read `path` (a regular UTF-8 file of bounded size) and validate it."""
+        return cls.from_json(read_text(path, "arch.json file"), source=str(path))
 
     # ----- compact string -----
 
@@ -238,11 +232,11 @@ def _validated(g: Genotype) -> dict[str, Any]:
     """Check every field of `g` and return them normalised (tuples, Edges, floats, read-only
     mappings). Raises InvalidGenotype naming the first bad field."""
     out = {"schema_version": _schema_version(g.schema_version), "ops": _ops(g.ops)}
-    out["max_cells"] = _int(g.max_cells, "max_cells", low=1)
+    out["max_cells"] = _int(g.max_cells, "max_cells", low=1, high=MAX_CELLS)
     out["num_cells"] = _int(g.num_cells, "num_cells", low=1, high=out["max_cells"])
-    out["hidden_size"] = _int(g.hidden_size, "hidden_size", low=1)
+    out["hidden_size"] = _int(g.hidden_size, "hidden_size", low=1, high=MAX_HIDDEN_SIZE)
     out["cell"] = _cell(g.cell, out["ops"])
-    out["op_logits"] = None if g.op_logits is None else _op_logits(g.op_logits, len(out["ops"]))
+    out["op_logits"] = None if g.op_logits is None else _op_logits(g.op_logits, len(out["ops"]), out["max_cells"])
     out["depth_logits"] = None if g.depth_logits is None else _numbers(
         g.depth_logits, "depth_logits", out["max_cells"], "one per depth 1..max_cells")
     for name in ("costs", "provenance", "extra"):
@@ -266,8 +260,9 @@ def _int(value, name: str, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):  # bool is an int in Python
         raise InvalidGenotype(name, f"expected an integer, got {_kind(value)}")
     if value < low or (high is not None and value > high):
-        allowed = f"{low}..{high}" + (" (max_cells)" if name == "num_cells" else "")
-        raise InvalidGenotype(name, f"{value} is out of range (allowed: "
+        allowed = f"{low}..{high}" + {"num_cells": " (max_cells)", "max_cells": ", BERT-large's depth",
+                                       "hidden_size": ", BERT-large's width"}.get(name, "")
+        raise InvalidGenotype(name, f"{_show(value)} is out of range (allowed: "
                               f"{allowed if high is not None else f'>= {low}'})")
     return value
 
@@ -285,6 +280,11 @@ def _ops(value) -> tuple[str, ...]:
     for i, op in enumerate(ops):
         if not isinstance(op, str) or not _OP_NAME.fullmatch(op):
             raise InvalidGenotype(f"ops[{i}]", f"expected an op name like 'cnn3', got {_kind(op)}")
+        if op not in DEFAULT_OPS:
+            # The compiled student builds its ops from the registry: a name it lacks would pass
+            # here and fail only when the weights are built.
+            raise InvalidGenotype(f"ops[{i}]", f"{_show(op)} is not an op of the registry "
+                                  f"(known: {', '.join(DEFAULT_OPS)})")
         if op in ops[:i]:
             raise InvalidGenotype(f"ops[{i}]", f"op {op!r} is listed twice")
     return tuple(ops)
@@ -333,11 +333,12 @@ def _edge(value, name: str, node: int, ops: tuple[str, ...]) -> Edge:
     return Edge(op, source)
 
 
-def _op_logits(value, n_ops: int) -> tuple[tuple[float, ...], ...]:
+def _op_logits(value, n_ops: int, max_cells: int) -> tuple[tuple[float, ...], ...]:
     rows = _list(value, "op_logits", "a list of rows")
-    if not rows or len(rows) % NUM_SEARCH_EDGES:
+    if not rows or len(rows) % NUM_SEARCH_EDGES or len(rows) > NUM_SEARCH_EDGES * max_cells:
         raise InvalidGenotype("op_logits", f"expected a positive multiple of {NUM_SEARCH_EDGES} "
-                              f"rows (one per search edge, per searched cell), got {len(rows)}")
+                              f"rows (one per search edge, per searched cell), at most "
+                              f"{NUM_SEARCH_EDGES * max_cells} ({NUM_SEARCH_EDGES} x max_cells), got {len(rows)}")
     return tuple(_numbers(row, f"op_logits[{i}]", n_ops, "one per op") for i, row in enumerate(rows))
 
 
@@ -358,7 +359,7 @@ def _freeze(value, name: str):
         for key in value:
             if not isinstance(key, str):
                 raise InvalidGenotype(name, f"keys must be strings, got {_kind(key)}")
-        return MappingProxyType({key: _freeze(value[key], f"{name}.{key}") for key in sorted(value)})
+        return MappingProxyType({key: _freeze(value[key], f"{name}.{_key(key)}") for key in sorted(value)})
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(x, f"{name}[{i}]") for i, x in enumerate(value))
     if isinstance(value, float) and not math.isfinite(value):
@@ -397,12 +398,15 @@ def _kind(value) -> str:
 
 
 def _key(key: str) -> str:
-    """A key as a field name: bare when plain, quoted when it holds odd characters."""
-    return key if re.fullmatch(r"[\w.-]+", key) else _show(key)
+    """A key as a field name: bare when plain and short, else quoted (a long one by its start,
+    so that a 100,000-character key does not make a 100,000-character error line)."""
+    return key if len(key) <= 40 and re.fullmatch(r"[\w.-]+", key) else shorten(key, 40)
 
 
 def _show(value, limit: int = 40) -> str:
     """A short one-line rendering of a user's value (JSON where possible)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"  # str() has a digit limit
     try:
         text = repr(value) if isinstance(value, str) else json.dumps(value)
     except (TypeError, ValueError):

@@ -218,7 +218,7 @@ CASES = [
     ("num_cells_zero", _set("num_cells", 0), "num_cells", "out of range (allowed: 1..8"),
     ("num_cells_above_max", _set("num_cells", 9), "num_cells", "out of range (allowed: 1..8"),
     ("num_cells_null", _set("num_cells", None), "num_cells", "got null"),
-    ("hidden_size_zero", _set("hidden_size", 0), "hidden_size", "out of range (allowed: >= 1)"),
+    ("hidden_size_zero", _set("hidden_size", 0), "hidden_size", "out of range (allowed: 1..1024"),
     ("hidden_size_string", _set("hidden_size", "128"), "hidden_size", "expected an integer"),
     ("max_cells_zero", _set("max_cells", 0), "max_cells", "out of range"),
     ("max_cells_bool", _set("max_cells", False), "max_cells", "boolean"),
@@ -306,7 +306,7 @@ def test_replace_validates():
 def test_load_missing_file_names_it(tmp_path):
     with pytest.raises(UserError) as excinfo:
         Genotype.load(tmp_path / "nope.json")
-    assert_one_line_error(excinfo, f"{tmp_path / 'nope.json'}: ", "file not found")
+    assert_one_line_error(excinfo, f"{tmp_path / 'nope.json'}: ", "no such file")
 
 
 def test_load_a_folder_says_so(tmp_path):
