@@ -11,6 +11,7 @@ import os
 import sys
 
 from nas.errors import UserError
+from nas.safe_files import one_line
 
 COMMANDS = {}  # name -> (help, add_arguments, run)
 
@@ -454,7 +455,8 @@ def main(argv=None) -> int:
     except UserError as error:
         if getattr(args, "debug", False):
             raise
-        print(f"nas {args.command}: error: {error}", file=sys.stderr)
+        # One line, of bounded length, whatever the user's input put into the message.
+        print(one_line(f"nas {args.command}: error: {error}"), file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         if getattr(args, "debug", False):

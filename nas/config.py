@@ -9,7 +9,7 @@ Unknown keys and values of the wrong type are rejected with the key named.
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from nas.errors import UserError
+from nas.safe_files import check_depth, parse_json, read_text, shorten
 
 
 # Sections a settings file may hold, one per command that has settings; `nas run` reads several.
@@ -25,18 +26,49 @@ CONFIG_SECTIONS = frozenset({"teacher", "knowledge", "search", "finetune", "dist
 
 def read_config_file(path) -> dict:
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"--config {path}: no such file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise UserError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {str(error).splitlines()[0]}") from None
+    text = read_text(path, "settings file (YAML or JSON)")  # bounded; a folder or device is refused
+    if path.suffix == ".json":
+        data = parse_json(text, path)
+    else:
+        data = _parse_yaml(text, path)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UserError(f"{path}: the top level must be a mapping of settings")
+    for key, value in data.items():
+        _check_key(key, path)
+        if isinstance(value, dict):
+            for inner in value:
+                _check_key(inner, f"{path}: {_name(key)}")
     return data
+
+
+def _parse_yaml(text: str, path: Path):
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply") from None
+    except (ValueError, OverflowError, TypeError) as error:
+        # A value YAML recognises but cannot build: an integer past Python's digit limit, a
+        # date like 2024-13-45.
+        raise UserError(f"{path}: a value YAML cannot read ({shorten(str(error).splitlines()[0], 80)})") from None
+    check_depth(data, path)
+    return data
+
+
+def _check_key(key, origin) -> None:
+    # YAML keys may be numbers, booleans or null; a setting is always named by text.
+    if not isinstance(key, str):
+        raise UserError(f"{origin}: setting names are text, got the key {_value(key)}")
+
+
+def _name(key: str) -> str:
+    """A setting name for a message, quoted, and cut to its start when long."""
+    return shorten(key, 60)
 
 
 def parse_sets(pairs) -> dict:
@@ -45,7 +77,7 @@ def parse_sets(pairs) -> dict:
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--set {pair!r}: expected key=value")
+            raise UserError(f"--set {shorten(pair)}: expected key=value")
         out[key.strip()] = value.strip()
     return out
 
@@ -65,20 +97,20 @@ def _coerce(value, hint, key: str):
                 return _coerce(value, option, key)
             except UserError as error:
                 errors.append(str(error))
-        raise UserError(errors[0] if errors else f"setting {key!r}: bad value {value!r}")
+        raise UserError(errors[0] if errors else f"setting {_name(key)}: bad value {_value(value)}")
     if origin in (tuple, list):
         (item,) = typing.get_args(hint)[:1] or (str,)
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, (list, tuple)):
-            raise UserError(f"setting {key!r}: expected a list, got {value!r}")
+            raise UserError(f"setting {_name(key)}: expected a list, got {_value(value)}")
         return tuple(_coerce(v, item, key) for v in value)
     if hint is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise UserError(f"setting {key!r}: expected true or false, got {value!r}")
+        raise UserError(f"setting {_name(key)}: expected true or false, got {_value(value)}")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -87,20 +119,27 @@ def _coerce(value, hint, key: str):
                 return int(value)
             except ValueError:
                 pass
-        raise UserError(f"setting {key!r}: expected an integer, got {value!r}")
+        raise UserError(f"setting {_name(key)}: expected an integer, got {_value(value)}")
     if hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
+            except OverflowError:  # an integer beyond any float
+                pass
+        elif isinstance(value, str):
+            try:
+                number = float(value)
             except ValueError:
                 pass
-        raise UserError(f"setting {key!r}: expected a number, got {value!r}")
+        # NaN or infinity would only surface later, as a NaN loss or a loop that never ends.
+        if number is not None and math.isfinite(number):
+            return number
+        raise UserError(f"setting {_name(key)}: expected a finite number, got {_value(value)}")
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise UserError(f"setting {key!r}: expected text, got {value!r}")
+        raise UserError(f"setting {_name(key)}: expected text, got {_value(value)}")
     return value
 
 
@@ -114,7 +153,7 @@ def build(cls, section: str, file=None, flags=None, sets=None):
         sections = {k for k, v in data.items() if isinstance(v, dict)}
         unknown = sections - CONFIG_SECTIONS
         if unknown:
-            raise UserError(f"{file}: unknown section {sorted(unknown)[0]!r} (known: {', '.join(sorted(CONFIG_SECTIONS))})")
+            raise UserError(f"{file}: unknown section {_name(sorted(unknown)[0])} (known: {', '.join(sorted(CONFIG_SECTIONS))})")
         if section in data and isinstance(data[section], dict):
             data = data[section]
         else:
@@ -128,9 +167,21 @@ def build(cls, section: str, file=None, flags=None, sets=None):
         for key, value in data.items():
             name = key.replace("-", "_")
             if name not in fields:
-                raise UserError(f"{origin}: unknown setting {key!r} for {section} (known: {', '.join(sorted(fields))})")
-            values[name] = _coerce(value, hints[name], key)
+                raise UserError(f"{origin}: unknown setting {_name(key)} for {section} (known: {', '.join(sorted(fields))})")
+            try:
+                values[name] = _coerce(value, hints[name], key)
+            except UserError as error:
+                # Name the file a bad value came from (flags and --set name themselves).
+                raise UserError(f"{origin}: {error}" if origin == str(file) else str(error)) from None
     return cls(**values)
+
+
+def _value(value) -> str:
+    """A user's value for a message: repr, cut to its start when long (never str() of a huge int)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:45]}... ({len(text):,} characters)"
 
 
 def as_dict(config) -> dict:

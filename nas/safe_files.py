@@ -37,7 +37,8 @@ DATA_CAP = 2 * 1024 * MiB
 MAX_LINE_BYTES = 1 * MiB
 MAX_INT_DIGITS = 100  # far beyond any count, size or seed; keeps int() away from its digit limit
 MAX_DEPTH = 64  # arch.json nests 3 deep, configs 2; provenance may nest a little more
-MAX_MESSAGE = 300  # characters of an error line, so a hostile key cannot make a screenful
+# Characters of an error line: room for a list of known settings, not for a 100,000-character key.
+MAX_MESSAGE = 1000
 
 
 def shorten(text: str, limit: int = 60) -> str:

@@ -27,6 +27,7 @@ from nas.errors import UserError
 from nas.evaluation import evaluate_splits, task_loss
 from nas.loop import Hooks, LoopState, NonFiniteLoss, linear_warmup_decay, train_loop
 from ops import OPS
+from searchspace.genotype import MAX_CELLS, MAX_HIDDEN_SIZE
 
 CHECKPOINT = "checkpoint.pt"
 BEST_WEIGHTS = "supernet_best.pt"
@@ -98,8 +99,12 @@ class SearchConfig:
             raise UserError(f"setting 'mode': expected hard or soft, got {self.mode!r}")
         if not 0.0 <= self.gamma <= 1.0:
             raise UserError(f"setting 'gamma': expected a value in [0, 1], got {self.gamma}")
-        if self.max_cells < 1:
-            raise UserError(f"setting 'max_cells': expected 1 or more, got {self.max_cells}")
+        # The genotype's own bounds (searchspace/genotype.py), checked before the search rather
+        # than when its arch.json is written at the end.
+        if not 1 <= self.max_cells <= MAX_CELLS:
+            raise UserError(f"setting 'max_cells': expected 1..{MAX_CELLS}, got {self.max_cells}")
+        if not 1 <= self.hidden_size <= MAX_HIDDEN_SIZE:
+            raise UserError(f"setting 'hidden_size': expected 1..{MAX_HIDDEN_SIZE}, got {self.hidden_size}")
         if not 0.0 < self.arch_fraction < 1.0:
             raise UserError(f"setting 'arch_fraction': expected a value in (0, 1), got {self.arch_fraction}")
         if self.tau_floor <= 0 or self.tau_start <= 0:
