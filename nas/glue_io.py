@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import sys
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from nas.errors import UserError
+from nas.safe_files import MAX_LINE_BYTES, check_text, clip, shorten, text_lines
 from nas.tasks import Task
 
-# Some GLUE sentences are long; the csv module's default field limit is 128 KiB.
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+# A field may be as long as the longest line we read (a quoted CSV field may span lines; this
+# bounds it too). GLUE's longest sentences are a few KiB.
+csv.field_size_limit(MAX_LINE_BYTES)
 
 HEADERLESS_COLUMNS = {"cola": 4}
 
@@ -33,12 +35,16 @@ def split_path(task: Task, data_dir: Path | None, split: str) -> Path:
 
 
 def _rows(path: Path, task: Task):
-    """Yield (line number, fields) with the header checked; fields keyed by column name or position."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        quoting = csv.QUOTE_MINIMAL if task.quoted else csv.QUOTE_NONE
-        reader = csv.reader(handle, delimiter=task.delimiter, quoting=quoting)
+    """Yield (line number, fields) with the header checked; fields keyed by column name or position.
+
+    The whole file is checked first (a regular file under the size cap, UTF-8 with or without
+    a byte-order mark, no NUL bytes, no overlong lines), so a quick run that reads only its
+    first rows still refuses a file that is broken further down, with the line named.
+    """
+    check_text(path, "data file")
+    quoting = csv.QUOTE_MINIMAL if task.quoted else csv.QUOTE_NONE
+    reader = csv.reader(text_lines(path, "data file"), delimiter=task.delimiter, quoting=quoting)
+    try:
         header = None
         if task.has_header:
             header = next(reader, None)
@@ -48,7 +54,8 @@ def _rows(path: Path, task: Task):
             wanted = list(task.text_columns) + [task.label_column]
             missing = [name for name in wanted if name not in header]
             if missing:
-                raise UserError(f"{path}:1: header has no column {missing[0]!r} (found: {', '.join(header)})")
+                raise UserError(f"{path}:1: header has no column {shorten(missing[0])} "
+                                f"(found: {clip(', '.join(header), 200)})")
             expected = len(header)
         else:
             expected = HEADERLESS_COLUMNS.get(task.name)
@@ -59,6 +66,8 @@ def _rows(path: Path, task: Task):
             if expected is not None and len(fields) != expected:
                 raise UserError(f"{path}:{line}: expected {expected} columns, found {len(fields)}")
             yield line, (dict(zip(header, fields)) if header else dict(enumerate(fields)))
+    except csv.Error as error:  # a stray carriage return, a field over the limit, a bad quote
+        raise UserError(f"{path}:{reader.line_num}: cannot split into columns ({error})") from None
 
 
 def read_examples(task: Task, data_dir, split: str, limit: int | None = None) -> list[Example]:
@@ -83,16 +92,21 @@ def read_examples(task: Task, data_dir, split: str, limit: int | None = None) ->
 def _parse_label(task: Task, raw: str, path: Path, line: int):
     if task.is_regression:
         try:
-            return float(raw)
+            score = float(raw)
         except ValueError:
-            raise UserError(f"{path}:{line}: label {raw!r} is not a number (task {task.name} is a regression)") from None
+            raise UserError(f"{path}:{line}: label {shorten(raw)} is not a number (task {task.name} is a regression)") from None
+        if not math.isfinite(score):  # nan or inf would surface only as a NaN loss, far from here
+            raise UserError(f"{path}:{line}: label {shorten(raw)} is not a finite number (task {task.name} is a regression)")
+        return score
     if not task.labels:  # a custom task whose label set is inferred after reading train
+        if not raw:
+            raise UserError(f"{path}:{line}: empty label (column {task.label_column!r})")
         return raw
     try:
         return task.labels.index(raw)
     except ValueError:
         raise UserError(
-            f"{path}:{line}: label {raw!r} is not one of the task's labels ({', '.join(task.labels)})"
+            f"{path}:{line}: label {shorten(raw)} is not one of the task's labels ({', '.join(task.labels)})"
         ) from None
 
 

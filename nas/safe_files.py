@@ -50,10 +50,14 @@ def shorten(text: str, limit: int = 60) -> str:
     return f"{repr(text[: max(limit - 30, 8)])[:-1]}...' ({len(text):,} characters)"
 
 
+def clip(text: str, limit: int) -> str:
+    """`text` unquoted, cut to `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
     """A message as one line of at most `limit` characters (the last line of defence for the CLI)."""
-    text = " ".join(str(message).split("\n"))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(" ".join(str(message).splitlines()), limit)
 
 
 def _size(n: int) -> str:
