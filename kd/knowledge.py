@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kd.knowledge_manifest import FORMAT_VERSION, MANIFEST, read_manifest
 from nas import atomic
 from nas.errors import UserError
+from nas.safe_files import DATA_CAP, open_regular, read_json, shorten, show_value, text_lines
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+__all__ = ["FORMAT_VERSION", "MANIFEST", "read_manifest", "Knowledge", "KnowledgeConfig", "build_knowledge"]
 
 
 @dataclass(frozen=True)
@@ -56,16 +57,6 @@ def manifest_key(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
-def read_manifest(folder) -> dict | None:
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-
-
 @dataclass
 class SplitKnowledge:
     logits: np.ndarray  # (N, C), memory-mapped
@@ -87,11 +78,11 @@ class Knowledge:
 
     def __init__(self, folder):
         self.folder = Path(folder)
-        manifest = read_manifest(self.folder)
+        if not self.folder.is_dir():
+            raise UserError(f"{self.folder}: no such folder (a knowledge folder from `nas knowledge`)")
+        manifest = read_manifest(self.folder, strict=True)  # bounded, checked field by field
         if manifest is None:
             raise UserError(f"{self.folder}: not a knowledge folder (no {MANIFEST}; run `nas knowledge` first)")
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise UserError(f"{self.folder}/{MANIFEST}: format_version {manifest.get('format_version')} is not supported")
         self.manifest = manifest
         self._splits: dict[str, SplitKnowledge] = {}
 
@@ -116,9 +107,22 @@ class Knowledge:
         if name not in self._splits:
             if name not in self.manifest["splits"]:
                 raise UserError(f"{self.folder}: no knowledge for split {name!r} (has: {', '.join(self.manifest['splits'])})")
-            load = lambda kind: np.load(self.folder / f"{name}.{kind}.npy", mmap_mode="r")  # noqa: E731
-            self._splits[name] = SplitKnowledge(load("logits"), load("probe_logits"))
+            rows = self.manifest["splits"][name]
+            self._splits[name] = SplitKnowledge(self._array(name, "logits", rows, 2), self._array(name, "probe_logits", rows, 3))
         return self._splits[name]
+
+    def _array(self, split: str, kind: str, rows: int, ndim: int) -> np.ndarray:
+        """One `.npy` array, memory-mapped once it is known to be a regular file of the manifest's shape."""
+        path = self.folder / f"{split}.{kind}.npy"
+        open_regular(path, "knowledge array (.npy)", DATA_CAP).close()
+        try:
+            array = np.load(path, mmap_mode="r")  # allow_pickle stays False: no code runs from the file
+        except (ValueError, OSError, EOFError) as error:
+            raise UserError(f"{path}: not a knowledge array ({shorten(str(error).splitlines()[0], 80)})") from None
+        if array.ndim != ndim or len(array) != rows or array.dtype.kind != "f":
+            raise UserError(f"{path}: expected {rows} rows of floats in {ndim} dimensions (manifest splits), "
+                            f"got shape {array.shape} of {array.dtype}")
+        return array
 
     def augmented_examples(self):
         from nas.glue_io import Example
@@ -126,9 +130,13 @@ class Knowledge:
         path = self.folder / "augmented.tsv"
         if not path.is_file():
             return []
-        with open(path, encoding="utf-8", newline="") as handle:
-            rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+        try:
+            rows = list(csv.reader(text_lines(path, "augmented rows file"), delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+        except csv.Error as error:
+            raise UserError(f"{path}: cannot split into columns ({error})") from None
         logits = self.split("augmented").logits
+        if len(rows) != len(logits) or any(len(row) != 3 for row in rows):
+            raise UserError(f"{path}: expected {len(logits)} rows of 3 columns (row, text_a, text_b)")
         return [
             Example(row[1], row[2] or None, int(np.argmax(logits[i])) if logits.shape[1] > 1 else float(logits[i, 0]))
             for i, row in enumerate(rows)
@@ -245,13 +253,21 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
     return manifest
 
 
+MAX_TEACHER_LENGTH = 8192  # tokens; beyond any BERT-family position table
+
+
 def _teacher_max_length(teacher_dir: Path) -> int | None:
     """The length the teacher was fine-tuned at (from its metrics.json), so its knowledge sees the same text."""
     metrics = teacher_dir / "metrics.json"
-    try:
-        return int(json.loads(metrics.read_text())["max_length"]) if metrics.is_file() else None
-    except (ValueError, KeyError, TypeError):
+    if not metrics.is_file():
         return None
+    value = read_json(metrics, "teacher metrics file")
+    value = value.get("max_length") if isinstance(value, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TEACHER_LENGTH:
+        raise UserError(f"{metrics}: max_length: expected an integer in 1..{MAX_TEACHER_LENGTH}, got {show_value(value)}")
+    return value
 
 
 def _teacher_dev_metrics(task, outputs) -> dict:

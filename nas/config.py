@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from nas.errors import UserError
-from nas.safe_files import check_depth, parse_json, read_text, shorten
+from nas.safe_files import check_depth, parse_json, read_text, shorten, show_value
 
 
 # Sections a settings file may hold, one per command that has settings; `nas run` reads several.
@@ -63,7 +63,7 @@ def _parse_yaml(text: str, path: Path):
 def _check_key(key, origin) -> None:
     # YAML keys may be numbers, booleans or null; a setting is always named by text.
     if not isinstance(key, str):
-        raise UserError(f"{origin}: setting names are text, got the key {_value(key)}")
+        raise UserError(f"{origin}: setting names are text, got the key {show_value(key)}")
 
 
 def _name(key: str) -> str:
@@ -97,20 +97,20 @@ def _coerce(value, hint, key: str):
                 return _coerce(value, option, key)
             except UserError as error:
                 errors.append(str(error))
-        raise UserError(errors[0] if errors else f"setting {_name(key)}: bad value {_value(value)}")
+        raise UserError(errors[0] if errors else f"setting {_name(key)}: bad value {show_value(value)}")
     if origin in (tuple, list):
         (item,) = typing.get_args(hint)[:1] or (str,)
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, (list, tuple)):
-            raise UserError(f"setting {_name(key)}: expected a list, got {_value(value)}")
+            raise UserError(f"setting {_name(key)}: expected a list, got {show_value(value)}")
         return tuple(_coerce(v, item, key) for v in value)
     if hint is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise UserError(f"setting {_name(key)}: expected true or false, got {_value(value)}")
+        raise UserError(f"setting {_name(key)}: expected true or false, got {show_value(value)}")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -119,7 +119,7 @@ def _coerce(value, hint, key: str):
                 return int(value)
             except ValueError:
                 pass
-        raise UserError(f"setting {_name(key)}: expected an integer, got {_value(value)}")
+        raise UserError(f"setting {_name(key)}: expected an integer, got {show_value(value)}")
     if hint is float:
         number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -135,11 +135,11 @@ def _coerce(value, hint, key: str):
         # NaN or infinity would only surface later, as a NaN loss or a loop that never ends.
         if number is not None and math.isfinite(number):
             return number
-        raise UserError(f"setting {_name(key)}: expected a finite number, got {_value(value)}")
+        raise UserError(f"setting {_name(key)}: expected a finite number, got {show_value(value)}")
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise UserError(f"setting {_name(key)}: expected text, got {_value(value)}")
+        raise UserError(f"setting {_name(key)}: expected text, got {show_value(value)}")
     return value
 
 
@@ -174,14 +174,6 @@ def build(cls, section: str, file=None, flags=None, sets=None):
                 # Name the file a bad value came from (flags and --set name themselves).
                 raise UserError(f"{origin}: {error}" if origin == str(file) else str(error)) from None
     return cls(**values)
-
-
-def _value(value) -> str:
-    """A user's value for a message: repr, cut to its start when long (never str() of a huge int)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
-        return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:45]}... ({len(text):,} characters)"
 
 
 def as_dict(config) -> dict:

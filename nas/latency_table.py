@@ -24,7 +24,6 @@ interpolated linearly (every part is close to linear in T), never extrapolated.
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any, Mapping
 
 from nas import atomic
 from nas.errors import UserError
+from nas.safe_files import key_name, read_json, show_value
 
 SCHEMA_VERSION = 1
 KIND = "adabert-latency-table"
@@ -187,17 +187,9 @@ def load_latency_table(path) -> LatencyTable:
     """Read and check a table; every problem is one UserError line naming the file and field."""
     path = Path(path)
     source = str(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{source}: latency table not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{source}: is a folder, expected a latency table (JSON)") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{source}: not a JSON latency table ({str(error).splitlines()[0]})") from None
-    except OSError as error:
-        raise UserError(f"{source}: cannot read ({error.strerror})") from None
-    return table_from_dict(data, source)
+    if not path.exists():
+        raise UserError(f"{source}: latency table not found")
+    return table_from_dict(read_json(path, "latency table (JSON)"), source)
 
 
 def table_from_dict(data, source: str = "latency table") -> LatencyTable:
@@ -207,15 +199,18 @@ def table_from_dict(data, source: str = "latency table") -> LatencyTable:
     if not isinstance(data, dict):
         fail("top level", "expected a JSON object")
     if data.get("kind") != KIND:
-        fail("kind", f"expected {KIND!r}, got {data.get('kind')!r}; is this a latency table?")
+        fail("kind", f"expected {KIND!r}, got {show_value(data.get('kind'))}; is this a latency table?")
     if data.get("schema_version") != SCHEMA_VERSION:
-        fail("schema_version", f"expected {SCHEMA_VERSION}, got {data.get('schema_version')!r}")
+        fail("schema_version", f"expected {SCHEMA_VERSION}, got {show_value(data.get('schema_version'))}")
     hidden = data.get("hidden_size")
     if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-        fail("hidden_size", f"expected a positive integer, got {hidden!r}")
+        fail("hidden_size", f"expected a positive integer, got {show_value(hidden)}")
     device = data.get("device")
     if not isinstance(device, dict) or device.get("type") not in ("cpu", "cuda"):
         fail("device.type", "expected 'cpu' or 'cuda'")
+    method = data.get("method")
+    if method is not None and not isinstance(method, dict):
+        fail("method", "expected an object")
     entries_data = data.get("entries")
     if not isinstance(entries_data, list) or not entries_data:
         fail("entries", "expected a non-empty list")
@@ -231,24 +226,24 @@ def table_from_dict(data, source: str = "latency table") -> LatencyTable:
         ops = item.get("ops_ms")
         if not isinstance(ops, dict) or not ops:
             fail(f"{name}.ops_ms", "expected an object of op name -> milliseconds")
-        ops = {op: _ms(ms, f"{name}.ops_ms.{op}", fail) for op, ms in ops.items()}
+        ops = {op: _ms(ms, f"{name}.ops_ms.{key_name(op)}", fail) for op, ms in ops.items()}
         if entries and set(ops) != set(next(iter(entries.values())).ops_ms):
             fail(f"{name}.ops_ms", "holds other ops than entries[0]")
         entries[key] = LatencyEntry(**times, ops_ms=MappingProxyType(ops))
     return LatencyTable(
         hidden_size=hidden, device=MappingProxyType(dict(device)), torch_version=str(data.get("torch", "")),
-        method=MappingProxyType(dict(data.get("method") or {})), created=str(data.get("created", "")),
+        method=MappingProxyType(dict(method or {})), created=str(data.get("created", "")),
         entries=MappingProxyType(entries), source=source,
     )
 
 
 def _count(value, name, fail) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        fail(name, f"expected a positive integer, got {value!r}")
+        fail(name, f"expected a positive integer, got {show_value(value)}")
     return value
 
 
 def _ms(value, name, fail) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        fail(name, f"expected milliseconds (a number >= 0), got {value!r}")
+        fail(name, f"expected milliseconds (a number >= 0), got {show_value(value)}")
     return float(value)

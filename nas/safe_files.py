@@ -50,6 +50,22 @@ def shorten(text: str, limit: int = 60) -> str:
     return f"{repr(text[: max(limit - 30, 8)])[:-1]}...' ({len(text):,} characters)"
 
 
+def show_value(value, limit: int = 60) -> str:
+    """A user's value for a message: its repr, cut to its start when long (and never str() of a
+    huge integer, which Python refuses past 4300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: max(limit - 25, 8)]}... ({len(text):,} characters)"
+
+
+def key_name(key, limit: int = 40) -> str:
+    """A key as part of a field name: bare when plain and short, else quoted (a long one by its
+    start, so that a 100,000-character key does not make a 100,000-character error line)."""
+    key = str(key)
+    return key if len(key) <= limit and re.fullmatch(r"[\w.-]+", key) else shorten(key, limit)
+
+
 def clip(text: str, limit: int) -> str:
     """`text` unquoted, cut to `limit` characters."""
     return text if len(text) <= limit else text[: limit - 3] + "..."

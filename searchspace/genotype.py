@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from nas.atomic import write_bytes
 from nas.errors import UserError, where
-from nas.safe_files import parse_json, read_text, shorten
+from nas.safe_files import key_name, parse_json, read_text
 
 # The op vocabulary of `ops.OP_NAMES`, copied so that reading an arch.json needs no torch
 # modules; a test keeps the two equal.
@@ -400,7 +400,7 @@ def _kind(value) -> str:
 def _key(key: str) -> str:
     """A key as a field name: bare when plain and short, else quoted (a long one by its start,
     so that a 100,000-character key does not make a 100,000-character error line)."""
-    return key if len(key) <= 40 and re.fullmatch(r"[\w.-]+", key) else shorten(key, 40)
+    return key_name(key)
 
 
 def _show(value, limit: int = 40) -> str:
