@@ -200,8 +200,11 @@ def run_finetune_command(args):
     from nas.models import pick_device, quiet_transformers
     from nas.student_training import FinetuneConfig
 
+    from searchspace.genotype import Genotype
+
     quiet_transformers()
     require(args, "arch", "teacher", "knowledge")
+    Genotype.load(args.arch)  # a bad arch.json fails before any data is read
     config = build(FinetuneConfig, "finetune", args.config, flags(args, "epochs", "seed"), args.set)
     task = resolve_task(args)
     out = require_out(args)

@@ -6,6 +6,19 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
+def parameter_counts(model: torch.nn.Module) -> dict:
+    """The size figures recorded for every model, in `arch.json` (`costs`) and `metrics.json` alike.
+
+    `params` counts every parameter; `params_without_embeddings` leaves out the token-embedding
+    table (`get_input_embeddings()`) and nothing else: that table grows with the vocabulary and
+    is a lookup, not computation, and every model here (teacher, searched student, KD baselines)
+    has exactly one, so the figure compares across them. Position tables and embedding norms
+    are counted, as the rest of the network is. One function, so one name means one number.
+    """
+    params = sum(p.numel() for p in model.parameters())
+    return {"params": params, "params_without_embeddings": params - model.get_input_embeddings().weight.numel()}
+
+
 def count_flops(model: torch.nn.Module, inputs: dict) -> int:
     """FLOPs of one forward pass (2·MACs of matmuls and convolutions), as FlopCounterMode counts them."""
     model.eval()
@@ -24,11 +37,9 @@ def dummy_inputs(batch: int, seq_len: int, pair: bool, vocab_size: int = 1000) -
 
 
 def student_costs(genotype, *, vocab_size, max_positions, num_labels, pair, seq_len=64) -> dict:
-    """Params (all, and without the embedding tables) and FLOPs per sequence of `seq_len` tokens."""
+    """Params (`parameter_counts`) and FLOPs per sequence of `seq_len` tokens."""
     from searchspace.student import compile_genotype
 
     student = compile_genotype(genotype, vocab_size=vocab_size, max_positions=max_positions, num_labels=num_labels, pair=pair)
-    params = sum(p.numel() for p in student.parameters())
-    embedding = sum(p.numel() for p in student.embeddings.parameters())
     flops = count_flops(student, dummy_inputs(1, seq_len, pair, vocab_size))
-    return {"params": params, "params_without_embeddings": params - embedding, "flops": flops, "flops_seq_len": seq_len}
+    return {**parameter_counts(student), "flops": flops, "flops_seq_len": seq_len}

@@ -74,7 +74,7 @@ def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None
 
 def measure_against_teacher(student, teacher, dev_split, device, pair: bool, repeats: int, seq_len: int = 64) -> dict:
     """Params, FLOPs and latency (batch 1 and 32) of student and teacher, measured in one process."""
-    from nas.costs import count_flops, dummy_inputs
+    from nas.costs import count_flops, dummy_inputs, parameter_counts
     from nas.latency import compare_latency, latency_batches, speedups
 
     student.eval()
@@ -86,8 +86,7 @@ def measure_against_teacher(student, teacher, dev_split, device, pair: bool, rep
         embedding = model.get_input_embeddings()
         cpu_model = model.to("cpu")
         sizes[name] = {
-            "params": sum(p.numel() for p in cpu_model.parameters()),
-            "params_without_embeddings": sum(p.numel() for p in cpu_model.parameters()) - embedding.weight.numel(),
+            **parameter_counts(cpu_model),  # the same figures as arch.json's costs
             "flops": count_flops(cpu_model, dummy_inputs(1, seq_len, pair, embedding.num_embeddings)),
         }
         model.to(device)

@@ -53,6 +53,12 @@ def test_finetune_from_the_search_writes_a_loadable_student_and_its_measurements
     assert logits.shape == (2, 2)
     assert sum(p.numel() for p in model.parameters()) == metrics["student"]["params"]
     assert Genotype.load(out / "arch.json").canonical() == Genotype.load(searched[task] / "arch.json").canonical()
+    # One meaning per name: the search's arch.json and finetune's metrics.json give the same sizes.
+    costs = Genotype.load(searched[task] / "arch.json").costs
+    assert metrics["flops_seq_len"] == costs["flops_seq_len"]
+    for size in ("params", "params_without_embeddings", "flops"):
+        assert metrics["student"][size] == costs[size], size
+    assert metrics["student"]["params_without_embeddings"] < metrics["student"]["params"]
 
 
 def test_a_hand_written_arch_trains_from_scratch(prepared, tiny_glue, tmp_path):
