@@ -114,7 +114,7 @@ class Knowledge:
     def _array(self, split: str, kind: str, rows: int, ndim: int) -> np.ndarray:
         """One `.npy` array, memory-mapped once it is known to be a regular file of the manifest's shape."""
         path = self.folder / f"{split}.{kind}.npy"
-        open_regular(path, "knowledge array (.npy)", DATA_CAP).close()
+        open_regular(path, "a knowledge array (.npy)", DATA_CAP).close()
         try:
             array = np.load(path, mmap_mode="r")  # allow_pickle stays False: no code runs from the file
         except (ValueError, OSError, EOFError) as error:
@@ -131,7 +131,7 @@ class Knowledge:
         if not path.is_file():
             return []
         try:
-            rows = list(csv.reader(text_lines(path, "augmented rows file"), delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+            rows = list(csv.reader(text_lines(path, "an augmented rows file"), delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
         except csv.Error as error:
             raise UserError(f"{path}: cannot split into columns ({error})") from None
         logits = self.split("augmented").logits
@@ -261,7 +261,7 @@ def _teacher_max_length(teacher_dir: Path) -> int | None:
     metrics = teacher_dir / "metrics.json"
     if not metrics.is_file():
         return None
-    value = read_json(metrics, "teacher metrics file")
+    value = read_json(metrics, "a teacher metrics file")
     value = value.get("max_length") if isinstance(value, dict) else None
     if value is None:
         return None

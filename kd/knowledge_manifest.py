@@ -25,7 +25,7 @@ def read_manifest(folder, strict: bool = False) -> dict | None:
     if not path.exists() and not path.is_symlink():
         return None
     try:
-        return check_manifest(read_json(path, "knowledge manifest"), path)
+        return check_manifest(read_json(path, "a knowledge manifest"), path)
     except UserError:
         if strict:
             raise

@@ -28,7 +28,7 @@ def read_config_file(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise UserError(f"--config {path}: no such file")
-    text = read_text(path, "settings file (YAML or JSON)")  # bounded; a folder or device is refused
+    text = read_text(path, "a settings file (YAML or JSON)")  # bounded; a folder or device is refused
     if path.suffix == ".json":
         data = parse_json(text, path)
     else:

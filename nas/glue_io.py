@@ -41,9 +41,9 @@ def _rows(path: Path, task: Task):
     a byte-order mark, no NUL bytes, no overlong lines), so a quick run that reads only its
     first rows still refuses a file that is broken further down, with the line named.
     """
-    check_text(path, "data file")
+    check_text(path, "a data file")
     quoting = csv.QUOTE_MINIMAL if task.quoted else csv.QUOTE_NONE
-    reader = csv.reader(text_lines(path, "data file"), delimiter=task.delimiter, quoting=quoting)
+    reader = csv.reader(text_lines(path, "a data file"), delimiter=task.delimiter, quoting=quoting)
     try:
         header = None
         if task.has_header:
@@ -67,7 +67,8 @@ def _rows(path: Path, task: Task):
                 raise UserError(f"{path}:{line}: expected {expected} columns, found {len(fields)}")
             yield line, (dict(zip(header, fields)) if header else dict(enumerate(fields)))
     except csv.Error as error:  # a stray carriage return, a field over the limit, a bad quote
-        raise UserError(f"{path}:{reader.line_num}: cannot split into columns ({error})") from None
+        # (csv's own hint about universal-newline mode does not apply here: drop it.)
+        raise UserError(f"{path}:{reader.line_num}: cannot split into columns ({str(error).split(' - ')[0]})") from None
 
 
 def read_examples(task: Task, data_dir, split: str, limit: int | None = None) -> list[Example]:

@@ -189,7 +189,7 @@ def load_latency_table(path) -> LatencyTable:
     source = str(path)
     if not path.exists():
         raise UserError(f"{source}: latency table not found")
-    return table_from_dict(read_json(path, "latency table (JSON)"), source)
+    return table_from_dict(read_json(path, "a latency table (JSON)"), source)
 
 
 def table_from_dict(data, source: str = "latency table") -> LatencyTable:

@@ -80,16 +80,16 @@ def _size(n: int) -> str:
     return f"{n / MiB:,.0f} MiB" if n >= MiB else f"{n:,} bytes"
 
 
-def read_bytes(path, what: str = "file", cap: int = JSON_CAP) -> bytes:
+def read_bytes(path, what: str = "a file", cap: int = JSON_CAP) -> bytes:
     """The bytes of the regular file `path`; refuses anything else, and files over `cap` bytes."""
     with open_regular(path, what, cap) as handle:
         data = handle.read(cap + 1)  # a file that grew after fstat is still read no further
     if len(data) > cap:
-        raise UserError(f"{path}: larger than the {_size(cap)} allowed for a {what}")
+        raise UserError(f"{path}: larger than the {_size(cap)} allowed for {what}")
     return data
 
 
-def open_regular(path, what: str = "file", cap: int = JSON_CAP):
+def open_regular(path, what: str = "a file", cap: int = JSON_CAP):
     """A binary handle on `path`, once it is known to be a regular file of at most `cap` bytes."""
     path = Path(path)
     try:
@@ -98,17 +98,17 @@ def open_regular(path, what: str = "file", cap: int = JSON_CAP):
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise UserError(f"{path}: is a folder, expected a {what}") from None
+        raise UserError(f"{path}: is a folder, expected {what}") from None
     except OSError as error:
         raise UserError(f"{path}: cannot read ({error.strerror})") from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
-            raise UserError(f"{path}: is a folder, expected a {what}")
+            raise UserError(f"{path}: is a folder, expected {what}")
         if not stat.S_ISREG(info.st_mode):
-            raise UserError(f"{path}: not a regular file (a device, FIFO or socket), expected a {what}")
+            raise UserError(f"{path}: not a regular file (a device, FIFO or socket), expected {what}")
         if info.st_size > cap:
-            raise UserError(f"{path}: {_size(info.st_size)}, larger than the {_size(cap)} allowed for a {what}")
+            raise UserError(f"{path}: {info.st_size:,} bytes, more than the {_size(cap)} allowed for {what}")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -132,24 +132,24 @@ def decode(data: bytes, path, first_line: int = 1) -> str:
     return text
 
 
-def read_text(path, what: str = "file", cap: int = JSON_CAP) -> str:
+def read_text(path, what: str = "a file", cap: int = JSON_CAP) -> str:
     return decode(read_bytes(path, what, cap), path)
 
 
-def text_lines(path, what: str = "data file", cap: int = DATA_CAP, max_line: int = MAX_LINE_BYTES) -> Iterator[str]:
+def text_lines(path, what: str = "a data file", cap: int = DATA_CAP, max_line: int = MAX_LINE_BYTES) -> Iterator[str]:
     """The lines of a UTF-8 text file, line endings kept (as `csv` wants them), read one at a time."""
     with open_regular(path, what, cap) as handle:
         read = 0
         for number, raw in enumerate(iter(lambda: handle.readline(max_line + 1), b""), 1):
             read += len(raw)
             if read > cap:
-                raise UserError(f"{path}: larger than the {_size(cap)} allowed for a {what}")
+                raise UserError(f"{path}: larger than the {_size(cap)} allowed for {what}")
             if len(raw) > max_line:
-                raise UserError(f"{path}:{number}: a line longer than {_size(max_line)}; is this a {what}?")
+                raise UserError(f"{path}:{number}: a line longer than {_size(max_line)}; is this {what}?")
             yield decode(raw, path, number)
 
 
-def check_text(path, what: str = "data file", cap: int = DATA_CAP, max_line: int = MAX_LINE_BYTES) -> None:
+def check_text(path, what: str = "a data file", cap: int = DATA_CAP, max_line: int = MAX_LINE_BYTES) -> None:
     """Read the whole file once, so that its encoding is checked up front: a quick run that reads
     only its first rows still refuses a file that is not UTF-8 further down."""
     for _ in text_lines(path, what, cap, max_line):
@@ -224,7 +224,7 @@ def parse_json(text: str, source, object_pairs_hook=None, non_finite: bool = Fal
     return data
 
 
-def read_json(path, what: str = "JSON file", cap: int = JSON_CAP) -> object:
+def read_json(path, what: str = "a JSON file", cap: int = JSON_CAP) -> object:
     return parse_json(read_text(path, what, cap), path)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from nas import atomic
 from nas.errors import UserError
 from nas.markdown import markdown_cell
 from nas.pareto import pareto_front
+from nas.safe_files import read_json, show_value
 from nas.sweep_storage import SURPLUS
 
 SETTING_COLUMNS = ("beta", "gamma", "tau_start", "arch_lr", "hidden_size", "max_cells")
@@ -31,12 +31,9 @@ MAX_DRAWN_TRIALS = 4  # op-probability rows and cells drawn: the Pareto trials, 
 def load_baselines(path) -> list[dict]:
     """A JSON list of {"name", "latency_ms", "metric"} (extra keys are ignored), checked entry by entry."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"--baselines {path}: no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path}: not valid JSON ({str(error).splitlines()[0]})") from None
+    if not path.exists():
+        raise UserError(f"--baselines {path}: no such file")
+    data = read_json(path, "a baselines file (JSON)")
     if not isinstance(data, list):
         raise UserError(f"{path}: expected a JSON list of {{name, latency_ms, metric}}")
     out = []
@@ -45,7 +42,7 @@ def load_baselines(path) -> list[dict]:
             raise UserError(f"{path}: [{i}]: expected an object with name, latency_ms, metric")
         for key, kinds in (("name", (str,)), ("latency_ms", (int, float)), ("metric", (int, float))):
             if not isinstance(item.get(key), kinds) or isinstance(item.get(key), bool):
-                raise UserError(f"{path}: [{i}].{key}: missing or of the wrong type ({item.get(key)!r})")
+                raise UserError(f"{path}: [{i}].{key}: missing or of the wrong type ({show_value(item.get(key))})")
         if item["latency_ms"] <= 0:
             raise UserError(f"{path}: [{i}].latency_ms: expected a positive number, got {item['latency_ms']}")
         out.append({"name": item["name"], "latency_ms": float(item["latency_ms"]), "metric": float(item["metric"])})

@@ -169,7 +169,7 @@ class Genotype:
     @classmethod
     def load(cls, path) -> Genotype:
         """Read `path` (a regular UTF-8 file of bounded size) and validate it."""
-        return cls.from_json(read_text(path, "arch.json file"), source=str(path))
+        return cls.from_json(read_text(path, "an arch.json file"), source=str(path))
 
     # ----- compact string -----
 
