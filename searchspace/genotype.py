@@ -214,7 +214,8 @@ _STRING_KEYS = ("K", "H", "M", "cell", "ops")
 
 
 def _string_int(text: str, name: str) -> int:
-    if not re.fullmatch(r"-?\d+", text):
+    # At most 100 digits: int() of a longer string can hit Python's int-string limit.
+    if not re.fullmatch(r"-?\d{1,100}", text):
         raise InvalidGenotype(name, f"expected an integer, got {_show(text)}")
     return int(text)
 

@@ -338,3 +338,10 @@ def test_a_hostile_teacher_folder_through_nas_knowledge(name, spoil, fragments, 
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     assert not (tmp_path / "k").exists()
+
+
+def test_a_compact_string_with_a_5000_digit_count_is_one_line():
+    cell = "cnn3~0,cnn3~1|cnn3~0,cnn3~1|cnn3~0,cnn3~1"
+    with pytest.raises(UserError) as raised:
+        Genotype.from_string(f"v1;K={'9' * 5000};H=16;M=8;cell={cell}", source="trials.csv:3")
+    assert_one_line(str(raised.value), "trials.csv:3", ["K: expected an integer"])
