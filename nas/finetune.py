@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
 
 from nas import atomic
 from nas.errors import UserError
+from nas.safe_files import DATA_CAP, one_line, open_regular
 from nas.search import BEST_WEIGHTS
 from nas.student_training import FinetuneConfig, config_dict, measure_against_teacher, student_record, train_with_kd
 
@@ -46,10 +48,16 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
     )
     weights = initial_weights(config, arch_path)
     if weights is not None:
+        open_regular(weights, "the search's weights (.pt)", DATA_CAP).close()
         try:
-            student.inherit_from_supernet(torch.load(weights, map_location="cpu", weights_only=True))
-        except (KeyError, RuntimeError) as error:
-            raise UserError(f"{weights}: does not fit {arch_path} ({str(error).splitlines()[0]}); use --set init=scratch") from None
+            saved = torch.load(weights, map_location="cpu", weights_only=True)  # no code runs from the file
+        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as error:
+            raise UserError(f"{weights}: not a weights file ({one_line(str(error).strip() or type(error).__name__, 120)}); "
+                            "use --set init=scratch") from None
+        try:
+            student.inherit_from_supernet(saved)
+        except (KeyError, RuntimeError, TypeError, AttributeError) as error:
+            raise UserError(f"{weights}: does not fit {arch_path} ({one_line(str(error), 120)}); use --set init=scratch") from None
     else:
         student.embeddings.init_from_teacher(words, positions if positions is not None else student.embeddings.positions.weight)
 

@@ -78,6 +78,20 @@ def test_init_search_without_search_weights_is_a_one_line_error(prepared, tiny_g
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("weights", [b"garbage", b"", b"PK\x03\x04 not a zip"], ids=["garbage", "empty", "broken_zip"])
+def test_search_weights_that_are_not_weights_are_a_one_line_error(weights, prepared, tiny_glue, tmp_path, run_cli):
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(ARCH))
+    (tmp_path / "supernet_best.pt").write_bytes(weights)
+    teacher, knowledge = prepared["sst2"]
+    code, _, err = run_cli("finetune", "--task", "sst2", "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge",
+                           knowledge, "--arch", arch, "--out", tmp_path / "x")
+    assert code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"{tmp_path / 'supernet_best.pt'}: not a weights file" in lines[0], err
+    assert not (tmp_path / "x").exists()
+
+
 def test_nas_run_goes_from_data_to_report(tiny_glue, tiny_teacher, tmp_path, run_cli):
     out = tmp_path / "run"
     args = ("run", "--task", "sst2", "--data-dir", tiny_glue, "--out", out, "--set", f"model={tiny_teacher}",
