@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -118,8 +119,17 @@ def load_classifier(path: str, task: Task, *, new_head: bool):
         )
     try:
         return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, RuntimeError, pickle.UnpicklingError, *_weight_file_errors()) as error:
+        # A weights file that is garbage, empty or cut short: safetensors and torch.load raise their own errors.
         raise UserError(f"{path}: cannot load the model weights ({_first_line(error)})") from None
+
+
+def _weight_file_errors() -> tuple[type[Exception], ...]:
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # an older safetensors without the name: its errors stay tracebacks
+        return ()
+    return (SafetensorError,)
 
 
 def _looks_like_hub_id(spec: str) -> bool:

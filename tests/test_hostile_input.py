@@ -320,6 +320,8 @@ TEACHER_CASES = [
     ("config.json", lambda path: (path.unlink(), os.symlink("/dev/zero", path)), ["config.json", "not a regular file"]),
     ("tokenizer_config.json", lambda path: path.write_bytes(b"\xff\xfe{}"), ["tokenizer_config.json:1", "not UTF-8"]),
     ("metrics.json", lambda path: path.write_text('{"max_length": 1e300}'), ["metrics.json", "max_length"]),
+    ("model.safetensors", lambda path: path.write_bytes(b"garbage"), ["cannot load the model weights"]),
+    ("model.safetensors", lambda path: path.write_bytes(path.read_bytes()[:300]), ["cannot load the model weights"]),
 ]
 
 
