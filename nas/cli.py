@@ -199,7 +199,6 @@ def run_finetune_command(args):
     from nas.finetune import run_finetune
     from nas.models import pick_device, quiet_transformers
     from nas.student_training import FinetuneConfig
-
     from searchspace.genotype import Genotype
 
     quiet_transformers()

@@ -41,8 +41,8 @@ NUM_SEARCH_EDGES = sum(NUM_INPUTS + i for i in range(NUM_NODES))  # 2 + 3 + 4 = 
 DEFAULT_MAX_CELLS = 8
 # Upper bounds, so that what validates also compiles (README, "arch.json"): a student is a
 # compression of a BERT-family teacher, and the largest of those, BERT-large, is 1024 wide and
-# 24 layers deep; a student wider or deeper than that would be bigger than its teacher, and an
-# absurd size (hidden_size 10**30, a million cells) would fail only when the weights are built.
+# 24 layers deep, so no useful student is wider or deeper; an absurd size (hidden_size 10**30,
+# a million cells) would otherwise pass here and fail only when the weights are allocated.
 MAX_HIDDEN_SIZE = 1024
 MAX_CELLS = 24
 
