@@ -9,10 +9,12 @@ bounded so that the whole file takes seconds, not minutes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -49,6 +51,26 @@ JSON_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
 
 
+class Hang(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float = 20.0):
+    """Fail an example that runs this long: Hypothesis' deadline is only checked once it returns,
+    and a hang never returns."""
+    def hang(signum, frame):
+        raise Hang(f"no answer after {seconds}s")
+
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.fixture(scope="module")
 def folder():
     with tempfile.TemporaryDirectory() as name:
@@ -71,7 +93,8 @@ def write(path: Path, content) -> Path:
 
 def check_arch(path: Path) -> None:
     try:
-        genotype = Genotype.load(path)
+        with time_limit():
+            genotype = Genotype.load(path)
     except UserError as error:
         assert_one_line(error, path)
         return
@@ -175,7 +198,8 @@ SETTINGS_DATA = st.dictionaries(st.sampled_from(SETTING_NAMES) | st.text(max_siz
 def check_settings(path: Path, config) -> None:
     cls, section = config
     try:
-        built = build(cls, section, path)
+        with time_limit():
+            built = build(cls, section, path)
     except UserError as error:
         message = str(error)
         assert "\n" not in message and len(message) <= MAX_MESSAGE, message
@@ -213,8 +237,9 @@ ROWS = st.lists(st.lists(CELL, min_size=1, max_size=4), max_size=6)
 def check_data(path: Path, labels) -> None:
     task = custom_task(str(path), str(path), "text", "label", labels)
     try:
-        data = load_task_data(task, None, max_train=3)
-        examples = read_examples(data.task, None, "dev")
+        with time_limit():
+            data = load_task_data(task, None, max_train=3)
+            examples = read_examples(data.task, None, "dev")
     except UserError as error:
         assert_one_line(error, path)
         return
