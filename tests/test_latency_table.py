@@ -257,7 +257,8 @@ def test_latency_table_command_on_tiny_settings(tmp_path, run_cli):
     assert sorted(table.entries) == [(1, 4), (1, 8), (2, 4), (2, 8)]
     assert table.ops == OP_NAMES and table.hidden_size == 8
     assert table.device["type"] == "cpu" and table.device["threads"] == torch.get_num_threads()
-    assert all(e.frame_ms > 0 and e.cell_ms > 0 and e.frame_ms >= e.embedding_ms for e in table.entries.values())
+    # Only signs: frame vs embedding time is a timing race on a loaded machine, not a property of the table.
+    assert all(e.frame_ms > 0 and e.cell_ms > 0 and e.embedding_ms > 0 for e in table.entries.values())
 
 
 def test_latency_table_command_refuses_bad_settings(tmp_path, run_cli):
