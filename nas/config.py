@@ -82,6 +82,9 @@ def parse_sets(pairs) -> dict:
     return out
 
 
+INT_LIMIT = 2**63
+
+
 def _coerce(value, hint, key: str):
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -112,14 +115,20 @@ def _coerce(value, hint, key: str):
             return value.lower() in ("true", "1", "yes")
         raise UserError(f"setting {_name(key)}: expected true or false, got {show_value(value)}")
     if hint is int:
+        number = None
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
+            number = value
+        elif isinstance(value, str):
             try:
-                return int(value)
+                number = int(value)
             except ValueError:
                 pass
-        raise UserError(f"setting {_name(key)}: expected an integer, got {show_value(value)}")
+        if number is None:
+            raise UserError(f"setting {_name(key)}: expected an integer, got {show_value(value)}")
+        # torch and numpy take at most 64-bit integers; a larger one would fail deep inside a run.
+        if not -INT_LIMIT <= number < INT_LIMIT:
+            raise UserError(f"setting {_name(key)}: expected an integer below 2**63 in size, got {show_value(value)}")
+        return number
     if hint is float:
         number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):

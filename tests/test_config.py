@@ -153,6 +153,8 @@ def test_list_items_from_the_command_line_are_stripped():
         ({"yaml": "name: [a, b]\n"}, "name"),
         ({"yaml": "tasks: 3\n"}, "tasks"),
         ({"yaml": "epochs:\n"}, "epochs"),  # empty value is None, and epochs is not optional
+        ({"yaml": "epochs: 100000000000000000000000000000000000000000000000000\n"}, "epochs"),  # past 64 bits
+        ({"sets": ["max_train=-9223372036854775809"]}, "max_train"),
     ],
 )
 def test_wrong_type_names_the_key(source, key, tmp_path):
