@@ -92,8 +92,11 @@ def run_pipeline(task, args, device, log=print) -> dict:
 
     knowledge_dir = out / "knowledge"
     started = time.perf_counter()
-    log("[2/5] knowledge: caching teacher logits and layer probes")
-    build_knowledge(teacher_dir, data, settings(KnowledgeConfig, "knowledge", seed), knowledge_dir, device)
+    knowledge_config = settings(KnowledgeConfig, "knowledge", {**seed, "augment": getattr(args, "augment", None)})
+    log("[2/5] knowledge: caching teacher logits and layer probes"
+        + (f" and {knowledge_config.augment}x augmented rows" if knowledge_config.augment else ""))
+    # A stopped build left <knowledge>.partial behind; the same settings continue it shard by shard.
+    build_knowledge(teacher_dir, data, knowledge_config, knowledge_dir, device)
     knowledge = Knowledge(knowledge_dir)
     timings["knowledge"] = time.perf_counter() - started
 
