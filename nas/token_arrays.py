@@ -10,6 +10,7 @@ lists per process.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import multiprocessing
 import os
@@ -21,6 +22,7 @@ import numpy as np
 
 CHUNK_ROWS = 4096  # rows a worker tokenises at a time: big enough to amortise the pickling
 POOL_MIN_ROWS = 16_384  # below this, starting worker processes costs more than it saves
+PARALLEL = "threads"  # how tokenize_stream uses the cores by default (see there)
 KINDS = {"input_ids": np.int32, "token_type_ids": np.int8}
 
 
@@ -103,29 +105,52 @@ def workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def tokenize_chunks(first, second, tokenizer, max_length: int, processes: int | None = None):
+def tokenize_chunks(first, second, tokenizer, max_length: int, processes: int | None = None, how: str | None = None):
     """Yield the flat arrays of consecutive chunks of rows, in row order (see `tokenize_stream`)."""
     n = len(first)
     chunks = ((first[s : s + CHUNK_ROWS], second[s : s + CHUNK_ROWS] if second is not None else None)
               for s in range(0, n, CHUNK_ROWS))
-    processes = workers() if processes is None else processes
-    yield from tokenize_stream(chunks, tokenizer, max_length, processes if n >= POOL_MIN_ROWS else 1)
+    how = how or PARALLEL
+    if how == "processes" and n < POOL_MIN_ROWS:
+        how = "one"
+    yield from tokenize_stream(chunks, tokenizer, max_length, processes, how)
 
 
-def tokenize_stream(chunks, tokenizer, max_length: int, processes: int | None = None):
+def tokenize_stream(chunks, tokenizer, max_length: int, processes: int | None = None, how: str | None = None):
     """Tokenise an iterable of (first texts, second texts or None) chunks; yield their flat arrays in order.
 
-    With more than one process, chunks go to a pool of forked processes, a few chunks ahead of
-    the consumer (so a streamed input is never all in memory). Measured on the 2-core machine
-    (experiments/scale.py): a process pool beat the fast tokenizer's own threads
-    (TOKENIZERS_PARALLELISM), because it also spreads the conversion of the tokenizer's Python
-    lists into arrays, which the tokenizer's threads leave on one core.
+    `how`: "threads" (the fast tokenizer's own thread pool, TOKENIZERS_PARALLELISM on for these
+    calls), "processes" (a pool of forked processes, a few chunks ahead of the consumer, so a
+    streamed input is never all in memory) or "one" (this thread). The default, PARALLEL, is
+    what measured fastest on the 2-core machine (experiments/results/scale.md).
     """
+    how = how or PARALLEL
     processes = workers() if processes is None else processes
-    if processes <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        for first, second in chunks:
-            yield tokenize_chunk(tokenizer, first, second, max_length)
+    if how == "processes" and processes > 1 and "fork" in multiprocessing.get_all_start_methods():
+        yield from _in_processes(chunks, tokenizer, max_length, processes)
         return
+    for first, second in chunks:
+        with _tokenizer_threads(how == "threads" and processes > 1):
+            part = tokenize_chunk(tokenizer, first, second, max_length)
+        yield part
+
+
+@contextlib.contextmanager
+def _tokenizer_threads(on: bool):
+    """The Rust tokenizer reads TOKENIZERS_PARALLELISM at each batch call; nas keeps it off
+    elsewhere (forked workers would warn), so it is on only around these calls."""
+    previous = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if on else "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TOKENIZERS_PARALLELISM"]
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = previous
+
+
+def _in_processes(chunks, tokenizer, max_length: int, processes: int):
     # fork: the workers inherit the tokenizer instead of unpickling one each.
     _set_worker_tokenizer(tokenizer)
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
@@ -138,9 +163,10 @@ def tokenize_stream(chunks, tokenizer, max_length: int, processes: int | None = 
             yield pending.popleft().result()
 
 
-def tokenize(first, second, tokenizer, max_length: int, processes: int | None = None) -> tuple[RaggedRows, RaggedRows]:
+def tokenize(first, second, tokenizer, max_length: int, processes: int | None = None,
+             how: str | None = None) -> tuple[RaggedRows, RaggedRows]:
     """Input ids and token types of every row, in memory."""
-    parts = list(tokenize_chunks(first, second, tokenizer, max_length, processes))
+    parts = list(tokenize_chunks(first, second, tokenizer, max_length, processes, how))
     if not parts:
         empty = np.zeros(1, dtype=np.int64)
         return RaggedRows(np.zeros(0, np.int32), empty), RaggedRows(np.zeros(0, np.int8), empty)

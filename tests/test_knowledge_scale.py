@@ -73,13 +73,14 @@ def test_stored_arrays_round_trip(tmp_path, teacher):
     assert stored_ids == expected["input_ids"] and stored_types == expected["token_type_ids"]
 
 
-def test_the_process_pool_tokenises_like_one_process(teacher, monkeypatch):
+@pytest.mark.parametrize("how", ["threads", "processes"])
+def test_every_core_tokenises_like_one(teacher, monkeypatch, how):
     monkeypatch.setattr(nas.token_arrays, "CHUNK_ROWS", 7)
     monkeypatch.setattr(nas.token_arrays, "POOL_MIN_ROWS", 0)
     tokenizer = load_tokenizer(str(teacher))
     texts = [" ".join(["the film was good"] * (i % 9)) for i in range(50)]
-    pooled = list(tokenize_chunks(texts, None, tokenizer, 16, processes=2))
-    alone = list(tokenize_chunks(texts, None, tokenizer, 16, processes=1))
+    pooled = list(tokenize_chunks(texts, None, tokenizer, 16, processes=2, how=how))
+    alone = list(tokenize_chunks(texts, None, tokenizer, 16, processes=1, how="one"))
     assert len(pooled) == 8
     for a, b in zip(pooled, alone):
         assert all(np.array_equal(x, y) for x, y in zip(a, b))
