@@ -1,6 +1,6 @@
 """Scale: what a 20x transfer set costs `nas knowledge` (and, from part B, `nas finetune`) on this machine.
 
-Usage: python experiments/scale.py [--work /tmp/nas-scale] [--sst2-rows 300] [--mrpc-rows 100]
+Usage: python experiments/scale.py [--work /tmp/nas-scale] [--sst2-rows 100] [--mrpc-rows 50]
                                    [--memory-rows 8000] [--only NAME ...]
 
 One function per measurement; each one's result is kept in WORK/state.json as soon as it is
@@ -232,12 +232,14 @@ def feature_bytes(rows: int) -> int:
     return rows * (MINILM["layers"] + 1) * MINILM["hidden"] * 4
 
 
-def report(state: dict, command: str) -> str:
+def report(state: dict) -> str:
     lines = [
         "# Scale: a 20x transfer set through `nas knowledge`",
         "",
-        f"Command: `{command}`. Machine: {state['machine']}, {state['cores']} cores (shared with other jobs). "
-        f"Date: {state['date']}.",
+        f"Machine: {state['machine']}, {state['cores']} cores, shared with other jobs while measured (timings are "
+        f"noisy; treat ratios under 1.5x as ties). Date: {state['date']}. Commands (one per measurement):",
+        "",
+        *[f"- {name}: `{command}`" for name, command in state.get("commands", {}).items()],
         "",
     ]
     if "tokenize" in state:
@@ -334,8 +336,8 @@ def report(state: dict, command: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default="/tmp/nas-scale", help="teachers, knowledge folders and state.json")
-    parser.add_argument("--sst2-rows", type=int, default=300, help="SST-2 training rows for the MiniLM rows")
-    parser.add_argument("--mrpc-rows", type=int, default=100, help="MRPC training rows for the MiniLM rows")
+    parser.add_argument("--sst2-rows", type=int, default=100, help="SST-2 training rows for the MiniLM rows")
+    parser.add_argument("--mrpc-rows", type=int, default=50, help="MRPC training rows for the MiniLM rows")
     parser.add_argument("--memory-rows", type=int, default=8000, help="SST-2 rows for the memory and resume rows")
     parser.add_argument("--only", nargs="*", choices=sorted(MEASUREMENTS), help="measure only these")
     parser.add_argument("--redo", nargs="*", default=[], choices=sorted(MEASUREMENTS), help="measure these again")
@@ -359,16 +361,20 @@ def main() -> int:
     from nas.token_arrays import PARALLEL
 
     state.update(machine=machine(), cores=workers(), date=datetime.date.today().isoformat(), parallel=PARALLEL)
+    command = ("python experiments/scale.py " + " ".join(sys.argv[1:])).strip()
+    sizes = f" (sst2-rows {args.sst2_rows}, mrpc-rows {args.mrpc_rows}, memory-rows {args.memory_rows})"
     for name, measure in MEASUREMENTS.items():
         if (args.only and name not in args.only) or (name in state and name not in args.redo):
             continue
         print(f"scale: {name} ...", flush=True)
         started = time.perf_counter()
         state[name] = measure(work, args)
+        # Each measurement keeps the command (and sizes) it was made with: a later --redo of another one
+        # must not relabel it.
+        state.setdefault("commands", {})[name] = command + sizes
         state_path.write_text(json.dumps(state, indent=2))
         print(f"scale: {name} done in {time.perf_counter() - started:.0f}s", flush=True)
-    command = "python experiments/scale.py " + " ".join(sys.argv[1:])
-    Path(args.out).write_text(report(state, command.strip()))
+    Path(args.out).write_text(report(state))
     print(f"-> {args.out}")
     return 0
 
