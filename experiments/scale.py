@@ -1,7 +1,7 @@
 """Scale: what a 20x transfer set costs `nas knowledge` (and, from part B, `nas finetune`) on this machine.
 
 Usage: python experiments/scale.py [--work /tmp/nas-scale] [--sst2-rows 100] [--mrpc-rows 50]
-                                   [--memory-rows 8000] [--only NAME ...]
+                                   [--memory-rows 4000] [--only NAME ...]
 
 One function per measurement; each one's result is kept in WORK/state.json as soon as it is
 measured, so a stopped run continues with the next one (`--redo NAME` measures one again).
@@ -32,7 +32,10 @@ from nas.run_info import machine  # noqa: E402
 
 PYTHON = sys.executable
 SST2_TRAIN, SST2_DEV = 67_349, 872
-MINILM = {"layers": 6, "hidden": 384}  # what the old code held per row: (layers+1) x hidden float32 features
+MINILM = {"layers": 6, "hidden": 384}
+# The tiny teacher gains nothing from a second thread, and on a shared 2-core machine OpenMP
+# threads that wait on each other stall for seconds.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # what the old code held per row: (layers+1) x hidden float32 features
 
 
 # ---------------------------------------------------------------- running `nas` and measuring it
@@ -166,7 +169,8 @@ def measure_knowledge_minilm(work: Path, args) -> dict:
 def measure_memory(work: Path, args) -> dict:
     """Peak RSS as the augmented set grows (tiny teacher): 2x, 10x and 20x of the same rows."""
     teacher = tiny_teacher(work)
-    return {f"x{augment}": knowledge(work, f"k_mem_x{augment}", "sst2", teacher, args.memory_rows, SST2_DEV, augment)
+    return {f"x{augment}": knowledge(work, f"k_mem_x{augment}", "sst2", teacher, args.memory_rows, SST2_DEV, augment,
+                                     env=ONE_THREAD)
             for augment in (2, 10, 20)}
 
 
@@ -182,13 +186,16 @@ def measure_resume(work: Path, args) -> dict:
             import shutil
 
             shutil.rmtree(leftover)
-    shards = -(-json.loads((reference / "manifest.json").read_text())["splits"]["augmented"] // 8192)
+    from kd.knowledge import KnowledgeConfig
+
+    shard_rows = KnowledgeConfig().shard_rows
+    shards = -(-json.loads((reference / "manifest.json").read_text())["splits"]["augmented"] // shard_rows)
     kill_after = max(1, shards // 4)
     killed = knowledge(work, "k_resume", "sst2", teacher, args.memory_rows, SST2_DEV, 20,
-                       env={"NAS_KNOWLEDGE_KILL_AFTER_SHARDS": str(kill_after)}, check=False)
+                       env={**ONE_THREAD, "NAS_KNOWLEDGE_KILL_AFTER_SHARDS": str(kill_after)}, check=False)
     progress = json.loads((out.with_name(out.name + ".partial") / "progress.json").read_text())
     resumed = nas("knowledge", "--task", "sst2", "--teacher", teacher, "--max-train", args.memory_rows, "--max-dev",
-                  SST2_DEV, "--augment", 20, "--device", "cpu", "--out", out)
+                  SST2_DEV, "--augment", 20, "--device", "cpu", "--out", out, env=ONE_THREAD)
     files = sorted(p.name for p in reference.glob("*.npy"))
     identical = all((reference / f).read_bytes() == (out / f).read_bytes() for f in files)
     return {"killed_returncode": killed["returncode"], "killed_seconds": killed["seconds"],
@@ -338,7 +345,7 @@ def main() -> int:
     parser.add_argument("--work", default="/tmp/nas-scale", help="teachers, knowledge folders and state.json")
     parser.add_argument("--sst2-rows", type=int, default=100, help="SST-2 training rows for the MiniLM rows")
     parser.add_argument("--mrpc-rows", type=int, default=50, help="MRPC training rows for the MiniLM rows")
-    parser.add_argument("--memory-rows", type=int, default=8000, help="SST-2 rows for the memory and resume rows")
+    parser.add_argument("--memory-rows", type=int, default=4000, help="SST-2 rows for the memory and resume rows")
     parser.add_argument("--only", nargs="*", choices=sorted(MEASUREMENTS), help="measure only these")
     parser.add_argument("--redo", nargs="*", default=[], choices=sorted(MEASUREMENTS), help="measure these again")
     parser.add_argument("--out", default=str(ROOT / "experiments/results/scale.md"))

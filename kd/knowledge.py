@@ -402,11 +402,12 @@ def _augmented_rows(folder: Path, teacher, config: KnowledgeConfig, progress: _P
     probes.load_state_dict(state)
     probes.requires_grad_(False).eval()
     shapes = {"logits": (total, classes), "probe_logits": (total, layers, classes)}
-    arrays = {}
-    for kind, shape in shapes.items():
-        path = folder / f"augmented.{kind}.npy"
-        fresh = progress.get("augmented_shards", 0) == 0 or not path.is_file()
-        arrays[kind] = np.lib.format.open_memmap(path, mode="w+" if fresh else "r+", dtype=config.dtype, shape=shape)
+    paths = {kind: folder / f"augmented.{kind}.npy" for kind in shapes}
+    if not all(path.is_file() for path in paths.values()):
+        progress.set("augmented_shards", 0, started)  # nothing of the arrays to continue
+    fresh = progress.get("augmented_shards", 0) == 0
+    arrays = {kind: np.lib.format.open_memmap(paths[kind], mode="w+" if fresh else "r+", dtype=config.dtype, shape=shape)
+              for kind, shape in shapes.items()}
     shards = range(0, total, config.shard_rows)
     for number, start in enumerate(shards):
         if number < progress.get("augmented_shards", 0):

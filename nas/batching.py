@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from nas.glue_io import Example
@@ -79,6 +80,8 @@ def batch_order(lengths, batch_size: int, seed: int, epoch: int, shuffle: bool =
 
 def collate(split: EncodedSplit, indices: list[int]) -> dict[str, torch.Tensor]:
     """Pad the rows at `indices` to the longest of them. Returns the tokenizer's keys plus labels and index."""
+    if isinstance(split.input_ids, RaggedRows) and isinstance(split.token_type_ids, RaggedRows):
+        return _collate_ragged(split, indices)
     width = max(len(split.input_ids[i]) for i in indices)
     input_ids = torch.full((len(indices), width), split.pad_id, dtype=torch.long)
     token_type_ids = torch.zeros((len(indices), width), dtype=torch.long)
@@ -92,6 +95,20 @@ def collate(split: EncodedSplit, indices: list[int]) -> dict[str, torch.Tensor]:
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "token_type_ids": token_type_ids,
+        "labels": split.labels[indices],
+        "index": torch.tensor(indices, dtype=torch.long),
+    }
+
+
+def _collate_ragged(split: EncodedSplit, indices) -> dict[str, torch.Tensor]:
+    """`collate` for rows in flat arrays: the same tensors, gathered without a loop over rows."""
+    input_ids, lengths = split.input_ids.padded(indices, split.pad_id)
+    token_type_ids, _ = split.token_type_ids.padded(indices, 0)
+    attention_mask = torch.arange(input_ids.shape[1])[None, :] < torch.from_numpy(lengths)[:, None]
+    return {
+        "input_ids": torch.from_numpy(input_ids.astype(np.int64)),
+        "attention_mask": attention_mask.long(),
+        "token_type_ids": torch.from_numpy(token_type_ids.astype(np.int64)),
         "labels": split.labels[indices],
         "index": torch.tensor(indices, dtype=torch.long),
     }
