@@ -1,14 +1,11 @@
 """`nas run`'s teacher and finetune stages continue from their last finished epoch after a stop,
-and end where an uninterrupted run ends."""
-
-import json
+and end where an uninterrupted run ends (the finetune stage inside `nas run`: test_run_augmented.py)."""
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import nas.stage_checkpoint
-import nas.student_training
 import nas.teacher
 from nas.glue_io import load_task_data
 from nas.stage_checkpoint import EpochCheckpoint
@@ -70,25 +67,3 @@ def test_a_checkpoint_of_other_settings_is_ignored(tiny_glue, tiny_teacher, tmp_
     other = train_teacher(data, TeacherConfig(model=str(tiny_teacher), epochs=2, batch_size=8, lr=1e-3),
                           tmp_path / "b", "cpu", checkpoint=checkpoint)
     assert len(other["history"]) == 2
-
-
-def test_nas_run_continues_a_stopped_finetune_stage(tiny_glue, tiny_teacher, tmp_path, run_cli, monkeypatch):
-    out = tmp_path / "run"
-    args = ("run", "--task", "sst2", "--data-dir", tiny_glue, "--out", out, "--device", "cpu", "--max-train", 48,
-            "--set", f"model={tiny_teacher}", "--set", "teacher.epochs=1", "--set", "search.epochs=1",
-            "--set", "search.hidden_size=16", "--set", "search.max_cells=2", "--set", "finetune.epochs=2",
-            "--set", "finetune.latency_repeats=2")
-    stop_once_after_epoch(monkeypatch, "finetune.pt", 1)
-    assert run_cli(*args)[0] == 130
-    assert (out / ".resume" / "finetune.pt").is_file() and not (out / "student").exists()
-
-    starts = []
-    real = nas.student_training.train_loop
-    monkeypatch.setattr(nas.student_training, "train_loop",
-                        lambda **kw: (starts.append(kw["state"].epoch if kw["state"] else 0), real(**kw))[1])
-    code, _, err = run_cli(*args)
-    assert code == 0, err
-    assert starts == [1]  # the finetune stage picked up after its first epoch
-    metrics = json.loads((out / "student" / "metrics.json").read_text())
-    assert len(metrics["history"]) == 2 and (out / "student" / "model.safetensors").is_file()
-    assert not (out / ".resume" / "finetune.pt").exists()
