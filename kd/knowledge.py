@@ -243,8 +243,9 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
     names = [*splits, *(["augmented"] if config.augment else [])]
     for name in names:
         if not progress.done(f"tokens:{name}"):
+            rows = config.augment * len(data.train) if name == "augmented" else len(splits[name])
             chunks = _augmented_chunks(staging, pair) if name == "augmented" else _example_chunks(splits[name])
-            write_token_arrays(staging, name, tokenize_stream(chunks, tokenizer, max_length))
+            write_token_arrays(staging, name, tokenize_stream(chunks, tokenizer, max_length, rows=rows))
             progress.mark(f"tokens:{name}", started)
     # ---- 3. the teacher on the task's own rows; the probes learn from them
     if not progress.done("task_rows"):

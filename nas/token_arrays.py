@@ -22,7 +22,11 @@ import numpy as np
 
 CHUNK_ROWS = 4096  # rows a worker tokenises at a time: big enough to amortise the pickling
 POOL_MIN_ROWS = 16_384  # below this, starting worker processes costs more than it saves
-PARALLEL = "threads"  # how tokenize_stream uses the cores by default (see there)
+# How the cores are used by default: measured on the 2-core machine (experiments/results/scale.md,
+# SST-2 train, best of 2), a process pool ran 1.9x one thread and the fast tokenizer's own
+# threads 1.3x, since the pool also spreads the conversion of the tokenizer's Python lists,
+# which its threads leave on one core. Below POOL_MIN_ROWS rows, starting the pool costs more.
+PARALLEL = "processes"
 KINDS = {"input_ids": np.int32, "token_type_ids": np.int8}
 
 
@@ -122,21 +126,20 @@ def tokenize_chunks(first, second, tokenizer, max_length: int, processes: int | 
     n = len(first)
     chunks = ((first[s : s + CHUNK_ROWS], second[s : s + CHUNK_ROWS] if second is not None else None)
               for s in range(0, n, CHUNK_ROWS))
-    how = how or PARALLEL
-    if how == "processes" and n < POOL_MIN_ROWS:
-        how = "one"
-    yield from tokenize_stream(chunks, tokenizer, max_length, processes, how)
+    yield from tokenize_stream(chunks, tokenizer, max_length, processes, how, rows=n)
 
 
-def tokenize_stream(chunks, tokenizer, max_length: int, processes: int | None = None, how: str | None = None):
+def tokenize_stream(chunks, tokenizer, max_length: int, processes: int | None = None, how: str | None = None,
+                    rows: int | None = None):
     """Tokenise an iterable of (first texts, second texts or None) chunks; yield their flat arrays in order.
 
     `how`: "threads" (the fast tokenizer's own thread pool, TOKENIZERS_PARALLELISM on for these
     calls), "processes" (a pool of forked processes, a few chunks ahead of the consumer, so a
-    streamed input is never all in memory) or "one" (this thread). The default, PARALLEL, is
-    what measured fastest on the 2-core machine (experiments/results/scale.md).
+    streamed input is never all in memory) or "one" (this thread). By default, PARALLEL, or
+    threads when `rows` (the number of rows, if known) is too few to pay for a pool.
     """
-    how = how or PARALLEL
+    if how is None:
+        how = "threads" if PARALLEL == "processes" and rows is not None and rows < POOL_MIN_ROWS else PARALLEL
     processes = workers() if processes is None else processes
     if how == "processes" and processes > 1 and "fork" in multiprocessing.get_all_start_methods():
         yield from _in_processes(chunks, tokenizer, max_length, processes)
