@@ -161,9 +161,14 @@ def augment(
 
 def augment_with_settings(examples, settings: AugmentSettings, *, tokenizer, word_embeddings) -> list[Example]:
     """`augment` for a caller that already holds an `AugmentSettings`."""
+    return list(iter_augmented(examples, settings, tokenizer=tokenizer, word_embeddings=word_embeddings))
+
+
+def iter_augmented(examples, settings: AugmentSettings, *, tokenizer, word_embeddings):
+    """The variants of `augment_with_settings` one at a time, so a 20x set can be streamed to disk."""
     examples = list(examples)
     if settings.n == 0 or not examples:
-        return []
+        return
     mask_token = tokenizer.mask_token
     if settings.p_mask > 0 and mask_token is None:
         raise UserError("setting 'p_mask': the teacher's tokenizer has no mask token; use p_mask=0")
@@ -172,13 +177,11 @@ def augment_with_settings(examples, settings: AugmentSettings, *, tokenizer, wor
         index = EmbeddingNeighbours(tokenizer, word_embeddings, settings.neighbours)
         index.prefetch(w for e in examples for text in (e.text_a, e.text_b) if text for w in text.split())
     rng = random.Random(settings.seed)
-    out = []
     for example in examples:
         for _ in range(settings.n):
             text_a = _variant(example.text_a, rng, settings, mask_token, index)
             text_b = None if example.text_b is None else _variant(example.text_b, rng, settings, mask_token, index)
-            out.append(Example(text_a=text_a, text_b=text_b, label=None, raw_label=None))
-    return out
+            yield Example(text_a=text_a, text_b=text_b, label=None, raw_label=None)
 
 
 def _variant(text: str, rng: random.Random, settings: AugmentSettings, mask_token, index) -> str:

@@ -3,15 +3,20 @@
 A knowledge folder holds, for each split (train, the augmented transfer set, and each dev
 split): the teacher's final logits and the frozen layer probes' logits, as float16 `.npy`
 arrays that load lazily (memory-mapped). Float16 keeps logits to about three significant
-digits, far finer than what a softened distillation target can tell apart. `manifest.json` says
-what the knowledge was made from; a later run with the same manifest reuses the folder.
+digits, far finer than what a softened distillation target can tell apart. Beside them lie the
+split's token ids as the teacher's tokenizer made them (`nas.token_arrays`: flat, memory-mapped),
+so search, finetuning and distillation never tokenise the transfer set again. `manifest.json`
+says what the knowledge was made from; a later run with the same manifest reuses the folder.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
+import os
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +28,7 @@ from kd.knowledge_manifest import FORMAT_VERSION, MANIFEST, read_manifest
 from nas import atomic
 from nas.errors import UserError
 from nas.safe_files import DATA_CAP, open_regular, read_json, shorten, show_value, text_lines
+from nas.token_arrays import tokenize_stream, write_token_arrays
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "read_manifest", "Knowledge", "KnowledgeConfig", "build_knowledge"]
 
@@ -36,6 +42,7 @@ class KnowledgeConfig:
     p_ngram: float = 0.25
     max_length: int = 0  # 0: the teacher's own (its metrics.json), else the task's default
     batch_size: int = 128
+    shard_rows: int = 8192  # augmented rows per resumable step (its logits are on disk before the next)
     pooling: str = "mean"  # how a layer's token states become the probe's input: mean or cls
     probe_epochs: int = 30
     probe_lr: float = 1e-2
@@ -47,6 +54,8 @@ class KnowledgeConfig:
             raise UserError(f"setting 'pooling': expected mean or cls, got {self.pooling!r}")
         if self.dtype not in ("float16", "float32"):
             raise UserError(f"setting 'dtype': expected float16 or float32, got {self.dtype!r}")
+        if self.shard_rows < 1:
+            raise UserError(f"setting 'shard_rows': expected 1 or more, got {self.shard_rows}")
         if self.augment < 0:
             raise UserError(f"setting 'augment': expected 0 or more, got {self.augment}")
 
@@ -124,6 +133,22 @@ class Knowledge:
                             f"got shape {array.shape} of {array.dtype}")
         return array
 
+    def encoded(self, name: str, rows: int, labels: torch.Tensor):
+        """The first `rows` rows of a split as the teacher tokenised them (memory-mapped ids), with `labels`."""
+        from nas.batching import EncodedSplit
+        from nas.token_arrays import read_token_arrays
+
+        self.check_rows(name, rows)
+        ids, types = read_token_arrays(self.folder, name)
+        return EncodedSplit(ids[:rows], types[:rows], labels, self.manifest["pad_id"])
+
+    def teacher_labels(self, name: str, rows: int, regression: bool) -> torch.Tensor:
+        """Labels for rows without gold ones: the teacher's class (or its score, for regression)."""
+        logits = np.asarray(self.split(name).logits[:rows], dtype=np.float32)
+        if regression:
+            return torch.from_numpy(logits[:, 0].copy())
+        return torch.from_numpy(logits.argmax(-1)).long()
+
     def augmented_examples(self):
         from nas.glue_io import Example
 
@@ -166,11 +191,14 @@ def export_logits_tsv(path: Path, examples, logits: torch.Tensor) -> None:
 
 
 def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> dict:
-    """Run the teacher over every split once, fit the layer probes, and write the knowledge folder."""
-    from kd.augment import AugmentSettings, augment
-    from kd.probes import ProbeSettings, probe_quality, train_probes
-    from kd.teacher_pass import run_teacher
-    from nas.batching import encode
+    """Run the teacher over every split once, fit the layer probes, and write the knowledge folder.
+
+    The work happens in `<out>.partial` in steps that each leave files behind (augmented texts,
+    token ids per split, the task's own rows with the probes, then the augmented rows shard by
+    shard), so a run stopped at any point, killed included, continues from its last finished
+    step or shard when started again with the same inputs, and ends with the same arrays.
+    """
+    from kd.augment import AugmentSettings
     from nas.models import count_parameters, folder_hash, load_classifier, load_tokenizer
     from nas.teacher import default_max_length
 
@@ -198,22 +226,152 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
             "labels": list(task.labels) if task.labels else None,
         },
     }
+    key = manifest_key(manifest)
     previous = read_manifest(out)
-    if previous and previous.get("key") == manifest_key(manifest):
+    if previous and previous.get("key") == key:
         return {**previous, "reused": True}
 
-    started = time.perf_counter()
-    regression = task.is_regression
+    out = Path(out)
+    staging = atomic.resumable_folder(out, key)
+    progress = _Progress(staging)
+    started = time.perf_counter() - progress.get("seconds", 0.0)  # a resumed build counts its earlier time
     splits = {"train": data.train, **data.dev}
+    pad_id = tokenizer.pad_token_id or 0
+    pair = bool(data.train) and data.train[0].text_b is not None
+
+    # ---- 1. the augmented texts, streamed to augmented.tsv
+    if config.augment and not progress.done("augmented_texts"):
+        _write_augmented_texts(staging, data.train, augment_settings, tokenizer, teacher)
+        progress.mark("augmented_texts", started)
+    # ---- 2. the token ids of every split, tokenised once on every core
+    names = [*splits, *(["augmented"] if config.augment else [])]
+    for name in names:
+        if not progress.done(f"tokens:{name}"):
+            rows = config.augment * len(data.train) if name == "augmented" else len(splits[name])
+            chunks = _augmented_chunks(staging, pair) if name == "augmented" else _example_chunks(splits[name])
+            write_token_arrays(staging, name, tokenize_stream(chunks, tokenizer, max_length, rows=rows))
+            progress.mark(f"tokens:{name}", started)
+    # ---- 3. the teacher on the task's own rows; the probes learn from them
+    if not progress.done("task_rows"):
+        results = _task_rows(staging, teacher, splits, config, task, pad_id, device)
+        progress.mark("task_rows", started, **results)
+    # ---- 4. the teacher on the augmented rows, shard by shard, features never kept
     if config.augment:
-        embeddings = teacher.get_input_embeddings().weight.detach().cpu()
-        splits["augmented"] = augment(data.train, config.augment, tokenizer=tokenizer, word_embeddings=embeddings,
-                                      **augment_settings.augment_kwargs())
+        _augmented_rows(staging, teacher, config, progress, pad_id, device, started)
+        if not progress.done("augmented_export"):
+            _export_augmented_tsv(staging, task.name, pair)
+            progress.mark("augmented_export", started)
+
+    results = progress.get("results")
+    manifest.update(
+        key=key,
+        splits={name: _rows(staging, name) for name in names},
+        num_layers=results["num_layers"],
+        num_labels=task.num_labels,
+        dtype=config.dtype,
+        pad_id=pad_id,
+        teacher=str(teacher_dir.resolve()),
+        teacher_params=count_parameters(teacher),
+        probes=results["probes"],
+        teacher_dev_metrics=results["teacher_dev_metrics"],
+        seconds=round(time.perf_counter() - started, 1),
+        bytes=sum(f.stat().st_size for f in staging.iterdir() if f.suffix == ".npy"),
+    )
+    progress.remove()
+    atomic.write_json(staging / MANIFEST, manifest)
+    atomic.publish(staging, out)
+    return manifest
+
+
+class _Progress:
+    """What a build has finished, in `progress.json` of its staging folder (written by rename)."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / "progress.json"
+        self.state = json.loads(self.path.read_text()) if self.path.is_file() else {"done": [], "results": None}
+
+    def done(self, step: str) -> bool:
+        return step in self.state["done"]
+
+    def get(self, name: str, default=None):
+        return self.state.get(name, default)
+
+    def mark(self, step: str | None, started: float, **results) -> None:
+        if step is not None:
+            self.state["done"].append(step)
+        if results:
+            self.state["results"] = results
+        self.state["seconds"] = time.perf_counter() - started
+        atomic.write_json(self.path, self.state)
+
+    def set(self, name: str, value, started: float) -> None:
+        self.state[name] = value
+        self.mark(None, started)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _rows(folder: Path, name: str) -> int:
+    return len(np.load(folder / f"{name}.offsets.npy", mmap_mode="r")) - 1
+
+
+def _example_chunks(examples):
+    from nas.token_arrays import CHUNK_ROWS
+
+    for start in range(0, len(examples), CHUNK_ROWS):
+        part = examples[start : start + CHUNK_ROWS]
+        second = [e.text_b for e in part] if part[0].text_b is not None else None
+        yield [e.text_a for e in part], second
+
+
+def _augmented_chunks(folder: Path, pair: bool):
+    """(first, second) text chunks read back from augmented.tsv, a chunk at a time."""
+    from nas.token_arrays import CHUNK_ROWS
+
+    with open(folder / "augmented.tsv", encoding="utf-8", newline="") as handle:
+        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(rows)
+        while chunk := list(itertools.islice(rows, CHUNK_ROWS)):
+            yield [row[1] for row in chunk], ([row[2] for row in chunk] if pair else None)
+
+
+def _write_augmented_texts(folder: Path, train, settings, tokenizer, teacher) -> None:
+    """augmented.tsv: for each variant its source row and texts, written as the variants are made."""
+    from kd.augment import iter_augmented
+
+    embeddings = teacher.get_input_embeddings().weight.detach().float().cpu()
+    path = folder / "augmented.tsv"
+    tmp = path.with_name(".augmented.tsv.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write("row\ttext_a\ttext_b\n")
+        variants = iter_augmented(train, settings, tokenizer=tokenizer, word_embeddings=embeddings)
+        for i, e in enumerate(variants):
+            handle.write(f"{i // settings.n}\t{e.text_a}\t{e.text_b or ''}\n")
+    os.replace(tmp, path)
+
+
+def _stored_split(folder: Path, name: str, pad_id: int, labels=None, rows: slice = slice(None)):
+    from nas.batching import EncodedSplit
+    from nas.token_arrays import read_token_arrays
+
+    ids, types = read_token_arrays(folder, name)
+    ids, types = ids[rows], types[rows]
+    labels = torch.full((len(ids),), -1, dtype=torch.long) if labels is None else labels
+    return EncodedSplit(ids, types, labels, pad_id)
+
+
+def _task_rows(folder: Path, teacher, splits, config: KnowledgeConfig, task, pad_id: int, device) -> dict:
+    """Teacher logits and features of train and dev, the probes fitted on train; writes their arrays."""
+    from kd.probes import ProbeSettings, probe_quality, train_probes
+    from kd.teacher_pass import run_teacher
+    from nas.batching import labels_tensor
+
+    regression = task.is_regression
     outputs = {}
     for name, examples in splits.items():
-        encoded = encode(examples, tokenizer, max_length, regression)
+        encoded = _stored_split(folder, name, pad_id, labels_tensor(examples, regression))
         outputs[name] = run_teacher(teacher, encoded, config.batch_size, device, config.pooling) + (encoded.labels,)
-
     # Probes learn from the original training rows with their gold labels, then are frozen.
     _, train_features, train_labels = outputs["train"]
     probes = train_probes(
@@ -223,34 +381,78 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
     _, dev_features, dev_labels = outputs["dev"]
     quality = {"dev": probe_quality(probes, dev_features, dev_labels, regression),
                "train": probe_quality(probes, train_features, train_labels, regression)}
+    for name, (logits, features, _) in outputs.items():
+        with torch.no_grad():
+            save_split(folder, name, logits, probes(features), config.dtype)
+        export_logits_tsv(folder / f"{task.name}_{name}_logits.tsv", splits[name], logits)
+    atomic.save_torch(probes.state_dict(), folder / "probes.pt")
+    return {"probes": quality, "teacher_dev_metrics": _teacher_dev_metrics(task, outputs),
+            "num_layers": train_features.shape[1] - 1}
 
-    out = Path(out)
-    with atomic.staged_folder(out) as staging:
-        for name, (logits, features, _) in outputs.items():
-            with torch.no_grad():
-                save_split(staging, name, logits, probes(features), config.dtype)
-            export_logits_tsv(staging / f"{task.name}_{name}_logits.tsv", splits[name], logits)
-        if "augmented" in splits:
-            rows = ["row\ttext_a\ttext_b"] + [
-                f"{i // config.augment}\t{e.text_a}\t{e.text_b or ''}" for i, e in enumerate(splits["augmented"])
-            ]
-            atomic.write_text(staging / "augmented.tsv", "\n".join(rows) + "\n")
-        torch.save(probes.state_dict(), staging / "probes.pt")
-        manifest.update(
-            key=manifest_key(manifest),
-            splits={name: len(examples) for name, examples in splits.items()},
-            num_layers=train_features.shape[1] - 1,
-            num_labels=task.num_labels,
-            dtype=config.dtype,
-            teacher=str(teacher_dir.resolve()),
-            teacher_params=count_parameters(teacher),
-            probes=quality,
-            teacher_dev_metrics=_teacher_dev_metrics(task, outputs),
-            seconds=round(time.perf_counter() - started, 1),
-            bytes=sum(f.stat().st_size for f in staging.iterdir() if f.suffix == ".npy"),
-        )
-        atomic.write_json(staging / MANIFEST, manifest)
-    return manifest
+
+def _augmented_rows(folder: Path, teacher, config: KnowledgeConfig, progress: _Progress, pad_id: int, device,
+                    started: float) -> None:
+    """Logits and probe logits of the augmented rows, written shard by shard into preallocated arrays.
+
+    A shard's rows are written, flushed, and only then counted in progress.json, so a run killed
+    anywhere redoes at most one shard, and redoes it to the same bytes (same rows, same batches).
+    """
+    from kd.probes import LayerProbes
+    from kd.teacher_pass import run_teacher
+
+    total = _rows(folder, "augmented")
+    state = torch.load(folder / "probes.pt", weights_only=True)
+    layers, hidden, classes = state["weight"].shape
+    probes = LayerProbes(layers, hidden, classes)
+    probes.load_state_dict(state)
+    probes.requires_grad_(False).eval()
+    shapes = {"logits": (total, classes), "probe_logits": (total, layers, classes)}
+    paths = {kind: folder / f"augmented.{kind}.npy" for kind in shapes}
+    if not all(path.is_file() for path in paths.values()):
+        progress.set("augmented_shards", 0, started)  # nothing of the arrays to continue
+    fresh = progress.get("augmented_shards", 0) == 0
+    arrays = {kind: np.lib.format.open_memmap(paths[kind], mode="w+" if fresh else "r+", dtype=config.dtype, shape=shape)
+              for kind, shape in shapes.items()}
+    shards = range(0, total, config.shard_rows)
+    for number, start in enumerate(shards):
+        if number < progress.get("augmented_shards", 0):
+            continue
+        stop = min(start + config.shard_rows, total)
+        split = _stored_split(folder, "augmented", pad_id, rows=slice(start, stop))
+        logits, probe_logits = run_teacher(teacher, split, config.batch_size, device, config.pooling, head=probes)
+        arrays["logits"][start:stop] = logits.numpy().astype(config.dtype)
+        arrays["probe_logits"][start:stop] = probe_logits.numpy().astype(config.dtype)
+        for array in arrays.values():
+            array.flush()
+        progress.set("augmented_shards", number + 1, started)
+        after_shard(number + 1)
+    del arrays
+
+
+def after_shard(done: int) -> None:
+    """A hook after each finished shard: tests (and scale.py) stop a build here to resume it.
+
+    NAS_KNOWLEDGE_KILL_AFTER_SHARDS=k kills this process outright (SIGKILL, no clean-up) once k
+    shards are on disk, which is what an out-of-memory kill or a lost machine does.
+    """
+    stop = os.environ.get("NAS_KNOWLEDGE_KILL_AFTER_SHARDS")
+    if stop and done >= int(stop):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _export_augmented_tsv(folder: Path, task_name: str, pair: bool) -> None:
+    """The augmented rows' texts with their logits, streamed (the EasyTransfer layout of `export_logits_tsv`)."""
+    logits = np.load(folder / "augmented.logits.npy", mmap_mode="r")
+    path = folder / f"{task_name}_augmented_logits.tsv"
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(folder / "augmented.tsv", encoding="utf-8", newline="") as source, open(tmp, "w", encoding="utf-8") as out:
+        rows = csv.reader(source, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(rows)
+        out.write("\t".join(["text_a", *(["text_b"] if pair else []), "label", "logits"]) + "\n")
+        for i, row in enumerate(rows):
+            values = " ".join(f"{v:.6f}" for v in logits[i].astype(np.float32).tolist())
+            out.write("\t".join([row[1], *([row[2]] if pair else []), "", values]) + "\n")
+    os.replace(tmp, path)
 
 
 MAX_TEACHER_LENGTH = 8192  # tokens; beyond any BERT-family position table

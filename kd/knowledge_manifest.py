@@ -13,7 +13,7 @@ from pathlib import Path
 from nas.errors import UserError
 from nas.safe_files import key_name, read_json, show_value
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: token ids stored beside the logits (1 had logits only)
 MANIFEST = "manifest.json"
 
 
@@ -38,8 +38,12 @@ def check_manifest(data, path) -> dict:
 
     if not isinstance(data, dict):
         raise UserError(f"{path}: the top level must be a JSON object")
-    if data.get("format_version") != FORMAT_VERSION:
-        fail("format_version", f"{show_value(data.get('format_version'))} is not supported (supported: {FORMAT_VERSION})")
+    version = data.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and 1 <= version < FORMAT_VERSION:
+        raise UserError(f"{path}: made by an older `nas knowledge` (format {version}, no stored token ids); "
+                        "rerun `nas knowledge` with the same settings to rebuild it")
+    if version != FORMAT_VERSION:
+        fail("format_version", f"{show_value(version)} is not supported (supported: {FORMAT_VERSION})")
     if not isinstance(data.get("task"), str):
         fail("task", "expected a task name")
     inputs = _object(data.get("inputs"), "inputs", fail)
@@ -59,6 +63,7 @@ def check_manifest(data, path) -> dict:
         augmentation = _object(inputs.get("augmentation"), "inputs.augmentation", fail)
         _count(augmentation.get("n"), "inputs.augmentation.n", fail, low=1)
     _count(data.get("num_layers"), "num_layers", fail, low=0)
+    _count(data.get("pad_id"), "pad_id", fail, low=0)
     probes = _object(data.get("probes"), "probes", fail)
     dev = _object(probes.get("dev"), "probes.dev", fail)
     for key in ("loss", "accuracy"):

@@ -102,6 +102,30 @@ def staged_folder(final):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    publish(staging, final)
+
+
+def resumable_folder(final, key: str) -> Path:
+    """A staging folder for `final` that survives an interruption, for work that resumes.
+
+    It holds `.key` with the caller's key of the inputs: the same key finds the folder as it was
+    left (finished pieces kept), another key empties it. `publish` moves it into place.
+    """
+    final = Path(final)
+    staging = final.with_name(final.name + ".partial")
+    stamp = staging / ".key"
+    if staging.exists() and not (stamp.is_file() and stamp.read_text() == key):
+        shutil.rmtree(staging)
+    if not staging.exists():
+        staging.mkdir(parents=True)
+        write_text(stamp, key)
+    return staging
+
+
+def publish(staging, final) -> None:
+    """Replace `final` by the finished `staging` folder (renames only, so never half of either)."""
+    staging, final = Path(staging), Path(final)
+    (staging / ".key").unlink(missing_ok=True)
     if final.exists():
         retired = final.with_name(final.name + ".old")
         shutil.rmtree(retired, ignore_errors=True)

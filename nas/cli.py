@@ -321,6 +321,8 @@ def run_latency_table(args):
 def _run_args(parser):
     add_common(parser)
     parser.add_argument("--preset", help="a packaged settings preset, e.g. demo (an SST-2 subset, minutes on a CPU)")
+    parser.add_argument("--augment", type=int,
+                        help="teacher-labelled variants per training row; search and finetune train on them too")
 
 
 @command("run", "the whole pipeline: teacher -> knowledge -> search -> finetune -> plot -> report", _run_args)

@@ -2,17 +2,19 @@
 
 Search, finetuning and the KD baselines all train on the same thing: tokenised rows (the
 training split, optionally the augmented transfer set) with the teacher's logits and probe
-logits for each row, looked up by row number so the teacher never runs again.
+logits for each row, looked up by row number so the teacher never runs again. The token ids
+are the knowledge folder's own (memory-mapped), so nothing is tokenised again either.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from kd.knowledge import Knowledge
-from nas.batching import EncodedSplit, encode
+from nas.batching import EncodedSplit, encode, join, labels_tensor
 from nas.errors import UserError
 from nas.glue_io import TaskData
 
@@ -37,11 +39,14 @@ class DistillData:
 
 def _targets(knowledge: Knowledge, split: str, rows: int) -> Targets:
     part = knowledge.split(split)
-    logits, probe_logits = part.rows(list(range(rows)))
-    return Targets(logits, probe_logits)
+    # A slice of the memory-mapped arrays: one contiguous read, not a gather of `rows` indices.
+    as_tensor = lambda array: torch.from_numpy(np.asarray(array[:rows], dtype=np.float32))  # noqa: E731
+    return Targets(as_tensor(part.logits), as_tensor(part.probe_logits))
 
 
 def prepare(data: TaskData, knowledge: Knowledge, tokenizer, max_length: int, use_augmented: bool = True) -> DistillData:
+    """Join the rows with their targets. Token ids come from the knowledge folder when it has them
+    at `max_length` (the teacher's tokenizer made them); only another length tokenises again."""
     task = data.task
     if knowledge.task != task.name:
         raise UserError(f"{knowledge.folder}: knowledge is for task {knowledge.task}, not {task.name}")
@@ -52,16 +57,28 @@ def prepare(data: TaskData, knowledge: Knowledge, tokenizer, max_length: int, us
     if labels and task.labels and list(task.labels) != labels:
         raise UserError(f"{knowledge.folder}: knowledge was made with labels {labels}, the task has {list(task.labels)}")
 
-    examples = list(data.train)
-    targets = _targets(knowledge, "train", len(examples))
+    stored = max_length == knowledge.max_length
+    regression = task.is_regression
+
+    def tokens(name: str, examples, gold: torch.Tensor) -> EncodedSplit:
+        if stored:
+            return knowledge.encoded(name, len(examples), gold)
+        return encode(examples, tokenizer, max_length, regression)
+
+    rows = len(data.train)
+    train = tokens("train", data.train, labels_tensor(data.train, regression))
+    targets = _targets(knowledge, "train", rows)
     if use_augmented and "augmented" in knowledge.manifest["splits"]:
-        per_row = knowledge.manifest["inputs"]["augmentation"]["n"]
-        augmented = knowledge.augmented_examples()[: per_row * len(examples)]  # only variants of rows in use
-        extra = _targets(knowledge, "augmented", len(augmented))
-        examples += augmented
+        extra_rows = knowledge.manifest["inputs"]["augmentation"]["n"] * rows  # only variants of rows in use
+        extra_labels = knowledge.teacher_labels("augmented", extra_rows, regression)
+        if stored:
+            augmented = knowledge.encoded("augmented", extra_rows, extra_labels)
+        else:
+            augmented = encode(knowledge.augmented_examples()[:extra_rows], tokenizer, max_length, regression)
+        extra = _targets(knowledge, "augmented", extra_rows)
+        train = join([train, augmented])
         targets = Targets(torch.cat([targets.logits, extra.logits]), torch.cat([targets.probe_logits, extra.probe_logits]))
-    train = encode(examples, tokenizer, max_length, task.is_regression)
-    dev = {name: encode(rows, tokenizer, max_length, task.is_regression) for name, rows in data.dev.items()}
+    dev = {name: tokens(name, examples, labels_tensor(examples, regression)) for name, examples in data.dev.items()}
     return DistillData(train, targets, dev, knowledge.probe_dev_loss, len(data.train))
 
 

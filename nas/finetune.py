@@ -26,7 +26,7 @@ def initial_weights(config: FinetuneConfig, arch_path: Path) -> Path | None:
     return weights if weights.is_file() else None
 
 
-def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig, out, device) -> dict:
+def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig, out, device, checkpoint=None) -> dict:
     from nas.distill_data import prepare, teacher_embedding_tables
     from nas.models import load_classifier, load_tokenizer
     from nas.run_info import provenance, tensorboard_writer
@@ -69,7 +69,7 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
             student.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
 
-        state, seconds = train_with_kd(student, task, distill, config, device, writer, save_best)
+        state, seconds = train_with_kd(student, task, distill, config, device, writer, save_best, checkpoint=checkpoint)
         writer.close()
         best = AdaBertStudentForSequenceClassification.from_pretrained(staging).to(device)
         teacher = load_classifier(str(teacher_dir), task, new_head=False)

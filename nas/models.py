@@ -118,7 +118,10 @@ def load_classifier(path: str, task: Task, *, new_head: bool):
             f"{path}: the teacher has {config.num_labels} labels but task {task.name} has {task.num_labels}"
         )
     try:
-        return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        # float32 whatever the checkpoint's dtype: float16 or bfloat16 weights trained in their own
+        # dtype turn NaN at the first steps; inference on CUDA regains the speed with autocast
+        # (nas.precision).
+        return AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32, **kwargs)
     except (OSError, ValueError, EOFError, RuntimeError, pickle.UnpicklingError, *_weight_file_errors()) as error:
         # A weights file that is garbage, empty or cut short: safetensors and torch.load raise their own errors.
         raise UserError(f"{path}: cannot load the model weights ({_first_line(error)})") from None

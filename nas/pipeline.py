@@ -1,7 +1,9 @@
 """`nas run`: teacher -> knowledge -> search -> finetune -> plot -> report, in one command.
 
 Each stage writes its own folder under the run folder and is skipped when that folder already
-holds a finished result, so an interrupted `nas run` picks up where it stopped.
+holds a finished result, so an interrupted `nas run` picks up where it stopped; inside a stage
+it continues from the last finished epoch (teacher, search, finetune, kept in `.resume/` and the
+search folder) or shard of augmented rows (knowledge, kept in `knowledge.partial/`).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def run_pipeline(task, args, device, log=print) -> dict:
     data_dir = None if task.name == "custom" else resolve_data_dir(args.data_dir)
     data = load_task_data(task, data_dir, run.max_train, run.max_dev)
     timings = {}
+    resume_dir = out / ".resume"  # epoch checkpoints of the teacher and finetune stages while they run
 
     teacher_dir = out / "teacher"
     teacher_config = settings(TeacherConfig, "teacher", {"model": run.model, **seed})
@@ -87,13 +90,17 @@ def run_pipeline(task, args, device, log=print) -> dict:
     if not (teacher_dir / "metrics.json").is_file():
         log(f"[1/5] teacher: fine-tuning {teacher_config.model} on {len(data.train)} rows")
         with atomic.staged_folder(teacher_dir) as staging:
-            train_teacher(data, teacher_config, staging, device)
+            train_teacher(data, teacher_config, staging, device, checkpoint=resume_dir / "teacher.pt")
+    (resume_dir / "teacher.pt").unlink(missing_ok=True)
     timings["teacher"] = time.perf_counter() - started
 
     knowledge_dir = out / "knowledge"
     started = time.perf_counter()
-    log("[2/5] knowledge: caching teacher logits and layer probes")
-    build_knowledge(teacher_dir, data, settings(KnowledgeConfig, "knowledge", seed), knowledge_dir, device)
+    knowledge_config = settings(KnowledgeConfig, "knowledge", {**seed, "augment": getattr(args, "augment", None)})
+    log("[2/5] knowledge: caching teacher logits and layer probes"
+        + (f" and {knowledge_config.augment}x augmented rows" if knowledge_config.augment else ""))
+    # A stopped build left <knowledge>.partial behind; the same settings continue it shard by shard.
+    build_knowledge(teacher_dir, data, knowledge_config, knowledge_dir, device)
     knowledge = Knowledge(knowledge_dir)
     timings["knowledge"] = time.perf_counter() - started
 
@@ -112,7 +119,8 @@ def run_pipeline(task, args, device, log=print) -> dict:
     if not (student_dir / "metrics.json").is_file():
         log(f"[4/5] finetune: {genotype}")
         run_finetune(search_dir / "arch.json", data, teacher_dir, knowledge, settings(FinetuneConfig, "finetune", seed),
-                     student_dir, device)
+                     student_dir, device, checkpoint=resume_dir / "finetune.pt")
+    (resume_dir / "finetune.pt").unlink(missing_ok=True)
     timings["finetune"] = time.perf_counter() - started
 
     log("[5/5] plot and report")

@@ -16,6 +16,7 @@ from kd.losses import regression_distillation, soft_cross_entropy
 from nas.batching import batch_order, collate, model_inputs, to_device
 from nas.evaluation import evaluate_splits, task_loss
 from nas.loop import Hooks, linear_warmup_decay, train_loop
+from nas.stage_checkpoint import EpochCheckpoint
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,27 @@ def kd_loss(student_logits, teacher_logits, labels, task, gamma: float, temperat
     return (1 - gamma) * hard + gamma * soft, {"ce": hard.item(), "kd": soft.item()}
 
 
-def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None, on_best=None, description="finetune"):
-    """Train `model` (a classifier taking tokenizer outputs) on `data` (DistillData) and keep its best epoch."""
+def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None, on_best=None, description="finetune",
+                  checkpoint=None):
+    """Train `model` (a classifier taking tokenizer outputs) on `data` (DistillData) and keep its best epoch.
+
+    `checkpoint`: a file for epoch checkpoints (`nas run`), from which a stopped run continues."""
     torch.manual_seed(config.seed)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = -(-len(data.train) // config.batch_size) * config.epochs
     scheduler = linear_warmup_decay(optimizer, steps, config.warmup_ratio)
     forward = lambda inputs: model(**inputs).logits  # noqa: E731
+    resume = None
+    if checkpoint is not None:
+        resume = EpochCheckpoint(checkpoint, model, optimizer, scheduler, {"config": asdict(config), "rows": len(data.train)})
+    resumed_state = resume.restore() if resume else None
+
+    def best(state, metrics):
+        if resume:
+            resume.note_best()
+        if on_best:
+            on_best(state, metrics)
 
     def loss(rows):
         batch = to_device(collate(data.train, rows), device)
@@ -64,11 +78,15 @@ def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None
         loss=loss,
         epoch_batches=lambda epoch: batch_order(data.train.lengths, config.batch_size, config.seed, epoch),
         evaluate=lambda state: evaluate_splits(task, forward, data.dev, config.eval_batch_size, device, model),
-        on_best=on_best,
+        on_best=best,
+        checkpoint=resume.save if resume else None,
     )
     started = time.perf_counter()
     state = train_loop(model=model, optimizer=optimizer, scheduler=scheduler, hooks=hooks, epochs=config.epochs,
-                       primary_metric=task.primary_metric, writer=writer, description=description)
+                       primary_metric=task.primary_metric, writer=writer, description=description, state=resumed_state)
+    if resume and on_best and state.best_epoch >= 0:  # a resumed run's output folder is new: save the best again
+        resume.load_best()
+        on_best(state, state.history[state.best_epoch])
     return state, time.perf_counter() - started
 
 

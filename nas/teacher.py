@@ -14,6 +14,7 @@ from nas.glue_io import TaskData
 from nas.loop import Hooks, linear_warmup_decay, train_loop
 from nas.models import count_parameters, load_classifier, load_tokenizer, resolve_model
 from nas.run_info import provenance, tensorboard_writer
+from nas.stage_checkpoint import EpochCheckpoint
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,10 @@ def default_max_length(task) -> int:
     return 128 if task.is_pair else 64
 
 
-def train_teacher(data: TaskData, config: TeacherConfig, out, device) -> dict:
-    """Fine-tune, keep the best epoch on dev, and write a model folder with metrics.json into `out`."""
+def train_teacher(data: TaskData, config: TeacherConfig, out, device, checkpoint=None) -> dict:
+    """Fine-tune, keep the best epoch on dev, and write a model folder with metrics.json into `out`.
+
+    `checkpoint`: a file for epoch checkpoints (`nas run`), from which a stopped run continues."""
     torch.manual_seed(config.seed)
     task = data.task
     source = resolve_model(config.model)
@@ -54,6 +57,11 @@ def train_teacher(data: TaskData, config: TeacherConfig, out, device) -> dict:
     scheduler = linear_warmup_decay(optimizer, steps_per_epoch * config.epochs, config.warmup_ratio)
     writer = tensorboard_writer(out / "tensorboard")
     forward = hf_forward(model)
+    resume = None
+    if checkpoint is not None:
+        settings = {"config": config.__dict__, "source": source, "train_rows": len(train), "max_length": max_length}
+        resume = EpochCheckpoint(checkpoint, model, optimizer, scheduler, settings)
+    resumed_state = resume.restore() if resume else None
 
     def loss(batch):
         batch = to_device(batch, device)
@@ -63,18 +71,25 @@ def train_teacher(data: TaskData, config: TeacherConfig, out, device) -> dict:
     def save_best(state, metrics):
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
+        if resume:
+            resume.note_best()
 
     hooks = Hooks(
         loss=loss,
         epoch_batches=lambda epoch: list(batches(train, config.batch_size, config.seed, epoch)),
         evaluate=lambda state: evaluate_splits(task, forward, dev, config.eval_batch_size, device, model),
         on_best=save_best,
+        checkpoint=resume.save if resume else None,
     )
     started = time.perf_counter()
     state = train_loop(
         model=model, optimizer=optimizer, scheduler=scheduler, hooks=hooks, epochs=config.epochs,
-        primary_metric=task.primary_metric, writer=writer, description=f"teacher {task.name}",
+        primary_metric=task.primary_metric, writer=writer, description=f"teacher {task.name}", state=resumed_state,
     )
+    if resume:  # a resumed run's output folder is new: write the best epoch's weights, whenever it was
+        resume.load_best()
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
     writer.close()
     result = {
         "task": task.name,

@@ -2,6 +2,7 @@
 
 import random
 
+import numpy as np
 import pytest
 import torch
 from transformers import BertTokenizerFast
@@ -207,3 +208,19 @@ def test_inference_batches_sort_by_length_and_results_come_back_in_row_order():
     # A per-row result (here: each row's length) lands back at its row.
     lengths = [b["attention_mask"].sum(1) for b in batches]
     assert in_row_order(lengths, [b["index"] for b in batches]).tolist() == [5, 2, 9, 3, 7]
+
+
+def test_collate_of_flat_arrays_equals_collate_of_lists():
+    from nas.token_arrays import RaggedRows
+
+    rng = random.Random(0)
+    ids = [[rng.randrange(1, 50) for _ in range(rng.randint(1, 12))] for _ in range(40)]
+    types = [[int(i > len(row) // 2) for i in range(len(row))] for row in ids]
+    labels = torch.arange(40)
+    lists = EncodedSplit(ids, types, labels, pad_id=0)
+    flat = EncodedSplit(RaggedRows.from_lists(ids), RaggedRows.from_lists(types, np.int8), labels, pad_id=0)
+    for indices in ([3], [0, 5, 9], list(range(40)), [39, 1, 17, 17]):
+        a, b = collate(lists, indices), collate(flat, indices)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key

@@ -279,11 +279,12 @@ MANIFEST_CASES = [
     ("[" * 100_000, ["nested too deeply"]),
     ('{"format_version": ' + "1" * 5000 + "}", ["digits"]),
     ("[]", ["top level"]),
-    ('{"format_version": 2}', ["format_version", "not supported"]),
-    ('{"format_version": 1, "task": "sst2", "inputs": {"max_length": 1e999}}', ["out of range"]),
-    ('{"format_version": 1, "task": "sst2", "inputs": {"max_length": 64}, "splits": {"../x": 3}}',
+    ('{"format_version": 3}', ["format_version", "not supported"]),
+    ('{"format_version": 1}', ["older `nas knowledge`", "rerun"]),
+    ('{"format_version": 2, "task": "sst2", "inputs": {"max_length": 1e999}}', ["out of range"]),
+    ('{"format_version": 2, "task": "sst2", "inputs": {"max_length": 64}, "splits": {"../x": 3}}',
      ["splits", "not a split name"]),
-    ('{"format_version": 1, "task": "sst2", "inputs": {"max_length": 64}, "splits": {"train": -1}}',
+    ('{"format_version": 2, "task": "sst2", "inputs": {"max_length": 64}, "splits": {"train": -1}}',
      ["splits.train", "expected an integer >= 0"]),
     (lambda path: os.symlink("/dev/zero", path), ["not a regular file"]),
     (b"\xff\xfe{}", ["not UTF-8"]),
@@ -302,7 +303,7 @@ def test_hostile_knowledge_manifest_is_one_line(content, fragments, tmp_path):
 
 def test_a_hostile_manifest_through_nas_finetune(run_cli, tmp_path):
     (tmp_path / "k").mkdir()
-    (tmp_path / "k" / "manifest.json").write_text('{"format_version": 1, "task": ' + "[" * 100_000)
+    (tmp_path / "k" / "manifest.json").write_text('{"format_version": 2, "task": ' + "[" * 100_000)
     arch = make(tmp_path / "arch.json", MINIMAL_TEXT)
     data = make(tmp_path / "data.tsv", tsv("text\tlabel", "good\t1", "bad\t0"))
     code, _, err = run_cli("finetune", "--arch", arch, "--teacher", tmp_path, "--knowledge", tmp_path / "k",
