@@ -29,6 +29,7 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
     from nas.models import load_classifier, load_tokenizer
     from nas.run_info import provenance, tensorboard_writer
     from searchspace.genotype import Genotype
+    from searchspace.remote_code import write_remote_code
     from searchspace.student import AdaBertStudentForSequenceClassification, compile_genotype
 
     task = data.task
@@ -60,6 +61,7 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
         def save_best(state, metrics):
             student.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
+            write_remote_code(staging)  # after save_pretrained, which rewrites config.json
 
         state, seconds = train_with_kd(student, task, distill, config, device, writer, save_best)
         writer.close()
