@@ -13,6 +13,7 @@ import sys
 from nas.errors import UserError
 
 COMMANDS = {}  # name -> (help, add_arguments, run)
+INVOCATION: list[str] | None = None  # the arguments `main` was given, for the records runs keep
 
 
 def command(name: str, help: str, add_arguments):
@@ -446,6 +447,8 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     run = COMMANDS[args.command][2]
+    global INVOCATION
+    INVOCATION = argv
     try:
         # torchrun sets WORLD_SIZE; N copies of another command would race on the same output.
         if args.command != "search" and os.environ.get("WORLD_SIZE", "1") != "1":

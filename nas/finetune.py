@@ -26,6 +26,7 @@ def initial_weights(config: FinetuneConfig, arch_path: Path) -> Path | None:
 
 def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig, out, device) -> dict:
     from nas.distill_data import prepare, teacher_embedding_tables
+    from nas.model_card import write_model_card
     from nas.models import load_classifier, load_tokenizer
     from nas.run_info import provenance, tensorboard_writer
     from searchspace.genotype import Genotype
@@ -76,4 +77,5 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
             "provenance": provenance(task=task.name, arch=str(arch_path.resolve()), teacher=str(Path(teacher_dir).resolve())),
         }
         atomic.write_json(staging / "metrics.json", result)
+        write_model_card(staging)
     return result

@@ -1,0 +1,142 @@
+"""The model card: a student folder's README.md, written from the folder's own records.
+
+Every number comes from `metrics.json` (what `nas finetune` measured) and the architecture from
+`arch.json`, so the card cannot disagree with them; a test reads the numbers back. The cell is
+drawn beside the card (`cell.svg` when graphviz' `dot` is installed, else its DOT source).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from nas import atomic
+from nas.markdown import markdown_cell
+
+CARD = "README.md"
+
+
+def fmt_metric(value) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def fmt_count(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else "n/a"
+
+
+def fmt_ms(value) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def draw_cell(folder: Path, genotype) -> str:
+    """Draw the cell into the folder; the Markdown that shows it (or says where its source is)."""
+    from searchspace.drawing import render
+
+    if shutil.which("dot"):
+        render(genotype, folder / "cell.svg")
+        return "![the searched cell](cell.svg)"
+    render(genotype, folder / "cell.dot")
+    return ("The cell's drawing is in `cell.dot` (graphviz source; `dot -Tsvg cell.dot -o cell.svg` renders it, "
+            "as does `nas plot arch.json`).")
+
+
+def card_text(folder: Path, drawing: str) -> str:
+    from searchspace.genotype import Genotype
+
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    genotype = Genotype.load(folder / "arch.json")
+    provenance = metrics.get("provenance", {})
+    student, teacher = metrics.get("student", {}), metrics.get("teacher", {})
+    teacher_metrics = metrics.get("teacher_metrics") or {}
+    speedup = metrics.get("speedup", {})
+    task = metrics["task"]
+
+    lines = [
+        f"# AdaBERT student for {task}",
+        "",
+        f"A {genotype.num_cells}-cell convolutional student (hidden size {genotype.hidden_size}) found by differentiable "
+        "architecture search with knowledge distillation (AdaBERT) and trained by distillation from its teacher, "
+        "with [adabert-nas](https://arxiv.org/abs/2001.04246).",
+        "",
+        f"- Task: `{task}` (primary metric: {metrics.get('primary_metric')})",
+        f"- Teacher: `{provenance.get('teacher', 'unknown')}`",
+        f"- Genotype: `{markdown_cell(str(genotype))}`",
+        "",
+        "## Architecture",
+        "",
+        drawing,
+        "",
+        "## Results on the dev set",
+        "",
+        "| metric | student | teacher |",
+        "| --- | --- | --- |",
+    ]
+    for name, value in metrics["metrics"].items():
+        if name == "loss":
+            continue
+        lines.append(f"| {name} | {fmt_metric(value)} | {fmt_metric(teacher_metrics.get(name))} |")
+    lines += [
+        "",
+        "## Size and speed",
+        "",
+        "| | student | teacher | teacher / student |",
+        "| --- | --- | --- | --- |",
+        f"| params | {fmt_count(student.get('params'))} | {fmt_count(teacher.get('params'))} | "
+        f"{metrics.get('compression', 'n/a')}x |",
+        f"| FLOPs (one sequence of {metrics.get('flops_seq_len', 'n/a')} tokens) | {fmt_count(student.get('flops'))} | "
+        f"{fmt_count(teacher.get('flops'))} | |",
+        f"| latency, batch 1 (ms) | {fmt_ms(student.get('batch_1_ms'))} | {fmt_ms(teacher.get('batch_1_ms'))} | "
+        f"{speedup.get('batch_1_speedup', 'n/a')}x |",
+        f"| latency, batch 32 (ms) | {fmt_ms(student.get('batch_32_ms'))} | {fmt_ms(teacher.get('batch_32_ms'))} | "
+        f"{speedup.get('batch_32_speedup', 'n/a')}x |",
+        "",
+        f"Latency was measured on {metrics.get('latency_device', 'n/a')} with {metrics.get('latency_threads', 'n/a')} "
+        f"threads ({provenance.get('machine', 'machine not recorded')}), on {provenance.get('date', 'n/a')}, "
+        "student and teacher in the same process on dev batches.",
+        "",
+        "## How it was made",
+        "",
+        "```bash",
+        provenance.get("command") or "nas finetune (command line not recorded)",
+        "```",
+        "",
+        f"adabert-nas {provenance.get('package_version', '?')}, git commit {provenance.get('git_commit') or 'unknown'}, "
+        f"torch {provenance.get('torch', '?')}; architecture from `{provenance.get('arch', 'arch.json')}`. "
+        f"Best epoch {metrics.get('best_epoch', 'n/a')} of training on {metrics.get('train_rows', 'n/a')} rows "
+        f"({metrics.get('train_seconds', 'n/a')} s). Everything above is read from `metrics.json` and `arch.json`.",
+        "",
+        "## How to load it",
+        "",
+        "Anywhere with torch and transformers (the folder carries its modelling code):",
+        "",
+        "```python",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+        "",
+        'model = AutoModelForSequenceClassification.from_pretrained("THIS_FOLDER", trust_remote_code=True)',
+        'tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")',
+        "```",
+        "",
+        "With adabert-nas installed, `import nas` registers the student and `trust_remote_code` is not needed:",
+        "",
+        "```python",
+        "import nas  # noqa: F401",
+        "from transformers import AutoModelForSequenceClassification",
+        "",
+        'model = AutoModelForSequenceClassification.from_pretrained("THIS_FOLDER")',
+        "```",
+        "",
+        "Or from the command line: `nas predict --model THIS_FOLDER --input rows.tsv --out predictions.tsv`, and "
+        "`nas export --model THIS_FOLDER --format onnx --out student.onnx`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(folder) -> Path:
+    """Write README.md (and the cell drawing) into a student folder holding metrics.json and arch.json."""
+    from searchspace.genotype import Genotype
+
+    folder = Path(folder)
+    drawing = draw_cell(folder, Genotype.load(folder / "arch.json"))
+    return atomic.write_text(folder / CARD, card_text(folder, drawing))
