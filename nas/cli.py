@@ -386,6 +386,12 @@ def run_sweep_command(args):
           f"{', '.join(map(str, result['front'])) or 'none'} -> {out / 'pareto.md'}")
 
 
+# ---------------------------------------------------------------- nas predict / nas export
+
+# Their own modules, which register with `command` when imported here (after `command` exists).
+from nas import export_cli, predict_cli  # noqa: E402,F401
+
+
 # ---------------------------------------------------------------- entry point
 
 

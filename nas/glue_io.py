@@ -32,8 +32,10 @@ def split_path(task: Task, data_dir: Path | None, split: str) -> Path:
     return Path(data_dir) / task.folder / name
 
 
-def _rows(path: Path, task: Task):
-    """Yield (line number, fields) with the header checked; fields keyed by column name or position."""
+def _rows(path: Path, task: Task, with_label: bool = True):
+    """Yield (line number, fields) with the header checked; fields keyed by column name or position.
+
+    `with_label=False` reads rows to predict on, which need only the text columns."""
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     with open(path, encoding="utf-8-sig", newline="") as handle:
@@ -45,7 +47,7 @@ def _rows(path: Path, task: Task):
             if header is None:
                 raise UserError(f"{path}: empty file (expected a header line)")
             header = [name.strip() for name in header]
-            wanted = list(task.text_columns) + [task.label_column]
+            wanted = list(task.text_columns) + ([task.label_column] if with_label else [])
             missing = [name for name in wanted if name not in header]
             if missing:
                 raise UserError(f"{path}:1: header has no column {missing[0]!r} (found: {', '.join(header)})")
@@ -59,6 +61,11 @@ def _rows(path: Path, task: Task):
             if expected is not None and len(fields) != expected:
                 raise UserError(f"{path}:{line}: expected {expected} columns, found {len(fields)}")
             yield line, (dict(zip(header, fields)) if header else dict(enumerate(fields)))
+
+
+def read_fields(path, task: Task):
+    """Yield (line number, fields) of an unlabelled TSV/CSV: the rows `nas predict` labels."""
+    yield from _rows(Path(path), task, with_label=False)
 
 
 def read_examples(task: Task, data_dir, split: str, limit: int | None = None) -> list[Example]:
