@@ -11,10 +11,12 @@ the `onnx` package; the check and the timing need `onnxruntime`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -56,18 +58,23 @@ def full_inputs(batch: dict) -> tuple[torch.Tensor, ...]:
     return ids, batch.get("attention_mask", torch.ones_like(ids)), batch.get("token_type_ids", torch.zeros_like(ids))
 
 
-def onnx_bytes(model, example: dict) -> bytes:
-    import warnings
+@contextlib.contextmanager
+def quiet_tracing():
+    """The tracers warn that their TorchScript path is deprecated and that iterating over the
+    cell's three node weights is traced as three steps, which it always is; the check that
+    follows every export is what says whether the trace is right."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
+
+def onnx_bytes(model, example: dict) -> bytes:
     from searchspace.student import _LogitsOnly
 
     wrapped = _LogitsOnly(model).eval()
     buffer = io.BytesIO()
     axes = {name: {0: "batch", 1: "length"} for name in INPUTS}
-    with warnings.catch_warnings():
-        # The exporter warns that the TorchScript path is deprecated and that iterating over the
-        # cell's three node weights is traced as three steps, which it always is.
-        warnings.simplefilter("ignore")
+    with quiet_tracing():
         torch.onnx.export(wrapped, full_inputs(example), buffer, input_names=list(INPUTS), output_names=["logits"],
                           dynamic_axes={**axes, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
     model.eval()  # the exporter puts the wrapper back in its former mode, which is eval; be explicit
@@ -123,8 +130,9 @@ def export_model(model, split: EncodedSplit, fmt: str, out: Path, tolerance: flo
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
         os.close(fd)
         try:
-            export_torchscript(model, example, tmp)
-            difference = max_difference(reference, torch_runner(torch.jit.load(tmp)), batches)
+            with quiet_tracing():
+                export_torchscript(model, example, tmp)
+                difference = max_difference(reference, torch_runner(torch.jit.load(tmp)), batches)
             data = Path(tmp).read_bytes()
         finally:
             os.unlink(tmp)

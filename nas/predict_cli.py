@@ -64,6 +64,8 @@ def run_predict_command(args):
     require(args, "model", "input", "out")
     if args.batch_size < 1:
         raise UserError(f"--batch-size: expected 1 or more, got {args.batch_size}")
+    if not (Path(args.model) / "config.json").is_file():
+        raise UserError(f"{args.model}: not a model folder (no config.json)")
     columns, task = text_columns_and_task(args)
     started = time.perf_counter()
     result = run_predict(args.model, args.input, args.out, text_columns=columns, task=task,
