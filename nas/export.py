@@ -151,3 +151,34 @@ def measure(runners: dict, split: EncodedSplit, repeats: int) -> dict:
     from nas.latency import compare_latency, latency_batches
 
     return compare_latency(runners, latency_batches(split), torch.device("cpu"), repeats=repeats)
+
+
+CHECK_ROWS = 256  # dev rows an export beside a student is checked on: several lengths, seconds at most
+
+
+def first_rows(split: EncodedSplit, count: int) -> EncodedSplit:
+    return EncodedSplit(split.input_ids[:count], split.token_type_ids[:count], split.labels[:count], split.pad_id)
+
+
+def onnx_available() -> bool:
+    return all(importlib.util.find_spec(module) is not None for module in DEPLOY_PACKAGES)
+
+
+def onnx_beside(model, split: EncodedSplit, folder: Path, repeats: int, tolerance: float = 1e-4) -> dict | None:
+    """`model.onnx` in a student folder when the deploy extra is installed (else None), with its
+    check and its ONNX Runtime latency beside the PyTorch model's, for metrics.json.
+
+    A mismatch is recorded rather than raised: the student itself is fine, only the ONNX file is
+    missing (and the record says why)."""
+    if not onnx_available():
+        return None
+    model = model.to("cpu").eval()
+    split = first_rows(split, CHECK_ROWS)
+    out = Path(folder) / "model.onnx"
+    try:
+        check = export_model(model, split, "onnx", out, tolerance)
+    except UserError as error:
+        return {"file": None, "error": str(error)}
+    latency = measure({"pytorch": torch_runner(model), "onnxruntime": onnx_runner(out.read_bytes())}, split, repeats)
+    return {"file": out.name, "inputs": check["inputs"], "max_abs_difference": check["max_abs_difference"],
+            "rows_checked": check["rows_checked"], "latency_ms": latency, "latency_device": "cpu"}

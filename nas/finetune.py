@@ -26,6 +26,7 @@ def initial_weights(config: FinetuneConfig, arch_path: Path) -> Path | None:
 
 def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig, out, device) -> dict:
     from nas.distill_data import prepare, teacher_embedding_tables
+    from nas.export import onnx_beside
     from nas.model_card import write_model_card
     from nas.models import load_classifier, load_tokenizer
     from nas.run_info import provenance, tensorboard_writer
@@ -70,9 +71,11 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
         teacher = load_classifier(str(teacher_dir), task, new_head=False)
         measured = measure_against_teacher(best, teacher, distill.dev["dev"], device, task.is_pair, config.latency_repeats)
         genotype.save(staging / "arch.json")
+        onnx = onnx_beside(best, distill.dev["dev"], staging, config.latency_repeats)  # None without the deploy extra
         result = {
             **student_record(task, state, knowledge, train_seconds=seconds, train_rows=len(distill.train),
                              init="search" if weights is not None else "scratch", genotype=genotype, measured=measured),
+            **({"onnx": onnx} if onnx is not None else {}),
             "config": config_dict(config),
             "provenance": provenance(task=task.name, arch=str(arch_path.resolve()), teacher=str(Path(teacher_dir).resolve())),
         }

@@ -29,6 +29,41 @@ def fmt_ms(value) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
 
 
+def ratio(slow, fast) -> str:
+    return f"{slow / fast:.2f}" if fast else "n/a"
+
+
+def onnx_note(onnx: dict | None) -> list[str]:
+    if not onnx:
+        return ["No ONNX file: the `deploy` extra was not installed when the student was made "
+                "(`nas export --format onnx` writes one).", ""]
+    if not onnx.get("file"):
+        return [f"No ONNX file: {onnx['error']}", ""]
+    return [f"`{onnx['file']}` gives the PyTorch model's logits within {onnx['max_abs_difference']:.2e} "
+            f"(largest absolute difference over {onnx['rows_checked']} dev rows); its latency is ONNX Runtime's "
+            "on the CPU, timed beside the PyTorch student.", ""]
+
+
+def onnx_snippet(onnx: dict | None) -> list[str]:
+    if not onnx or not onnx.get("file"):
+        return []
+    feeds = ", ".join(f'"{name}": inputs["{name}"]' for name in onnx["inputs"])
+    return [
+        "With ONNX Runtime (the tokenizer still comes from transformers):",
+        "",
+        "```python",
+        "import onnxruntime",
+        "from transformers import AutoTokenizer",
+        "",
+        'tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")',
+        f'session = onnxruntime.InferenceSession("THIS_FOLDER/{onnx["file"]}", providers=["CPUExecutionProvider"])',
+        'inputs = tokenizer(["a gripping film"], return_tensors="np", return_token_type_ids=True)',
+        f"logits = session.run(None, {{{feeds}}})[0]",
+        "```",
+        "",
+    ]
+
+
 def draw_cell(folder: Path, genotype) -> str:
     """Draw the cell into the folder; the Markdown that shows it (or says where its source is)."""
     from searchspace.drawing import render
@@ -90,11 +125,23 @@ def card_text(folder: Path, drawing: str) -> str:
         f"{speedup.get('batch_1_speedup', 'n/a')}x |",
         f"| latency, batch 32 (ms) | {fmt_ms(student.get('batch_32_ms'))} | {fmt_ms(teacher.get('batch_32_ms'))} | "
         f"{speedup.get('batch_32_speedup', 'n/a')}x |",
+    ]
+    onnx = metrics.get("onnx")
+    if onnx and onnx.get("file"):
+        ort, torch_ms = onnx["latency_ms"]["onnxruntime"], onnx["latency_ms"]["pytorch"]
+        lines += [
+            f"| ONNX Runtime latency, batch 1 (ms) | {fmt_ms(ort['batch_1_ms'])} | | "
+            f"{ratio(torch_ms['batch_1_ms'], ort['batch_1_ms'])}x faster than PyTorch ({fmt_ms(torch_ms['batch_1_ms'])}) |",
+            f"| ONNX Runtime latency, batch 32 (ms) | {fmt_ms(ort['batch_32_ms'])} | | "
+            f"{ratio(torch_ms['batch_32_ms'], ort['batch_32_ms'])}x faster than PyTorch ({fmt_ms(torch_ms['batch_32_ms'])}) |",
+        ]
+    lines += [
         "",
         f"Latency was measured on {metrics.get('latency_device', 'n/a')} with {metrics.get('latency_threads', 'n/a')} "
         f"threads ({provenance.get('machine', 'machine not recorded')}), on {provenance.get('date', 'n/a')}, "
         "student and teacher in the same process on dev batches.",
         "",
+        *onnx_note(onnx),
         "## How it was made",
         "",
         "```bash",
@@ -126,6 +173,7 @@ def card_text(folder: Path, drawing: str) -> str:
         'model = AutoModelForSequenceClassification.from_pretrained("THIS_FOLDER")',
         "```",
         "",
+        *onnx_snippet(onnx),
         "Or from the command line: `nas predict --model THIS_FOLDER --input rows.tsv --out predictions.tsv`, and "
         "`nas export --model THIS_FOLDER --format onnx --out student.onnx`.",
         "",

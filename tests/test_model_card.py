@@ -47,6 +47,16 @@ def test_the_cards_numbers_are_those_of_metrics_json(finetuned, task):
         assert number(row[0]) == pytest.approx(metrics["student"][f"batch_{batch}_ms"], abs=5e-4)
         assert number(row[1]) == pytest.approx(metrics["teacher"][f"batch_{batch}_ms"], abs=5e-4)
         assert number(row[2]) == metrics["speedup"][f"batch_{batch}_speedup"]
+    onnx = metrics.get("onnx")
+    if onnx is not None:  # written when the deploy extra is installed
+        assert (folder / onnx["file"]).is_file() and onnx["max_abs_difference"] <= 1e-4
+        assert f"{onnx['max_abs_difference']:.2e}" in card
+        for batch in (1, 32):
+            row = sizes[f"ONNX Runtime latency, batch {batch} (ms)"]
+            ort, pytorch = onnx["latency_ms"]["onnxruntime"][f"batch_{batch}_ms"], onnx["latency_ms"]["pytorch"][f"batch_{batch}_ms"]
+            assert number(row[0]) == pytest.approx(ort, abs=5e-4)
+            assert number(row[2]) == pytest.approx(pytorch / ort, abs=5e-3)
+        assert "onnxruntime.InferenceSession" in card
     assert metrics["provenance"]["machine"] in card
     assert metrics["provenance"]["command"].startswith("nas finetune --task " + task)
     assert metrics["provenance"]["command"] in card

@@ -4,6 +4,8 @@ package cannot be imported, and gives the logits of the package's own model."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -34,6 +36,11 @@ def logits_of(model, tokenizer, pair: bool):
     inputs = tokenizer(*(TEXTS if pair else TEXTS[:1]), return_tensors="pt", padding=True)
     with torch.no_grad():
         return model(**inputs).logits
+
+
+def logits_of_text(model, tokenizer, texts):
+    with torch.no_grad():
+        return model(**tokenizer(texts, return_tensors="pt")).logits
 
 
 @pytest.fixture(scope="module")
@@ -101,21 +108,50 @@ ISOLATED = textwrap.dedent("""
         diff = (logits - torch.tensor(expected)).abs().max().item()
         assert diff < 1e-5, (folder, diff)
         print(folder, diff)
+    # A folder made by `nas finetune`, copied elsewhere: the model card's own snippets run as written.
+    card_folder = sys.argv[3]
+    if card_folder:
+        expected = torch.tensor(json.loads(sys.argv[4]))
+        for snippet in json.loads(sys.argv[5]):
+            scope = {}
+            exec(snippet.replace("THIS_FOLDER", card_folder), scope)
+            if "session" in scope:  # the ONNX Runtime snippet computes logits itself
+                logits = torch.from_numpy(scope["logits"])
+            else:
+                with torch.no_grad():
+                    logits = scope["model"].eval()(**scope["tokenizer"](["a gripping film"], return_tensors="pt")).logits
+            diff = (logits - expected).abs().max().item()
+            assert diff < 1e-4, (snippet, diff)
+            print("card snippet", diff)
     print("ok")
 """)
 
 
-def test_the_folder_loads_where_the_package_is_not_importable(students, tmp_path):
+def card_snippets(folder) -> list[str]:
+    """The model card's Python blocks that load the model without this package."""
+    blocks = re.findall(r"```python\n(.*?)```", (folder / "README.md").read_text(), flags=re.S)
+    return [block for block in blocks if "import nas" not in block]
+
+
+def test_the_folder_loads_where_the_package_is_not_importable(students, finetuned, tmp_path):
     # -S skips site: no .pth file runs, so the editable install of this package is not on the
     # path; only the folder holding torch and transformers is given back. The cwd is elsewhere.
     site_packages = sysconfig.get_paths()["purelib"]
     chosen = [(str(folder), pair, expected.tolist()) for folder, pair, expected in students[:2]]
+    shipped = tmp_path / "shipped"
+    shutil.copytree(finetuned["mrpc"], shipped)
+    model = AutoModelForSequenceClassification.from_pretrained(shipped).eval()
+    expected = logits_of_text(model, AutoTokenizer.from_pretrained(shipped), ["a gripping film"])
+    snippets = card_snippets(shipped)
+    assert len(snippets) == (2 if (shipped / "model.onnx").is_file() else 1)
     env = {"PYTHONPATH": site_packages, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1",
            "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-S", "-c", ISOLATED, json.dumps(TEXTS), json.dumps(chosen)],
+    result = subprocess.run([sys.executable, "-S", "-c", ISOLATED, json.dumps(TEXTS), json.dumps(chosen), str(shipped),
+                             json.dumps(expected.tolist()), json.dumps(snippets)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith("ok")
+    assert result.stdout.count("card snippet") == len(snippets)
 
 
 def test_bundling_follows_imports_so_a_new_module_cannot_be_forgotten():
