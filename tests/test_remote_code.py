@@ -163,3 +163,17 @@ def test_bundling_follows_imports_so_a_new_module_cannot_be_forgotten():
                  "ops_registry.py", "ops_conv.py", "ops_pool.py", "ops_trivial.py", "ops_masking.py"):
         assert name in files
     assert "searchspace_supernet.py" not in files  # nothing of the search comes along
+
+
+@pytest.mark.parametrize("statement", [
+    # `import nas` alone makes the Auto classes know the student.
+    "import nas; from transformers import AutoConfig, AutoModelForSequenceClassification as M; "
+    "c = AutoConfig.for_model('adabert_student'); assert type(c).__module__ == 'searchspace.student'; "
+    "assert M._model_mapping[type(c)].__name__ == 'AdaBertStudentForSequenceClassification'",
+    # Modules that import nas.* while they load still import first (no half-built module is read).
+    "import searchspace.genotype",
+    "import ops; import nas",
+])
+def test_import_nas_registers_the_student_and_leaves_no_import_cycle(statement):
+    result = subprocess.run([sys.executable, "-c", statement], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
