@@ -454,7 +454,7 @@ def main(argv=None) -> int:
         return 2
     run = COMMANDS[args.command][2]
     global INVOCATION
-    INVOCATION = argv
+    previous, INVOCATION = INVOCATION, argv
     try:
         # torchrun sets WORLD_SIZE; N copies of another command would race on the same output.
         if args.command != "search" and os.environ.get("WORLD_SIZE", "1") != "1":
@@ -470,4 +470,6 @@ def main(argv=None) -> int:
             raise
         print(f"nas {args.command}: interrupted; nothing half-written was left behind", file=sys.stderr)
         return 130
+    finally:
+        INVOCATION = previous  # so library calls made later in this process do not claim this command
     return 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -39,12 +39,7 @@ def input_format(path: Path) -> str:
 def reading_task(text_columns: tuple, task: Task | None, path: Path) -> Task:
     """A task that reads `path`: the given task's columns and header convention, the file's delimiter."""
     kind = input_format(path)
-    if task is not None:
-        base = task
-    else:
-        base = Task("predict", "", text_columns, None, None, ())
-    from dataclasses import replace
-
+    base = task if task is not None else Task("predict", "", text_columns, None, None, ())
     return replace(base, text_columns=tuple(text_columns), delimiter="," if kind == "csv" else "\t",
                    quoted=kind == "csv" or base.quoted)
 
