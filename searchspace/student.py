@@ -4,9 +4,10 @@
 the same op registry and `Cell` as the supernet, and no supernet code runs on its inference
 path. Its config carries the genotype as plain JSON, so `save_pretrained` and
 `AutoModelForSequenceClassification.from_pretrained` (after `import nas`) rebuild it from the
-folder alone; a folder written by `nas finetune` also carries this code (`remote_code.py`) and
-loads with `trust_remote_code=True` where this package is not installed. Its forward takes exactly what the teacher's tokenizer
-returns; for sentence pairs it uses `token_type_ids` to split the two sentences.
+folder alone; a folder written by `nas finetune` also carries this code (see remote_code.py)
+and loads with `trust_remote_code=True` where this package is not installed. Its forward takes
+exactly what the teacher's tokenizer returns; for sentence pairs it uses `token_type_ids` to
+split the two sentences.
 """
 
 from __future__ import annotations
@@ -131,9 +132,8 @@ def export_torchscript(model: AdaBertStudentForSequenceClassification, example: 
 
 def register_auto_classes() -> None:
     """Let `AutoConfig` and `AutoModelForSequenceClassification` resolve `adabert_student` to these classes."""
-    AutoConfig.register(AdaBertStudentConfig.model_type, AdaBertStudentConfig, exist_ok=True)
-    AutoModelForSequenceClassification.register(AdaBertStudentConfig, AdaBertStudentForSequenceClassification,
-                                                exist_ok=True)
+    AutoConfig.register(AdaBertStudentConfig.model_type, AdaBertStudentConfig)
+    AutoModelForSequenceClassification.register(AdaBertStudentConfig, AdaBertStudentForSequenceClassification)
 
 
 # A saved student folder carries a copy of this file (searchspace/remote_code.py), which
