@@ -10,6 +10,7 @@ label, or the score of a regression.
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 from dataclasses import dataclass, replace
@@ -102,10 +103,12 @@ def predict_logits(model, tokenizer, texts: list[tuple[str, ...]], *, batch_size
     order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
     batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
     model.eval().to(device)
+    # Some classifiers (DistilBERT) take no token_type_ids; give each model only what it accepts.
+    accepted = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in inspect.signature(model.forward).parameters]
     logits = [None] * len(texts)
     with torch.no_grad():
         for batch in tqdm(batches, desc="predict", unit="batch", disable=not progress, leave=False):
-            features = [{key: encoded[key][i] for key in ("input_ids", "attention_mask", "token_type_ids")} for i in batch]
+            features = [{key: encoded[key][i] for key in accepted} for i in batch]
             inputs = {k: v.to(device) for k, v in tokenizer.pad(features, return_tensors="pt").items()}
             out = model(**inputs).logits.float().cpu()  # (B, C)
             for row, value in zip(batch, out):
