@@ -161,8 +161,11 @@ def card_text(folder: Path, drawing: str) -> str:
         "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
         "",
         'model = AutoModelForSequenceClassification.from_pretrained("THIS_FOLDER", trust_remote_code=True)',
-        'tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")',
+        'tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER", trust_remote_code=True)',
         "```",
+        "",
+        "(The tokenizer is the teacher's, a standard one; transformers reads the model's config on the way and, "
+        "without `trust_remote_code=True`, asks whether to run the folder's code before loading it anyway.)",
         "",
         "With adabert-nas installed, `import nas` registers the student and `trust_remote_code` is not needed:",
         "",

@@ -101,7 +101,10 @@ ISOLATED = textwrap.dedent("""
     texts = json.loads(sys.argv[1])
     for folder, pair, expected in json.loads(sys.argv[2]):
         model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+        # Without the flag (transformers asks about the config's code, gets no answer, and still
+        # loads the standard tokenizer) as with it.
         tokenizer = AutoTokenizer.from_pretrained(folder)
+        assert type(tokenizer) is type(AutoTokenizer.from_pretrained(folder, trust_remote_code=True))
         inputs = tokenizer(*(texts if pair else texts[:1]), return_tensors="pt", padding=True)
         with torch.no_grad():
             logits = model(**inputs).logits
@@ -148,7 +151,7 @@ def test_the_folder_loads_where_the_package_is_not_importable(students, finetune
            "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     result = subprocess.run([sys.executable, "-S", "-c", ISOLATED, json.dumps(TEXTS), json.dumps(chosen), str(shipped),
                              json.dumps(expected.tolist()), json.dumps(snippets)],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith("ok")
     assert result.stdout.count("card snippet") == len(snippets)
