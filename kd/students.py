@@ -312,7 +312,13 @@ def save_student(model: nn.Module, spec: StudentSpec, folder) -> None:
         atomic.write_json(folder / STUDENT_JSON, {"format_version": 1, "spec": str(spec), "kind": spec.kind,
                                                   "arguments": model.arguments})
     else:
+        from searchspace.student import AdaBertStudentForSequenceClassification
+
         model.save_pretrained(folder)
+        if isinstance(model, AdaBertStudentForSequenceClassification):
+            from searchspace.remote_code import write_remote_code
+
+            write_remote_code(folder)  # the folder then loads without this package (trust_remote_code)
 
 
 def load_student(folder) -> nn.Module:

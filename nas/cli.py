@@ -14,6 +14,7 @@ from nas.errors import UserError
 from nas.safe_files import one_line
 
 COMMANDS = {}  # name -> (help, add_arguments, run)
+INVOCATION: list[str] | None = None  # the arguments `main` was given, for the records runs keep
 
 
 def command(name: str, help: str, add_arguments):
@@ -390,6 +391,12 @@ def run_sweep_command(args):
           f"{', '.join(map(str, result['front'])) or 'none'} -> {out / 'pareto.md'}")
 
 
+# ---------------------------------------------------------------- nas predict / nas export
+
+# Their own modules, which register with `command` when imported here (after `command` exists).
+from nas import export_cli, predict_cli  # noqa: E402,F401
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -451,6 +458,8 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     run = COMMANDS[args.command][2]
+    global INVOCATION
+    previous, INVOCATION = INVOCATION, argv
     try:
         # torchrun sets WORLD_SIZE; N copies of another command would race on the same output.
         if args.command != "search" and os.environ.get("WORLD_SIZE", "1") != "1":
@@ -467,4 +476,6 @@ def main(argv=None) -> int:
             raise
         print(f"nas {args.command}: interrupted; nothing half-written was left behind", file=sys.stderr)
         return 130
+    finally:
+        INVOCATION = previous  # so library calls made later in this process do not claim this command
     return 0

@@ -28,9 +28,12 @@ def initial_weights(config: FinetuneConfig, arch_path: Path) -> Path | None:
 
 def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig, out, device, checkpoint=None) -> dict:
     from nas.distill_data import prepare, teacher_embedding_tables
+    from nas.export import onnx_beside
+    from nas.model_card import write_model_card
     from nas.models import load_classifier, load_tokenizer
     from nas.run_info import provenance, tensorboard_writer
     from searchspace.genotype import Genotype
+    from searchspace.remote_code import write_remote_code
     from searchspace.student import AdaBertStudentForSequenceClassification, compile_genotype
 
     task = data.task
@@ -68,6 +71,7 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
         def save_best(state, metrics):
             student.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
+            write_remote_code(staging)  # after save_pretrained, which rewrites config.json
 
         state, seconds = train_with_kd(student, task, distill, config, device, writer, save_best, checkpoint=checkpoint)
         writer.close()
@@ -75,11 +79,14 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
         teacher = load_classifier(str(teacher_dir), task, new_head=False)
         measured = measure_against_teacher(best, teacher, distill.dev["dev"], device, task.is_pair, config.latency_repeats)
         genotype.save(staging / "arch.json")
+        onnx = onnx_beside(best, distill.dev["dev"], staging, config.latency_repeats)  # None without the deploy extra
         result = {
             **student_record(task, state, knowledge, train_seconds=seconds, train_rows=len(distill.train),
                              init="search" if weights is not None else "scratch", genotype=genotype, measured=measured),
+            **({"onnx": onnx} if onnx is not None else {}),
             "config": config_dict(config),
             "provenance": provenance(task=task.name, arch=str(arch_path.resolve()), teacher=str(Path(teacher_dir).resolve())),
         }
         atomic.write_json(staging / "metrics.json", result)
+        write_model_card(staging)
     return result

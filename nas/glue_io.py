@@ -34,12 +34,13 @@ def split_path(task: Task, data_dir: Path | None, split: str) -> Path:
     return Path(data_dir) / task.folder / name
 
 
-def _rows(path: Path, task: Task):
+def _rows(path: Path, task: Task, with_label: bool = True):
     """Yield (line number, fields) with the header checked; fields keyed by column name or position.
 
     The whole file is checked first (a regular file under the size cap, UTF-8 with or without
     a byte-order mark, no NUL bytes, no overlong lines), so a quick run that reads only its
     first rows still refuses a file that is broken further down, with the line named.
+    `with_label=False` reads rows to predict on, which need only the text columns.
     """
     check_text(path, "a data file")
     quoting = csv.QUOTE_MINIMAL if task.quoted else csv.QUOTE_NONE
@@ -51,7 +52,7 @@ def _rows(path: Path, task: Task):
             if header is None:
                 raise UserError(f"{path}: empty file (expected a header line)")
             header = [name.strip() for name in header]
-            wanted = list(task.text_columns) + [task.label_column]
+            wanted = list(task.text_columns) + ([task.label_column] if with_label else [])
             missing = [name for name in wanted if name not in header]
             if missing:
                 raise UserError(f"{path}:1: header has no column {shorten(missing[0])} "
@@ -69,6 +70,11 @@ def _rows(path: Path, task: Task):
     except csv.Error as error:  # a stray carriage return, a field over the limit, a bad quote
         # (csv's own hint about universal-newline mode does not apply here: drop it.)
         raise UserError(f"{path}:{reader.line_num}: cannot split into columns ({str(error).split(' - ')[0]})") from None
+
+
+def read_fields(path, task: Task):
+    """Yield (line number, fields) of an unlabelled TSV/CSV: the rows `nas predict` labels."""
+    yield from _rows(Path(path), task, with_label=False)
 
 
 def read_examples(task: Task, data_dir, split: str, limit: int | None = None) -> list[Example]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import platform
+import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,9 +33,18 @@ def machine() -> str:
     return text
 
 
+def command_line() -> str:
+    """The `nas` command this process runs (as `nas.cli.main` was given it), for a run's records."""
+    from nas import cli
+
+    argv = cli.INVOCATION if cli.INVOCATION is not None else sys.argv[1:]
+    return shlex.join(["nas", *argv])
+
+
 def provenance(**extra) -> dict:
     return {
         "package_version": nas.__version__,
+        "command": command_line(),
         "git_commit": git_commit(),
         "torch": torch.__version__,
         "machine": machine(),

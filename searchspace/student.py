@@ -3,9 +3,11 @@
 `AdaBertStudentForSequenceClassification` holds only the ops its genotype chose, built through
 the same op registry and `Cell` as the supernet, and no supernet code runs on its inference
 path. Its config carries the genotype as plain JSON, so `save_pretrained` and
-`AutoModelForSequenceClassification.from_pretrained` (after `import searchspace.student`)
-rebuild it from the folder alone. Its forward takes exactly what the teacher's tokenizer
-returns; for sentence pairs it uses `token_type_ids` to split the two sentences.
+`AutoModelForSequenceClassification.from_pretrained` (after `import nas`) rebuild it from the
+folder alone; a folder written by `nas finetune` also carries this code (see remote_code.py)
+and loads with `trust_remote_code=True` where this package is not installed. Its forward takes
+exactly what the teacher's tokenizer returns; for sentence pairs it uses `token_type_ids` to
+split the two sentences.
 """
 
 from __future__ import annotations
@@ -128,5 +130,15 @@ def export_torchscript(model: AdaBertStudentForSequenceClassification, example: 
     return traced
 
 
-AutoConfig.register(AdaBertStudentConfig.model_type, AdaBertStudentConfig)
-AutoModelForSequenceClassification.register(AdaBertStudentConfig, AdaBertStudentForSequenceClassification)
+def register_auto_classes() -> None:
+    """Let `AutoConfig` and `AutoModelForSequenceClassification` resolve `adabert_student` to these classes."""
+    AutoConfig.register(AdaBertStudentConfig.model_type, AdaBertStudentConfig)
+    AutoModelForSequenceClassification.register(AdaBertStudentConfig, AdaBertStudentForSequenceClassification)
+
+
+# A saved student folder carries a copy of this file (searchspace/remote_code.py), which
+# transformers imports under another module name and finds through the folder's `auto_map`. That
+# copy must not register itself: in a process that has this package too, it would replace these
+# classes for every later `adabert_student` folder.
+if __name__ == "searchspace.student":
+    register_auto_classes()

@@ -119,3 +119,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def finetuned(prepared, tiny_glue, tmp_path_factory):
+    """{task: student folder} of `nas finetune` (1 epoch, a hand-written cell) for sst2 and mrpc."""
+    import json
+
+    from nas.cli import main
+
+    root = tmp_path_factory.mktemp("finetuned")
+    arch = root / "arch.json"
+    arch.write_text(json.dumps({
+        "schema_version": 1, "num_cells": 2, "hidden_size": 16,
+        "cell": [[["cnn3", 0], ["max_pool", 1]], [["dilated_cnn5", 2], ["identity", 0]], [["cnn7", 3], ["avg_pool", 2]]]}))
+    out = {}
+    for task, (teacher, knowledge) in prepared.items():
+        out[task] = root / task
+        assert main(["finetune", "--task", task, "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,
+                     "--arch", arch, "--out", out[task], "--epochs", 1, "--set", "latency_repeats=2"]) == 0
+    return out
