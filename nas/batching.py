@@ -4,17 +4,27 @@ Each split is tokenised once, without padding; batches are padded to their own l
 Training order groups rows of similar length (shuffled in chunks, sorted inside a chunk), which
 cuts padding several-fold on GLUE's short sentences while keeping batches random. The order is
 a pure function of (seed, epoch), so a resumed run sees exactly the batches it would have seen.
+
+One data path serves search, finetuning and distillation (`device_batch`): the rows are packed
+once into flat tensors, so a batch is a few vectorised gathers rather than a tensor per row
+(at batch 512 that loop, not the GPU, set the pace). Optionally a batch is padded up to a
+length from a small fixed set (`BUCKETS`): a compiled or CUDA-graph-captured step is specialised
+to its input shapes, and a handful of shapes means a handful of captures instead of one per
+batch length. On CUDA batches are built in pinned memory and copied without blocking.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from nas.glue_io import Example
 
 GROUP_CHUNK_BATCHES = 50  # batches per length-sorted chunk
+# Padded lengths of a bucketed batch. Powers of two: at most twice a batch's longest row, mostly
+# far less, since GLUE rows are short and the batches are length-grouped.
+BUCKETS: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
 
 
 @dataclass
@@ -23,6 +33,7 @@ class EncodedSplit:
     token_type_ids: list[list[int]]
     labels: torch.Tensor  # (N,) long, or float for regression
     pad_id: int
+    _packed: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -30,6 +41,16 @@ class EncodedSplit:
     @property
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.input_ids]
+
+    def packed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, token types, row starts, row lengths): every row end to end in two flat tensors,
+        built on first use. The rows are read-only once a split is made."""
+        if self._packed is None:
+            lengths = torch.tensor(self.lengths, dtype=torch.long)
+            starts = torch.cumsum(lengths, 0) - lengths
+            flat = lambda rows: torch.tensor([t for row in rows for t in row], dtype=torch.long)  # noqa: E731
+            self._packed = (flat(self.input_ids), flat(self.token_type_ids), starts, lengths)
+        return self._packed
 
 
 def encode(examples: list[Example], tokenizer, max_length: int, regression: bool = False) -> EncodedSplit:
@@ -58,24 +79,41 @@ def batch_order(lengths, batch_size: int, seed: int, epoch: int, shuffle: bool =
     return [batches[i] for i in perm]
 
 
-def collate(split: EncodedSplit, indices: list[int]) -> dict[str, torch.Tensor]:
-    """Pad the rows at `indices` to the longest of them. Returns the tokenizer's keys plus labels and index."""
-    width = max(len(split.input_ids[i]) for i in indices)
-    input_ids = torch.full((len(indices), width), split.pad_id, dtype=torch.long)
-    token_type_ids = torch.zeros((len(indices), width), dtype=torch.long)
-    attention_mask = torch.zeros((len(indices), width), dtype=torch.long)
-    for row, i in enumerate(indices):
-        length = len(split.input_ids[i])
-        input_ids[row, :length] = torch.tensor(split.input_ids[i])
-        token_type_ids[row, :length] = torch.tensor(split.token_type_ids[i])
-        attention_mask[row, :length] = 1
+def bucket_width(longest: int, buckets) -> int:
+    """The smallest bucket that holds `longest` tokens; `longest` itself without buckets or past them."""
+    return next((b for b in sorted(buckets) if b >= longest), longest)
+
+
+def collate(split: EncodedSplit, indices: list[int], buckets=()) -> dict[str, torch.Tensor]:
+    """Pad the rows at `indices` to the longest of them (or up to its bucket, see `BUCKETS`).
+    Returns the tokenizer's keys plus labels and index."""
+    ids, types, starts, lengths = split.packed()
+    index = torch.as_tensor(indices, dtype=torch.long)
+    row_lengths = lengths[index]  # (B,)
+    width = bucket_width(int(row_lengths.max()), buckets)
+    offsets = torch.arange(width)  # (T,)
+    real = offsets[None, :] < row_lengths[:, None]  # (B, T)
+    # Padded positions read the row's first token and are overwritten: any in-range index will do.
+    where = torch.where(real, starts[index, None] + offsets[None, :], starts[index, None])  # (B, T)
     return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "token_type_ids": token_type_ids,
-        "labels": split.labels[indices],
-        "index": torch.tensor(indices, dtype=torch.long),
+        "input_ids": torch.where(real, ids[where], split.pad_id),
+        "attention_mask": real.long(),
+        "token_type_ids": torch.where(real, types[where], 0),
+        "labels": split.labels[index],
+        "index": index,
     }
+
+
+def device_batch(split: EncodedSplit, indices: list[int], device, buckets=()) -> dict[str, torch.Tensor]:
+    """`collate` on `device`: the one way search, finetuning and distillation build a training batch.
+
+    On CUDA the batch is pinned first, so the copies are truly asynchronous and the next batch
+    is built while the GPU still works on this one.
+    """
+    batch = collate(split, indices, buckets)
+    if torch.device(device).type == "cuda":
+        batch = {key: value.pin_memory() for key, value in batch.items()}
+    return to_device(batch, device)
 
 
 def batches(split: EncodedSplit, batch_size: int, seed: int = 0, epoch: int = 0, shuffle: bool = True):

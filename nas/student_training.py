@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from kd.losses import regression_distillation, soft_cross_entropy
-from nas.batching import batch_order, collate, model_inputs, to_device
+from nas.acceleration import Captured, adamw, autocast, batch_buckets, check_speed_settings
+from nas.batching import batch_order, device_batch, model_inputs
 from nas.evaluation import evaluate_splits, task_loss
 from nas.loop import Hooks, linear_warmup_decay, train_loop
 
@@ -34,6 +35,15 @@ class FinetuneConfig:
     use_augmented: bool = True
     latency_repeats: int = 20
     seed: int = 42
+    # Speed (nas/acceleration.py). The defaults are exact and deterministic on CPU; on CUDA
+    # `--set compile=reduce-overhead --set amp=bf16` captures the step (buckets implied).
+    compile: str = "off"  # off, default, reduce-overhead, max-autotune: torch.compile of the student's forward
+    amp: str = "off"  # off or bf16: autocast of the forward
+    bucket: bool = False  # pad batches to bucket lengths (always on when compiled)
+    fused_optimizer: bool = True  # fused AdamW where torch has it (CPU and CUDA)
+
+    def __post_init__(self):
+        check_speed_settings(self.compile, self.amp)
 
 
 def kd_loss(student_logits, teacher_logits, labels, task, gamma: float, temperature: float):
@@ -43,22 +53,30 @@ def kd_loss(student_logits, teacher_logits, labels, task, gamma: float, temperat
         soft = regression_distillation(student_logits, teacher_logits)
     else:
         soft = soft_cross_entropy(student_logits, teacher_logits, temperature)
-    return (1 - gamma) * hard + gamma * soft, {"ce": hard.item(), "kd": soft.item()}
+    # Detached tensors, not floats: `.item()` here would wait for the GPU twice a step; the loop
+    # reads them only when it logs.
+    return (1 - gamma) * hard + gamma * soft, {"ce": hard.detach(), "kd": soft.detach()}
 
 
 def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None, on_best=None, description="finetune"):
     """Train `model` (a classifier taking tokenizer outputs) on `data` (DistillData) and keep its best epoch."""
     torch.manual_seed(config.seed)
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=config.fused_optimizer)
     steps = -(-len(data.train) // config.batch_size) * config.epochs
     scheduler = linear_warmup_decay(optimizer, steps, config.warmup_ratio)
     forward = lambda inputs: model(**inputs).logits  # noqa: E731
+    # Training runs the captured forward on bucketed batches; evaluation stays eager, since its
+    # length-sorted batches come in many shapes and run once an epoch.
+    captured = Captured(forward, config.compile, "student forward")
+    buckets = batch_buckets(config.compile, config.bucket)
 
     def loss(rows):
-        batch = to_device(collate(data.train, rows), device)
-        teacher_logits = data.train_targets.logits[torch.as_tensor(rows)].to(device)
-        return kd_loss(forward(model_inputs(batch)), teacher_logits, batch["labels"], task, config.gamma, config.kd_temperature)
+        batch = device_batch(data.train, rows, device, buckets)
+        teacher_logits = data.train_targets.logits[torch.as_tensor(rows)].to(device, non_blocking=True)
+        with autocast(device, config.amp):
+            logits = captured(model_inputs(batch))
+        return kd_loss(logits.float(), teacher_logits, batch["labels"], task, config.gamma, config.kd_temperature)
 
     hooks = Hooks(
         loss=loss,
