@@ -1,0 +1,243 @@
+"""Finetuning throughput of the K=4 H=128 student: today's eager path against the fast path, one process.
+
+Usage: python experiments/throughput.py [--device cpu|cuda] [--batch 32] [--rows 8000] [--epochs 1]
+       [--threads N] [--rounds 2] [--compile off|default|reduce-overhead] [--amp off|bf16]
+       [--bucket] [--knowledge RUN/knowledge] [--out experiments/results/throughput.md]
+
+Both paths train the budgeted cell of experiments/results/depth.md from the same initial weights
+through `nas.student_training.train_with_kd` (the code `nas finetune` runs), on the first
+`--rows` SST-2 training rows, and are scored on the full dev set:
+
+  * old: the step as it was before issue 10 (commit 15eda57), restored for the run: the conv op
+    as ReLU -> transposed Conv1d -> LayerNorm with `masked_fill` masking, node sums started from
+    zeros, a batch built row by row, and AdamW's default (foreach) kernels;
+  * new: the current code with the speed settings given (`--compile`, `--amp`, `--bucket`;
+    fused AdamW always).
+
+Rows/s = training rows / seconds of `train_with_kd` for the epochs (one dev evaluation an
+epoch included, the same for both). A compiled path first runs a short untimed warm-up that
+captures every bucket shape, then restores its initial weights. The paths alternate for
+`--rounds` rounds and the median is kept, so a slow spell of a shared machine hits both.
+Without `--knowledge` there are no teacher logits, so the loss is the task loss alone
+(gamma 0); the step's cost is the same up to two tiny kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nas import atomic  # noqa: E402
+from nas.batching import BUCKETS, EncodedSplit, encode, to_device  # noqa: E402
+from nas.run_info import machine  # noqa: E402
+
+GENOTYPE = "v1;K=4;H=128;M=8;cell=cnn3~1,cnn3~0|identity~1,identity~0|dilated_cnn3~2,cnn3~0"  # depth.md's budgeted cell
+
+
+# ---------------------------------------------------------------- the step before issue 10
+
+
+def _old_conv_forward(self, x, mask):
+    """ops/conv.py's SeqConv.forward at 15eda57."""
+    padding = ~mask.unsqueeze(-1)
+    x = F.relu(x.masked_fill(padding, 0.0))
+    y = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, H, T) for Conv1d -> (B, T, H)
+    return self.norm(y).masked_fill(padding, 0.0)
+
+
+def _old_cell_forward(self, s0, s1, mask0, mask1, mask, choices):
+    """searchspace/cell.py's Cell.forward at 15eda57: node sums started from zeros."""
+    from searchspace.cell import NUM_INPUTS, NUM_INTERMEDIATE
+
+    states, masks = [s0, s1], [mask0, mask1]
+    for node in range(NUM_INPUTS, NUM_INPUTS + NUM_INTERMEDIATE):
+        total = torch.zeros_like(s1)
+        for edge in self.edge_keys:
+            if edge[0] != node:
+                continue
+            for op, weight in choices(edge):
+                out = self.edges[self._key(edge)][op](states[edge[1]], masks[edge[1]])  # (B, T, H)
+                total = total + (out if weight is None else out * weight)
+        states.append(total)
+        masks.append(mask)
+    weights = torch.softmax(self.node_weights, 0)
+    out = sum(w * s for w, s in zip(weights, states[NUM_INPUTS:]))
+    return out * mask.unsqueeze(-1).to(out.dtype)
+
+
+def _old_collate(split: EncodedSplit, indices, buckets=()):
+    """nas/batching.py's collate at 15eda57: one tensor per row."""
+    width = max(len(split.input_ids[i]) for i in indices)
+    input_ids = torch.full((len(indices), width), split.pad_id, dtype=torch.long)
+    token_type_ids = torch.zeros((len(indices), width), dtype=torch.long)
+    attention_mask = torch.zeros((len(indices), width), dtype=torch.long)
+    for row, i in enumerate(indices):
+        length = len(split.input_ids[i])
+        input_ids[row, :length] = torch.tensor(split.input_ids[i])
+        token_type_ids[row, :length] = torch.tensor(split.token_type_ids[i])
+        attention_mask[row, :length] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
+            "labels": split.labels[indices], "index": torch.tensor(indices, dtype=torch.long)}
+
+
+@contextlib.contextmanager
+def old_step():
+    """Swap the pre-issue-10 conv op and batch builder in for the duration of a run."""
+    from nas import student_training
+    from ops.conv import SeqConv
+    from searchspace.cell import Cell
+
+    saved = SeqConv.forward, Cell.forward, student_training.device_batch
+    SeqConv.forward, Cell.forward = _old_conv_forward, _old_cell_forward
+    student_training.device_batch = lambda split, rows, device, buckets=(): to_device(_old_collate(split, rows), device)
+    try:
+        yield
+    finally:
+        SeqConv.forward, Cell.forward, student_training.device_batch = saved
+
+
+# ---------------------------------------------------------------- data and runs
+
+
+def load_data(rows: int, knowledge: str | None, max_length: int = 128):
+    from nas.glue_io import read_examples
+    from nas.models import load_tokenizer, resolve_model
+    from nas.tasks import get_task, resolve_data_dir
+
+    task = get_task("sst2")
+    data_dir = resolve_data_dir(None)
+    tokenizer = load_tokenizer(resolve_model("minilm"))
+    train = encode(read_examples(task, data_dir, "train", limit=rows), tokenizer, max_length)
+    dev = encode(read_examples(task, data_dir, "dev"), tokenizer, max_length)
+    if knowledge:
+        from kd.knowledge import Knowledge
+
+        logits = torch.as_tensor(Knowledge(knowledge).split("train").rows(list(range(len(train))))[0])
+    else:
+        logits = torch.zeros(len(train), task.num_labels)
+    return task, SimpleNamespace(train=train, train_targets=SimpleNamespace(logits=logits), dev={"dev": dev})
+
+
+def warmup_split(split: EncodedSplit, batch: int) -> EncodedSplit:
+    """A batch of rows per bucket length the training rows reach, so every shape is captured."""
+    from nas.batching import bucket_width
+
+    by_bucket = {}
+    for i, n in enumerate(split.lengths):
+        by_bucket.setdefault(bucket_width(n, BUCKETS), []).append(i)
+    picked = [i for rows in by_bucket.values() for i in (rows * batch)[:batch]]
+    return EncodedSplit([split.input_ids[i] for i in picked], [split.token_type_ids[i] for i in picked],
+                        split.labels[picked], split.pad_id)
+
+
+def train_once(path: str, task, data, args, device, initial_state) -> dict:
+    from nas.student_training import FinetuneConfig, train_with_kd
+    from searchspace.genotype import Genotype
+    from searchspace.student import compile_genotype
+
+    new = path == "new"
+    config = FinetuneConfig(
+        epochs=args.epochs, batch_size=args.batch, gamma=0.8 if args.knowledge else 0.0, seed=0,
+        compile=args.compile if new else "off", amp=args.amp if new else "off",
+        bucket=args.bucket if new else False, fused_optimizer=new,
+    )
+    model = compile_genotype(Genotype.from_string(GENOTYPE), vocab_size=30522, max_positions=512,
+                             num_labels=task.num_labels, pair=False)
+    model.load_state_dict(initial_state)
+    context = contextlib.nullcontext() if new else old_step()
+    with context:
+        if new and config.compile != "off":
+            rows = warmup_split(data.train, args.batch)
+            warm = SimpleNamespace(train=rows, dev=data.dev,
+                                   train_targets=SimpleNamespace(logits=torch.zeros(len(rows), task.num_labels)))
+            train_with_kd(model, task, warm, FinetuneConfig(**{**config.__dict__, "epochs": 1}), device)
+            model.load_state_dict(initial_state)
+        synchronise = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        synchronise()
+        state, seconds = train_with_kd(model, task, data, config, device)
+        synchronise()
+    rows = len(data.train) * args.epochs
+    return {"rows_per_s": rows / seconds, "seconds": seconds, "accuracy": state.history[-1]["accuracy"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rows", type=int, default=8000)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--compile", default="off")
+    parser.add_argument("--amp", default="off")
+    parser.add_argument("--bucket", action="store_true")
+    parser.add_argument("--knowledge", default=None, help="a knowledge folder for real teacher logits")
+    parser.add_argument("--target", type=float, default=1.5, help="the speed-up (or, with --target-rows, rows/s) to reach")
+    parser.add_argument("--target-rows", type=float, default=0.0, help="rows/s the new path must reach (GPU check: 50000)")
+    parser.add_argument("--out", default=str(ROOT / "experiments/results/throughput.md"))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    task, data = load_data(args.rows, args.knowledge)
+    torch.manual_seed(0)
+    from searchspace.genotype import Genotype
+    from searchspace.student import compile_genotype
+
+    initial = copy.deepcopy(compile_genotype(Genotype.from_string(GENOTYPE), vocab_size=30522, max_positions=512,
+                                             num_labels=task.num_labels, pair=False).state_dict())
+    results = {"old": [], "new": []}
+    for round_ in range(args.rounds):
+        for path in ("old", "new"):
+            result = train_once(path, task, data, args, device, initial)
+            results[path].append(result)
+            print(f"round {round_ + 1} {path}: {result['rows_per_s']:.1f} rows/s, dev accuracy {result['accuracy']:.4f}", flush=True)
+
+    median = {path: statistics.median(r["rows_per_s"] for r in runs) for path, runs in results.items()}
+    ratio = median["new"] / median["old"]
+    passed = median["new"] >= args.target_rows if args.target_rows else ratio >= args.target
+    lengths = data.train.lengths
+    command = "python experiments/throughput.py " + " ".join(sys.argv[1:])
+    lines = [
+        f"# Finetuning throughput: old eager step vs new step ({device.type})",
+        "",
+        f"Command: `{command.strip()}`  ",
+        f"Machine: {machine()}{', ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}  ",
+        f"torch {torch.__version__}  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        f"Student `{GENOTYPE}` (K=4 H=128, depth.md's budgeted cell), trained from the same random weights "
+        f"for {args.epochs} epoch(s) on the first {len(lengths)} SST-2 training rows (mean {sum(lengths) / len(lengths):.1f} tokens), "
+        f"batch {args.batch}, {'KD from ' + args.knowledge if args.knowledge else 'task loss only (no knowledge folder given)'}; "
+        f"dev accuracy on all {len(data.dev['dev'])} dev rows. New path settings: compile={args.compile}, amp={args.amp}, "
+        f"bucket={args.bucket or args.compile != 'off'}, fused AdamW. Median of {args.rounds} alternating round(s).",
+        "",
+        "| path | rows/s (median) | rows/s per round | dev accuracy per round |",
+        "| --- | --- | --- | --- |",
+    ]
+    for path, runs in results.items():
+        speeds = ", ".join(f"{r['rows_per_s']:,.1f}" for r in runs)
+        accuracies = ", ".join(f"{r['accuracy']:.4f}" for r in runs)
+        lines.append(f"| {path} | {median[path]:,.1f} | {speeds} | {accuracies} |")
+    target = f"{args.target_rows:,.0f} rows/s" if args.target_rows else f"{args.target}x"
+    lines += ["", f"New / old: **{ratio:.2f}x** (target {target}: {'met' if passed else 'NOT met'})."]
+    atomic.write_text(Path(args.out), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
