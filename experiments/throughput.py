@@ -5,7 +5,7 @@ Usage: python experiments/throughput.py [--device cpu|cuda] [--batch 32] [--rows
        [--bucket] [--knowledge RUN/knowledge] [--out experiments/results/throughput.md]
 
 Both paths train the budgeted cell of experiments/results/depth.md from the same initial weights
-through `nas.student_training.train_with_kd` (the code `nas finetune` runs), on the first
+(embeddings from MiniLM's, as `nas finetune --set init=scratch`) through `nas.student_training.train_with_kd` (the code `nas finetune` runs), on the first
 `--rows` SST-2 training rows, and are scored on the full dev set:
 
   * old: the step as it was before issue 10 (commit 15eda57), restored for the run: the conv op
@@ -197,8 +197,15 @@ def main() -> int:
     from searchspace.genotype import Genotype
     from searchspace.student import compile_genotype
 
-    initial = copy.deepcopy(compile_genotype(Genotype.from_string(GENOTYPE), vocab_size=30522, max_positions=512,
-                                             num_labels=task.num_labels, pair=False).state_dict())
+    from nas.distill_data import teacher_embedding_tables
+    from nas.models import resolve_model
+
+    student = compile_genotype(Genotype.from_string(GENOTYPE), vocab_size=30522, max_positions=512,
+                               num_labels=task.num_labels, pair=False)
+    # As `nas finetune --set init=scratch` starts: embeddings from the teacher's, projected.
+    words, positions = teacher_embedding_tables(resolve_model("minilm"), task)
+    student.embeddings.init_from_teacher(words, positions)
+    initial = copy.deepcopy(student.state_dict())
     results = {"old": [], "new": []}
     for round_ in range(args.rounds):
         for path in ("old", "new"):
@@ -219,7 +226,7 @@ def main() -> int:
         f"torch {torch.__version__}  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
-        f"Student `{GENOTYPE}` (K=4 H=128, depth.md's budgeted cell), trained from the same random weights "
+        f"Student `{GENOTYPE}` (K=4 H=128, depth.md's budgeted cell), trained from the same initial weights (MiniLM embeddings) "
         f"for {args.epochs} epoch(s) on the first {len(lengths)} SST-2 training rows (mean {sum(lengths) / len(lengths):.1f} tokens), "
         f"batch {args.batch}, {'KD from ' + args.knowledge if args.knowledge else 'task loss only (no knowledge folder given)'}; "
         f"dev accuracy on all {len(data.dev['dev'])} dev rows. New path settings: compile={args.compile}, amp={args.amp}, "

@@ -77,6 +77,7 @@ class Captured:
         self.fn, self.mode, self.name = fn, mode, name
         self.compiled = None if mode == "off" else torch.compile(fn, mode=None if mode == "default" else mode, dynamic=False)
         self.failed: str | None = None
+        self.keep_outputs = True  # False: hand out graph memory uncopied (timing loops that drop it)
 
     @property
     def active(self) -> bool:
@@ -94,7 +95,7 @@ class Captured:
             warnings.warn(f"torch.compile of the {self.name} failed ({self.failed}); running eager", stacklevel=2)
             self.compiled = None
             return self.fn(*args, **kwargs)
-        if self.mode == "reduce-overhead":
+        if self.mode == "reduce-overhead" and self.keep_outputs:
             out = _clone_tensors(out)
         return out
 

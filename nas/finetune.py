@@ -64,8 +64,9 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
         state, seconds = train_with_kd(student, task, distill, config, device, writer, save_best)
         writer.close()
         best = AdaBertStudentForSequenceClassification.from_pretrained(staging).to(device)
-        teacher = load_classifier(str(teacher_dir), task, new_head=False)
-        measured = measure_against_teacher(best, teacher, distill.dev["dev"], device, task.is_pair, config.latency_repeats)
+        teacher = load_classifier(str(teacher_dir), task, new_head=False, sdpa=True)
+        measured = measure_against_teacher(best, teacher, distill.dev["dev"], device, task.is_pair, config.latency_repeats,
+                                           sizes=config.latency_batch_sizes)
         genotype.save(staging / "arch.json")
         result = {
             **student_record(task, state, knowledge, train_seconds=seconds, train_rows=len(distill.train),

@@ -34,6 +34,7 @@ class FinetuneConfig:
     max_length: int = 0  # 0: the length the knowledge was computed at
     use_augmented: bool = True
     latency_repeats: int = 20
+    latency_batch_sizes: tuple[int, ...] = (1, 32, 256)  # metrics.json latency, eager and optimised (nas/serving.py)
     seed: int = 42
     # Speed (nas/acceleration.py). The defaults are exact and deterministic on CPU; on CUDA
     # `--set compile=reduce-overhead --set amp=bf16` captures the step (buckets implied).
@@ -90,20 +91,23 @@ def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None
     return state, time.perf_counter() - started
 
 
-def measure_against_teacher(student, teacher, dev_split, device, pair: bool, repeats: int, seq_len: int = 64) -> dict:
-    """Params, FLOPs and latency (batch 1 and 32) of student and teacher, measured in one process."""
+def measure_against_teacher(student, teacher, dev_split, device, pair: bool, repeats: int, seq_len: int = 64,
+                            sizes=(1, 32, 256)) -> dict:
+    """Params, FLOPs and latency of student and teacher, measured in one process the same way:
+    eager (the top-level `batch_<n>_ms`) and through the serving path (`optimised`, nas/serving.py)."""
     from nas.costs import count_flops, dummy_inputs
-    from nas.latency import compare_latency, latency_batches, speedups
+    from nas.latency import speedups
+    from nas.serving import measure_serving
 
     student.eval()
     teacher.eval().to(device)
-    models = {"student": lambda b: student(**b).logits, "teacher": lambda b: teacher(**b).logits}
-    latency = compare_latency(models, latency_batches(dev_split), device, repeats=repeats)
-    sizes = {}
+    serving = measure_serving({"student": student, "teacher": teacher}, dev_split, device, tuple(sizes), repeats)
+    latency, optimised = serving["eager"], serving["optimised"]
+    counts = {}
     for name, model in (("student", student), ("teacher", teacher)):
         embedding = model.get_input_embeddings()
         cpu_model = model.to("cpu")
-        sizes[name] = {
+        counts[name] = {
             "params": sum(p.numel() for p in cpu_model.parameters()),
             "params_without_embeddings": sum(p.numel() for p in cpu_model.parameters()) - embedding.weight.numel(),
             "flops": count_flops(cpu_model, dummy_inputs(1, seq_len, pair, embedding.num_embeddings)),
@@ -113,10 +117,15 @@ def measure_against_teacher(student, teacher, dev_split, device, pair: bool, rep
         "flops_seq_len": seq_len,
         "latency_device": str(device),
         "latency_threads": torch.get_num_threads(),
-        "student": {**sizes["student"], **latency["student"]},
-        "teacher": {**sizes["teacher"], **latency["teacher"]},
+        "student": {**counts["student"], **latency["student"]},
+        "teacher": {**counts["teacher"], **latency["teacher"]},
         "speedup": speedups(latency, "teacher")["student"],
-        "compression": round(sizes["teacher"]["params"] / sizes["student"]["params"], 2),
+        "optimised": {
+            "mode": serving["mode"], "capture_failed": serving["capture_failed"],
+            "student": optimised["student"], "teacher": optimised["teacher"],
+            "speedup": speedups(optimised, "teacher")["student"],
+        },
+        "compression": round(counts["teacher"]["params"] / counts["student"]["params"], 2),
     }
 
 
