@@ -31,7 +31,12 @@ from nas.run_info import machine  # noqa: E402
 GENOTYPE = "v1;K=4;H=128;M=8;cell=cnn3~1,cnn3~0|identity~1,identity~0|dilated_cnn3~2,cnn3~0"  # depth.md's budgeted cell
 
 
-def models_and_dev(tiny: bool):
+# all-MiniLM-L6-v2's architecture, for a machine without the package: latency does not depend on the weights.
+MINILM_ARCH = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                   intermediate_size=1536, max_position_embeddings=512)
+
+
+def models_and_dev(tiny: bool, tokenizer_dir: str | None):
     from nas.batching import encode
     from nas.glue_io import read_examples
     from nas.models import load_classifier, load_tokenizer, resolve_model
@@ -40,22 +45,29 @@ def models_and_dev(tiny: bool):
     from searchspace.student import compile_genotype
 
     task = get_task("sst2")
-    tokenizer = load_tokenizer(resolve_model("minilm"))
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from nas.errors import UserError
+
+    tokenizer = load_tokenizer(tokenizer_dir or resolve_model("minilm"))
     dev = encode(read_examples(task, resolve_data_dir(None), "dev"), tokenizer, 128)
     torch.manual_seed(0)
     if tiny:
-        from transformers import BertConfig, BertForSequenceClassification
-
         config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                             intermediate_size=64, num_labels=2, attn_implementation="sdpa")
-        teacher = BertForSequenceClassification(config)
+        teacher, about = BertForSequenceClassification(config), "tiny random BERT"
         genotype = GENOTYPE.replace("K=4;H=128", "K=2;H=16")
     else:
-        teacher = load_classifier(resolve_model("minilm"), task, new_head=True, sdpa=True)
         genotype = GENOTYPE
+        try:
+            teacher = load_classifier(resolve_model("minilm"), task, new_head=True, sdpa=True)
+            about = "MiniLM-L6 (all-MiniLM-L6-v2 backbone, fresh head)"
+        except UserError:
+            teacher = BertForSequenceClassification(BertConfig(**MINILM_ARCH, num_labels=2, attn_implementation="sdpa"))
+            about = "MiniLM-L6's architecture with random weights (the MiniLM package is not installed here)"
     student = compile_genotype(Genotype.from_string(genotype), vocab_size=teacher.config.vocab_size,
                                max_positions=512, num_labels=2, pair=False)
-    return student, teacher, dev, genotype
+    return student, teacher, dev, genotype, about
 
 
 def main() -> int:
@@ -67,6 +79,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--compile-cpu", action="store_true", help="on CPU, also time the student through torch.compile")
     parser.add_argument("--tiny", action="store_true", help="tiny random models (a check of the script)")
+    parser.add_argument("--tokenizer", default=None, help="a tokenizer folder (default: the MiniLM package's)")
     parser.add_argument("--out", default=str(ROOT / "experiments/results/serving_latency.md"))
     args = parser.parse_args()
     if args.threads:
@@ -77,7 +90,7 @@ def main() -> int:
     from nas.latency import compare_latency, latency_batches
     from nas.serving import measure_serving, optimised_forward
 
-    student, teacher, dev, genotype = models_and_dev(args.tiny)
+    student, teacher, dev, genotype, about = models_and_dev(args.tiny, args.tokenizer)
     student.to(device), teacher.to(device)
     started = time.perf_counter()
     result = measure_serving({"student": student, "teacher": teacher}, dev, device, sizes, args.repeats, args.warmup)
@@ -101,7 +114,7 @@ def main() -> int:
         f"torch {torch.__version__}  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
-        f"Student `{genotype}` (fresh weights); teacher: {'tiny random BERT' if args.tiny else 'MiniLM-L6 (all-MiniLM-L6-v2 backbone, fresh head)'}, "
+        f"Student `{genotype}` (fresh weights); teacher: {about}, "
         f"SDPA attention. SST-2 dev rows, median of {args.repeats} interleaved calls after {args.warmup} warm-up calls "
         f"(`nas.serving.measure_serving`). Optimised = inference mode + torch.compile mode `{result['mode']}` "
         f"({'eager' if result['mode'] == 'off' else 'captured'}).{' Capture fell back to eager: ' + str(result['capture_failed']) if result['capture_failed'] else ''}",

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nas import atomic  # noqa: E402
+from nas.errors import UserError  # noqa: E402
 from nas.batching import BUCKETS, EncodedSplit, encode, to_device  # noqa: E402
 from nas.run_info import machine  # noqa: E402
 
@@ -111,14 +112,14 @@ def old_step():
 # ---------------------------------------------------------------- data and runs
 
 
-def load_data(rows: int, knowledge: str | None, max_length: int = 128):
+def load_data(rows: int, knowledge: str | None, tokenizer_dir: str | None, max_length: int = 128):
     from nas.glue_io import read_examples
     from nas.models import load_tokenizer, resolve_model
     from nas.tasks import get_task, resolve_data_dir
 
     task = get_task("sst2")
     data_dir = resolve_data_dir(None)
-    tokenizer = load_tokenizer(resolve_model("minilm"))
+    tokenizer = load_tokenizer(tokenizer_dir or resolve_model("minilm"))
     train = encode(read_examples(task, data_dir, "train", limit=rows), tokenizer, max_length)
     dev = encode(read_examples(task, data_dir, "dev"), tokenizer, max_length)
     if knowledge:
@@ -186,13 +187,14 @@ def main() -> int:
     parser.add_argument("--knowledge", default=None, help="a knowledge folder for real teacher logits")
     parser.add_argument("--target", type=float, default=1.5, help="the speed-up (or, with --target-rows, rows/s) to reach")
     parser.add_argument("--target-rows", type=float, default=0.0, help="rows/s the new path must reach (GPU check: 50000)")
+    parser.add_argument("--tokenizer", default=None, help="a tokenizer folder (default: the MiniLM package's)")
     parser.add_argument("--out", default=str(ROOT / "experiments/results/throughput.md"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    task, data = load_data(args.rows, args.knowledge)
+    task, data = load_data(args.rows, args.knowledge, args.tokenizer)
     torch.manual_seed(0)
     from searchspace.genotype import Genotype
     from searchspace.student import compile_genotype
@@ -203,8 +205,13 @@ def main() -> int:
     student = compile_genotype(Genotype.from_string(GENOTYPE), vocab_size=30522, max_positions=512,
                                num_labels=task.num_labels, pair=False)
     # As `nas finetune --set init=scratch` starts: embeddings from the teacher's, projected.
-    words, positions = teacher_embedding_tables(resolve_model("minilm"), task)
-    student.embeddings.init_from_teacher(words, positions)
+    # (A GPU machine without the MiniLM package starts both paths from random embeddings.)
+    try:
+        words, positions = teacher_embedding_tables(resolve_model("minilm"), task)
+        student.embeddings.init_from_teacher(words, positions)
+        start = "MiniLM embeddings"
+    except UserError:
+        start = "random embeddings: the MiniLM package is not installed"
     initial = copy.deepcopy(student.state_dict())
     results = {"old": [], "new": []}
     for round_ in range(args.rounds):
@@ -226,7 +233,7 @@ def main() -> int:
         f"torch {torch.__version__}  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
-        f"Student `{GENOTYPE}` (K=4 H=128, depth.md's budgeted cell), trained from the same initial weights (MiniLM embeddings) "
+        f"Student `{GENOTYPE}` (K=4 H=128, depth.md's budgeted cell), trained from the same initial weights ({start}) "
         f"for {args.epochs} epoch(s) on the first {len(lengths)} SST-2 training rows (mean {sum(lengths) / len(lengths):.1f} tokens), "
         f"batch {args.batch}, {'KD from ' + args.knowledge if args.knowledge else 'task loss only (no knowledge folder given)'}; "
         f"dev accuracy on all {len(data.dev['dev'])} dev rows. New path settings: compile={args.compile}, amp={args.amp}, "
