@@ -8,7 +8,7 @@
 # and writes experiments/results/gpu.md (command, GPU, date, each step's outcome and results).
 #
 # Usage:
-#   bash experiments/gpu_check.sh --prepare      # here, before a loan: fill the ignored .gpu_carry/
+#   bash experiments/gpu_check.sh --prepare      # here, before a loan: fill .gpu_carry/ (in .gitignore)
 #   bash experiments/gpu_check.sh                # on the GPU machine (carry .gpu_carry)
 #   bash experiments/gpu_check.sh --cpu-dry-run  # the script's logic on CPU, tiny sizes, < 2 minutes
 #
@@ -37,8 +37,6 @@ esac
 
 if [ "$MODE" = "prepare" ]; then
   mkdir -p "$CARRY/wheels" "$CARRY/minilm" "$CARRY/glue/SST-2"
-  EXCLUDE="$(git rev-parse --git-common-dir)/info/exclude"  # ignored, so it never lands in a commit
-  grep -qx '/.gpu_carry/' "$EXCLUDE" 2>/dev/null || echo '/.gpu_carry/' >> "$EXCLUDE"
   "$PY" -m pip download --no-deps --only-binary=:all: -d "$CARRY/wheels" graphviz || exit 1
   MINILM="$("$PY" -c 'from nas.models import resolve_model; print(resolve_model("minilm"))')" || exit 1
   cp "$MINILM"/{vocab.txt,tokenizer.json,tokenizer_config.json,special_tokens_map.json,config.json} "$CARRY/minilm/"
