@@ -16,6 +16,7 @@ BERT teacher and H=16 student, for checking the script (experiments/gpu_check.sh
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -112,7 +113,8 @@ def main() -> int:
         f"Command: `{command.strip()}`  ",
         f"Machine: {machine()}{gpu}  ",
         f"torch {torch.__version__}  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ",
+        f"Load average (1/5/15 min) at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs",
         "",
         f"Student `{genotype}` (fresh weights); teacher: {about}, "
         f"SDPA attention. SST-2 dev rows, median of {args.repeats} interleaved calls after {args.warmup} warm-up calls "

@@ -28,6 +28,7 @@ Without `--knowledge` there are no teacher logits, so the loss is the task loss 
 from __future__ import annotations
 
 import argparse
+import os
 import contextlib
 import copy
 import statistics
@@ -307,7 +308,8 @@ def main() -> int:
         f"Command: `{command.strip()}`  ",
         f"Machine: {machine()}{', ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}  ",
         f"torch {torch.__version__}  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ",
+        f"Load average (1/5/15 min) at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs",
         "",
         f"Student `{GENOTYPE}` (K=4 H=128, depth.md's budgeted cell), trained from the same initial weights ({start}) "
         f"for {args.epochs} epoch(s) on the first {len(lengths)} SST-2 training rows (mean {sum(lengths) / len(lengths):.1f} tokens), "
