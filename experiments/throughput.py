@@ -253,7 +253,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=8000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--rounds", type=int, default=1, help="end-to-end epochs per path, alternating")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="end-to-end runs per path, alternating (0: none; on a GPU each run recaptures its graphs)")
     parser.add_argument("--steps", type=int, default=60, help="interleaved steps timed per path")
     parser.add_argument("--compile", default="off")
     parser.add_argument("--amp", default="off")
@@ -296,7 +297,7 @@ def main() -> int:
             results[path].append(result)
             print(f"round {round_ + 1} {path}: {result['rows_per_s']:.1f} rows/s, dev accuracy {result['accuracy']:.4f}", flush=True)
 
-    median = {path: statistics.median(r["rows_per_s"] for r in runs) for path, runs in results.items()}
+    median = {path: statistics.median(r["rows_per_s"] for r in runs) if runs else None for path, runs in results.items()}
     step_speed = steps["rows_per_s"]
     ratio = step_speed["new"] / step_speed["old"]
     passed = step_speed["new"] >= args.target_rows if args.target_rows else ratio >= args.target
@@ -326,13 +327,13 @@ def main() -> int:
         "| --- | --- | --- | --- |",
     ]
     for path, runs in results.items():
-        speeds = ", ".join(f"{r['rows_per_s']:,.1f}" for r in runs)
-        accuracies = ", ".join(f"{r['accuracy']:.4f}" for r in runs)
+        speeds = ", ".join(f"{r['rows_per_s']:,.1f}" for r in runs) or "not run (--rounds 0)"
+        accuracies = ", ".join(f"{r['accuracy']:.4f}" for r in runs) or "not run"
         lines.append(f"| {path} | {step_speed[path]:,.1f} | {speeds} | {accuracies} |")
     target = f"{args.target_rows:,.0f} rows/s" if args.target_rows else f"{args.target}x"
-    end_to_end = median["new"] / median["old"]
+    end_to_end = f"{median['new'] / median['old']:.2f}x" if args.rounds else "not run"
     lines += ["", f"New / old, step rows/s: **{ratio:.2f}x** (target {target}: {'met' if passed else 'NOT met'}); "
-              f"end to end (median of rounds): {end_to_end:.2f}x."]
+              f"end to end (median of rounds): {end_to_end}."]
     atomic.write_text(Path(args.out), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
