@@ -5,10 +5,12 @@ Optimised means: eval mode, `torch.inference_mode`, and on CUDA the forward capt
 `torch.compile(mode="reduce-overhead")`, i.e. CUDA graphs, one per input shape (a served batch
 is padded to a bucket length, nas.batching.BUCKETS, so there are few shapes). At batch 1 both
 the student and the teacher are bound by kernel launches, and a graph replays all of a
-forward's kernels with one launch. On CPU there are no launches to save, and torch.compile's
-inductor takes minutes per shape on this project's 2-core machine, so the CPU's optimised
-forward is eager under inference mode (`serving_mode` says which mode a device gets;
-`experiments/serving_latency.py --compile-cpu` measures the other choice).
+forward's kernels with one launch. On CPU the optimised forward is eager under inference
+mode: torch.compile does make the K=4 student's inference faster there once compiled (1.5x to
+2.2x at batch 1/32/256 in experiments/results/serving_latency.md), but every process pays the
+compile of each model and shape first, which `nas finetune`'s one-off latency measurement (and
+the test suite) would pay on every run. A CPU deployment that serves long enough passes
+`mode="default"` to `optimised_forward`.
 
 The teacher gets the same treatment, loaded with `attn_implementation="sdpa"` (fused
 attention), so a speed-up is the student's, not a handicap of the teacher's.
