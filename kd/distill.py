@@ -23,7 +23,8 @@ from kd.adaptor import adapt
 from kd.methods import Context, Method, method_class
 from kd.students import (BiLSTMClassifier, StudentSpec, build_student, default_lr, load_student, parse_student_spec,
                          resolve_spec, save_student)
-from nas.batching import batch_order, collate, model_inputs, to_device
+from nas.acceleration import adamw, batch_buckets
+from nas.batching import batch_order, collate, device_batch, model_inputs, to_device
 from nas.distill_data import DistillData, Targets
 from nas.errors import UserError
 from nas.evaluation import evaluate_splits
@@ -54,6 +55,10 @@ class DistillConfig:
     use_augmented: bool = True
     latency_repeats: int = 20
     seed: int = 42
+    # Speed (nas/acceleration.py). No `compile` or `amp` yet: the methods read hidden states and
+    # attentions of many model classes into float32 losses, which neither has been checked on.
+    bucket: bool = False  # pad batches to bucket lengths (nas.batching.BUCKETS)
+    fused_optimizer: bool = True  # fused AdamW where torch has it
 
     def __post_init__(self):
         method_class(self.method)  # an unknown name is a UserError
@@ -83,10 +88,11 @@ class Session:
     method: Method
     models: dict  # stage -> the module the student's record comes from
     device: torch.device
+    buckets: tuple[int, ...] = ()  # padded lengths of training batches (nas.batching.BUCKETS), or none
 
     def loss(self, rows: list[int], stage: str):
         """(total loss, {term: float}) of the training rows `rows` in `stage`."""
-        batch = to_device(collate(self.data.train, rows), self.device)
+        batch = device_batch(self.data.train, rows, self.device, self.buckets)
         targets = Targets(*(t.to(self.device) for t in self.data.train_targets.rows(torch.as_tensor(rows))))
         inputs, need, name = model_inputs(batch), self.method.stage_needs(stage), self.method.name
         student_out = adapt(self.models[stage], inputs, need=need, method=name)
@@ -147,7 +153,7 @@ def make_session(task_data, teacher_dir, knowledge, config: DistillConfig, devic
     )
     method.setup(student_out, teacher_out, context).to(device)
     models = {stage: method.training_model(student, teacher, stage) for stage in method.stages}
-    return Session(task, data, tokenizer, teacher, student, spec, method, models, device)
+    return Session(task, data, tokenizer, teacher, student, spec, method, models, device, batch_buckets("off", config.bucket))
 
 
 # ----- training
@@ -158,7 +164,8 @@ def train_stage(session: Session, stage: str, config: DistillConfig, *, epoch_of
     data, method = session.data, session.method
     steps = -(-len(data.train) // config.batch_size) * config.epochs
     with session.stage(stage) as params:
-        optimizer = torch.optim.AdamW(params, lr=config.lr or default_lr(session.spec), weight_decay=config.weight_decay)
+        optimizer = adamw(params, lr=config.lr or default_lr(session.spec), weight_decay=config.weight_decay,
+                          fused=config.fused_optimizer)
         hooks = Hooks(
             loss=lambda rows: session.loss(rows, stage),
             epoch_batches=lambda epoch: batch_order(data.train.lengths, config.batch_size, config.seed, epoch_offset + epoch),

@@ -76,8 +76,9 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
         state, seconds = train_with_kd(student, task, distill, config, device, writer, save_best, checkpoint=checkpoint)
         writer.close()
         best = AdaBertStudentForSequenceClassification.from_pretrained(staging).to(device)
-        teacher = load_classifier(str(teacher_dir), task, new_head=False)
-        measured = measure_against_teacher(best, teacher, distill.dev["dev"], device, task.is_pair, config.latency_repeats)
+        teacher = load_classifier(str(teacher_dir), task, new_head=False, sdpa=True)
+        measured = measure_against_teacher(best, teacher, distill.dev["dev"], device, task.is_pair, config.latency_repeats,
+                                           sizes=config.latency_batch_sizes)
         genotype.save(staging / "arch.json")
         onnx = onnx_beside(best, distill.dev["dev"], staging, config.latency_repeats)  # None without the deploy extra
         result = {

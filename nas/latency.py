@@ -12,8 +12,9 @@ from nas.batching import EncodedSplit, collate, model_inputs, to_device
 
 
 def latency_batches(split: EncodedSplit, sizes=(1, 32)) -> dict[int, dict]:
-    """The first rows of a (dev) split as model inputs, one batch per size."""
-    return {size: model_inputs(collate(split, list(range(min(size, len(split)))))) for size in sizes}
+    """The first rows of a (dev) split as model inputs, one batch per size; a split with fewer
+    rows than a size is cycled, so a batch of 256 has 256 rows even on a tiny dev set."""
+    return {size: model_inputs(collate(split, [i % len(split) for i in range(size)])) for size in sizes}
 
 
 def synchronise(device) -> None:

@@ -12,6 +12,7 @@ state as a run that was never interrupted.
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -120,9 +121,10 @@ def _step(model, optimizer, scheduler, hooks, state, batch, parameters, max_grad
     """One weight update plus the after-step hook (the search's architecture update)."""
     model.train()
     loss, terms = hooks.loss(batch)
-    if not torch.isfinite(loss):
+    value = loss.item()  # the step's one wait for the device: the check and the progress bar share it
+    if not math.isfinite(value):
         raise NonFiniteLoss(
-            f"training stopped: the loss became {loss.item()} at step {state.step}; "
+            f"training stopped: the loss became {value} at step {state.step}; "
             "the last good checkpoint is kept"
         )
     optimizer.zero_grad(set_to_none=True)
@@ -136,11 +138,12 @@ def _step(model, optimizer, scheduler, hooks, state, batch, parameters, max_grad
     state.batch_in_epoch += 1
     extra = hooks.after_step(state, batch) if hooks.after_step else None
     if writer is not None and state.step % log_every == 0:
-        for name, value in {"loss/total": loss.item(), **terms, **(extra or {})}.items():
-            writer.add_scalar(name if "/" in name else f"loss/{name}", value, state.step)
+        # Terms may be floats or detached tensors (read only here, so unlogged steps never wait).
+        for name, term in {"loss/total": value, **terms, **(extra or {})}.items():
+            writer.add_scalar(name if "/" in name else f"loss/{name}", float(term), state.step)
         if scheduler is not None:
             writer.add_scalar("lr", scheduler.get_last_lr()[0], state.step)
-    progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    progress.set_postfix(loss=f"{value:.4f}", refresh=False)
     progress.update()
 
 

@@ -90,8 +90,13 @@ def load_tokenizer(path: str):
         raise UserError(f"{path}: cannot load a tokenizer (not a local folder, and the hub is unreachable?)") from None
 
 
-def load_classifier(path: str, task: Task, *, new_head: bool):
-    """A sequence classifier for `task`. `new_head` allows a backbone whose head is (re)initialised."""
+def load_classifier(path: str, task: Task, *, new_head: bool, sdpa: bool = False):
+    """A sequence classifier for `task`. `new_head` allows a backbone whose head is (re)initialised.
+
+    `sdpa`: attention through `scaled_dot_product_attention` (fused kernels), for serving and
+    timing; a model class without it loads with its default attention. Not for KD methods that
+    read attention probabilities, which SDPA does not return.
+    """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     import searchspace.student  # noqa: F401  (a compiled student folder loads like any classifier)
@@ -117,6 +122,11 @@ def load_classifier(path: str, task: Task, *, new_head: bool):
         raise UserError(
             f"{path}: the teacher has {config.num_labels} labels but task {task.name} has {task.num_labels}"
         )
+    if sdpa:
+        try:
+            return AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="sdpa", **kwargs)
+        except (ValueError, ImportError):
+            pass  # this architecture has no SDPA attention: its default is what it serves with
     try:
         # float32 whatever the checkpoint's dtype: float16 or bfloat16 weights trained in their own
         # dtype turn NaN at the first steps; inference on CUDA regains the speed with autocast

@@ -22,7 +22,8 @@ import torch
 
 from kd.losses import efficiency_loss, probes_kd
 from nas import atomic, distributed
-from nas.batching import batch_order, collate, model_inputs, to_device
+from nas.acceleration import adamw, autocast, batch_buckets, check_speed_settings
+from nas.batching import batch_order, device_batch, model_inputs
 from nas.errors import UserError
 from nas.evaluation import evaluate_splits, task_loss
 from nas.loop import Hooks, LoopState, NonFiniteLoss, linear_warmup_decay, train_loop
@@ -83,8 +84,14 @@ class SearchConfig:
     # (on SST-2 K=1 wins although the same cell stacked 4 or 8 times scores higher once trained:
     # experiments/results/depth.md), so under a budget the spare latency is better spent on depth.
     depth_choice: str = "logits"
+    # Speed (nas/acceleration.py). No `compile`: every step samples another path through the
+    # supernet, so a captured graph would be specialised to one path and recaptured each step.
+    amp: str = "off"  # off or bf16: autocast of the supernet's forward
+    bucket: bool = False  # pad batches to bucket lengths (nas.batching.BUCKETS)
+    fused_optimizer: bool = True  # fused AdamW for the weights where torch has it
 
     def __post_init__(self):
+        check_speed_settings("off", self.amp)
         if self.depth_choice not in ("logits", "budget"):
             raise UserError(f"setting 'depth_choice': expected logits or budget, got {self.depth_choice!r}")
         if self.depth_choice == "budget" and self.latency_budget_ms <= 0:
@@ -155,7 +162,8 @@ class Search:
         ]
         self.steps_per_epoch = -(-len(self.weight_rows) // config.batch_size)
         self.total_steps = self.steps_per_epoch * config.epochs
-        self.weight_optimizer = torch.optim.AdamW(self.supernet.weight_parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.weight_optimizer = adamw(self.supernet.weight_parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                      fused=config.fused_optimizer)
         self.arch_optimizer = torch.optim.Adam(
             self.supernet.arch_parameters(), lr=config.arch_lr, betas=(0.5, 0.999), weight_decay=config.arch_weight_decay
         )
@@ -186,11 +194,13 @@ class Search:
 
     def loss(self, rows, model=None) -> tuple[torch.Tensor, dict]:
         config = self.config
-        batch = to_device(collate(self.data.train, rows), self.device)
+        batch = device_batch(self.data.train, rows, self.device, batch_buckets("off", config.bucket))
         teacher_logits, probe_logits = self.data.train_targets.rows(torch.as_tensor(rows))
-        probe_logits = probe_logits.to(self.device)
+        probe_logits = probe_logits.to(self.device, non_blocking=True)
         path = self.supernet.sample_path(self.sampler, self.tau(), self.generator)
-        final, per_depth = (self.model if model is None else model)(**model_inputs(batch), path=path)
+        with autocast(self.device, config.amp):
+            final, per_depth = (self.model if model is None else model)(**model_inputs(batch), path=path)
+        final, per_depth = final.float(), [logits.float() for logits in per_depth]
         ce = task_loss(final, batch["labels"], self.task.is_regression)
         kd = probes_kd(per_depth, probe_logits, self.data.probe_losses, config.kd_temperature, self.task.is_regression)
         terms = {}

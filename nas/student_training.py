@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from kd.losses import regression_distillation, soft_cross_entropy
-from nas.batching import batch_order, collate, model_inputs, to_device
+from nas.acceleration import Captured, adamw, autocast, batch_buckets, check_speed_settings
+from nas.batching import batch_order, device_batch, model_inputs
 from nas.evaluation import evaluate_splits, task_loss
 from nas.loop import Hooks, linear_warmup_decay, train_loop
 from nas.stage_checkpoint import EpochCheckpoint
@@ -34,7 +35,17 @@ class FinetuneConfig:
     max_length: int = 0  # 0: the length the knowledge was computed at
     use_augmented: bool = True
     latency_repeats: int = 20
+    latency_batch_sizes: tuple[int, ...] = (1, 32, 256)  # metrics.json latency, eager and optimised (nas/serving.py)
     seed: int = 42
+    # Speed (nas/acceleration.py). The defaults are exact and deterministic on CPU; on CUDA
+    # `--set compile=reduce-overhead --set amp=bf16` captures the step (buckets implied).
+    compile: str = "off"  # off, default, reduce-overhead, max-autotune: torch.compile of the student's forward
+    amp: str = "off"  # off or bf16: autocast of the forward
+    bucket: bool = False  # pad batches to bucket lengths (always on when compiled)
+    fused_optimizer: bool = True  # fused AdamW where torch has it (CPU and CUDA)
+
+    def __post_init__(self):
+        check_speed_settings(self.compile, self.amp)
 
 
 def kd_loss(student_logits, teacher_logits, labels, task, gamma: float, temperature: float):
@@ -44,7 +55,9 @@ def kd_loss(student_logits, teacher_logits, labels, task, gamma: float, temperat
         soft = regression_distillation(student_logits, teacher_logits)
     else:
         soft = soft_cross_entropy(student_logits, teacher_logits, temperature)
-    return (1 - gamma) * hard + gamma * soft, {"ce": hard.item(), "kd": soft.item()}
+    # Detached tensors, not floats: `.item()` here would wait for the GPU twice a step; the loop
+    # reads them only when it logs.
+    return (1 - gamma) * hard + gamma * soft, {"ce": hard.detach(), "kd": soft.detach()}
 
 
 def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None, on_best=None, description="finetune",
@@ -54,7 +67,7 @@ def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None
     `checkpoint`: a file for epoch checkpoints (`nas run`), from which a stopped run continues."""
     torch.manual_seed(config.seed)
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=config.fused_optimizer)
     steps = -(-len(data.train) // config.batch_size) * config.epochs
     scheduler = linear_warmup_decay(optimizer, steps, config.warmup_ratio)
     forward = lambda inputs: model(**inputs).logits  # noqa: E731
@@ -69,10 +82,17 @@ def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None
         if on_best:
             on_best(state, metrics)
 
+    # Training runs the captured forward on bucketed batches; evaluation stays eager, since its
+    # length-sorted batches come in many shapes and run once an epoch.
+    captured = Captured(forward, config.compile, "student forward")
+    buckets = batch_buckets(config.compile, config.bucket)
+
     def loss(rows):
-        batch = to_device(collate(data.train, rows), device)
-        teacher_logits = data.train_targets.logits[torch.as_tensor(rows)].to(device)
-        return kd_loss(forward(model_inputs(batch)), teacher_logits, batch["labels"], task, config.gamma, config.kd_temperature)
+        batch = device_batch(data.train, rows, device, buckets)
+        teacher_logits = data.train_targets.logits[torch.as_tensor(rows)].to(device, non_blocking=True)
+        with autocast(device, config.amp):
+            logits = captured(model_inputs(batch))
+        return kd_loss(logits.float(), teacher_logits, batch["labels"], task, config.gamma, config.kd_temperature)
 
     hooks = Hooks(
         loss=loss,
@@ -90,20 +110,23 @@ def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None
     return state, time.perf_counter() - started
 
 
-def measure_against_teacher(student, teacher, dev_split, device, pair: bool, repeats: int, seq_len: int = 64) -> dict:
-    """Params, FLOPs and latency (batch 1 and 32) of student and teacher, measured in one process."""
+def measure_against_teacher(student, teacher, dev_split, device, pair: bool, repeats: int, seq_len: int = 64,
+                            sizes=(1, 32, 256)) -> dict:
+    """Params, FLOPs and latency of student and teacher, measured in one process the same way:
+    eager (the top-level `batch_<n>_ms`) and through the serving path (`optimised`, nas/serving.py)."""
     from nas.costs import count_flops, dummy_inputs, parameter_counts
-    from nas.latency import compare_latency, latency_batches, speedups
+    from nas.latency import speedups
+    from nas.serving import measure_serving
 
     student.eval()
     teacher.eval().to(device)
-    models = {"student": lambda b: student(**b).logits, "teacher": lambda b: teacher(**b).logits}
-    latency = compare_latency(models, latency_batches(dev_split), device, repeats=repeats)
-    sizes = {}
+    serving = measure_serving({"student": student, "teacher": teacher}, dev_split, device, tuple(sizes), repeats)
+    latency, optimised = serving["eager"], serving["optimised"]
+    counts = {}
     for name, model in (("student", student), ("teacher", teacher)):
         embedding = model.get_input_embeddings()
         cpu_model = model.to("cpu")
-        sizes[name] = {
+        counts[name] = {
             **parameter_counts(cpu_model),  # the same figures as arch.json's costs
             "flops": count_flops(cpu_model, dummy_inputs(1, seq_len, pair, embedding.num_embeddings)),
         }
@@ -112,10 +135,15 @@ def measure_against_teacher(student, teacher, dev_split, device, pair: bool, rep
         "flops_seq_len": seq_len,
         "latency_device": str(device),
         "latency_threads": torch.get_num_threads(),
-        "student": {**sizes["student"], **latency["student"]},
-        "teacher": {**sizes["teacher"], **latency["teacher"]},
+        "student": {**counts["student"], **latency["student"]},
+        "teacher": {**counts["teacher"], **latency["teacher"]},
         "speedup": speedups(latency, "teacher")["student"],
-        "compression": round(sizes["teacher"]["params"] / sizes["student"]["params"], 2),
+        "optimised": {
+            "mode": serving["mode"], "capture_failed": serving["capture_failed"],
+            "student": optimised["student"], "teacher": optimised["teacher"],
+            "speedup": speedups(optimised, "teacher")["student"],
+        },
+        "compression": round(counts["teacher"]["params"] / counts["student"]["params"], 2),
     }
 
 

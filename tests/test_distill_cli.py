@@ -17,7 +17,7 @@ from tiny_students import TINY
 FINETUNE_KEYS = {
     "task", "primary_metric", "metrics", "teacher_metrics", "best_epoch", "history", "train_seconds", "train_rows",
     "init", "genotype", "flops_seq_len", "latency_device", "latency_threads", "student", "teacher", "speedup",
-    "compression", "config", "provenance",
+    "optimised", "compression", "config", "provenance",
 }
 ARCH = {"schema_version": 1, "num_cells": 2, "hidden_size": 16,
         "cell": [[["cnn3", 0], ["max_pool", 1]], [["dilated_cnn5", 2], ["identity", 0]], [["cnn7", 3], ["avg_pool", 2]]]}

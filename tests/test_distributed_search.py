@@ -268,3 +268,22 @@ def test_torchrun_two_process_search_writes_a_valid_arch_json(prepared, tiny_glu
     assert sorted(p.name for p in (out / "cells").iterdir()) == ["epoch_001.dot", "epoch_002.dot"]
     assert torch.load(out / "checkpoint.pt", weights_only=False)["loop"]["epoch"] == 2
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_torchrun_one_process_cuda_search_with_the_fast_step(prepared, tiny_glue, tmp_path):
+    """torchrun on one GPU, bf16 autocast and bucketed batches: a valid arch.json (experiments/gpu_check.sh)."""
+    teacher, knowledge = prepared["sst2"]
+    out = tmp_path / "search"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_addr", "127.0.0.1",
+        "--master_port", str(free_port()), "-m", "nas", "search", "--task", "sst2", "--data-dir", str(tiny_glue),
+        "--teacher", str(teacher), "--knowledge", str(knowledge), "--out", str(out), "--device", "cuda",
+        "--epochs", "2", "--set", "hidden_size=16", "--set", "max_cells=3", "--set", "warmup_epochs=0",
+        "--set", "amp=bf16", "--set", "bucket=true",
+    ]
+    done = subprocess.run(command, cwd=CHECKOUT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    genotype = Genotype.load(out / "arch.json")
+    assert genotype.max_cells == 3 and len(genotype.extra["history"]) == 2

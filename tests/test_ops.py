@@ -85,6 +85,24 @@ def test_gradients_reach_every_parameter(name):
         assert p.grad.abs().sum() > 0, pname
 
 
+@pytest.mark.parametrize("name", [n for n in OP_NAMES if n not in PARAMETER_FREE])
+def test_conv_equals_relu_conv1d_layernorm(name):
+    """The im2col matrix product computes exactly what `nn.Conv1d` would, forward and backward."""
+    op = _make(name)
+    x, mask = _padded_batch([5, 9, 13], 16)
+    x.requires_grad_(True)
+    weights = torch.randn_like(x)
+    (op(x, mask) * weights).sum().backward()
+    fast_grad, fast_weight_grad = x.grad.clone(), op.conv.weight.grad.clone()
+    x.grad, op.conv.weight.grad = None, None
+    clean = torch.relu(x * mask[..., None])  # (B, T, H)
+    reference = op.norm(op.conv(clean.transpose(1, 2)).transpose(1, 2)) * mask[..., None]  # via (B, H, T)
+    (reference * weights).sum().backward()
+    torch.testing.assert_close(op(x, mask), reference, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast_grad, x.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fast_weight_grad, op.conv.weight.grad, atol=1e-4, rtol=1e-4)
+
+
 # Which input offsets each op's output at t depends on. Written out by hand, independent of
 # the implementation, so a conv that forgot its dilation fails here.
 RECEPTIVE_OFFSETS = {
