@@ -159,6 +159,8 @@ def run_predict(model_dir, input_path, out_path, *, text_columns: tuple, task: T
         raise UserError(f"{model_dir}: not a model folder (no config.json)")
     rows = read_rows(input_path, text_columns, task)
     tokenizer = load_tokenizer(str(model_dir))
+    import searchspace.student  # noqa: F401  (the `nas` command registers the student only here)
+
     try:
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     except (OSError, ValueError) as error:

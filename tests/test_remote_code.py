@@ -10,6 +10,7 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -180,3 +181,15 @@ def test_bundling_follows_imports_so_a_new_module_cannot_be_forgotten():
 def test_import_nas_registers_the_student_and_leaves_no_import_cycle(statement):
     result = subprocess.run([sys.executable, "-c", statement], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_nas_command_does_not_import_transformers_models_for_validate():
+    """`nas validate` stays quick: the command registers the student only where a model is loaded,
+    so transformers' model code (seconds to import) is not imported to check an arch.json."""
+    arch = sorted((Path(__file__).parent / "fixtures" / "arch" / "valid").glob("*.json"))[0]
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "nas", "validate", str(arch)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "nas.cli" in imported  # the measurement itself works
+    assert "transformers.modeling_utils" not in imported and "searchspace.student" not in imported
