@@ -33,11 +33,12 @@ def compare_latency(models: dict, inputs: dict[int, dict], device, warmup: int =
     results = {name: {} for name in models}
     for size, batch in inputs.items():
         batch = to_device(batch, device)
+        calls, rounds = calls_at(size, warmup), calls_at(size, repeats)
         for forward in models.values():
-            for _ in range(warmup):
+            for _ in range(calls):
                 forward(batch)
         timings = {name: [] for name in models}
-        for _ in range(repeats):
+        for _ in range(rounds):
             for name, forward in models.items():
                 synchronise(device)
                 start = time.perf_counter()
@@ -47,6 +48,15 @@ def compare_latency(models: dict, inputs: dict[int, dict], device, warmup: int =
         for name, values in timings.items():
             results[name][f"batch_{size}_ms"] = round(statistics.median(values), 3)
     return results
+
+
+def calls_at(size: int, calls: int, reference: int = 32, least: int = 3) -> int:
+    """Calls to make at batch `size`: `calls` up to batch `reference`, then fewer, so a large batch
+    is timed over about as many rows as batch 32 (a CPU teacher takes seconds per batch of 256,
+    and twenty of them, eager and optimised, would outlast the finetune), but never under `least`."""
+    if size <= reference or calls <= least:
+        return calls
+    return max(least, calls * reference // size)
 
 
 def speedups(latency: dict, baseline: str) -> dict:

@@ -66,3 +66,11 @@ def test_cuda_graph_serving_gives_the_eager_logits_on_every_call():
     with torch.no_grad():
         for size, got in outputs:  # kept across replays: each is its own copy
             torch.testing.assert_close(got, model(**batches[size]).logits, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("size, calls, expected", [(1, 20, 20), (32, 20, 20), (64, 20, 10), (256, 20, 3), (256, 5, 3),
+                                                   (4096, 20, 3), (256, 2, 2)])
+def test_large_batches_are_timed_over_about_as_many_rows_as_batch_32(size, calls, expected):
+    from nas.latency import calls_at
+
+    assert calls_at(size, calls) == expected
