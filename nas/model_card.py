@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 from nas import atomic
-from nas.markdown import markdown_cell
 
 CARD = "README.md"
 
@@ -96,7 +95,7 @@ def card_text(folder: Path, drawing: str) -> str:
         "",
         f"- Task: `{task}` (primary metric: {metrics.get('primary_metric')})",
         f"- Teacher: `{provenance.get('teacher', 'unknown')}`",
-        f"- Genotype: `{markdown_cell(str(genotype))}`",
+        f"- Genotype: `{genotype}`",  # a code span outside a table: no escaping
         "",
         "## Architecture",
         "",

@@ -83,7 +83,9 @@ def load_tokenizer(path: str):
         raise UserError(f"{path}: no tokenizer files in this folder (expected one of {', '.join(TOKENIZER_FILES)})")
     check_model_folder(path)
     try:
-        return AutoTokenizer.from_pretrained(path)
+        # Tokenizers here are standard ones; a student folder's config names its own modelling
+        # code, and without an explicit answer transformers stops to ask whether to run it.
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError, TypeError) as error:
         if Path(path).is_dir():
             raise UserError(f"{path}: no usable tokenizer in this folder ({_first_line(error)})") from None
