@@ -33,7 +33,7 @@ import torch
 from transformers import PreTrainedModel
 
 from kd.record import ModelOutputs
-from nas.errors import UserError
+from nas.base.errors import UserError
 from searchspace.cell import run_cells
 from searchspace.student import AdaBertStudentForSequenceClassification
 

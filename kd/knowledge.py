@@ -4,7 +4,7 @@ A knowledge folder holds, for each split (train, the augmented transfer set, and
 split): the teacher's final logits and the frozen layer probes' logits, as float16 `.npy`
 arrays that load lazily (memory-mapped). Float16 keeps logits to about three significant
 digits, far finer than what a softened distillation target can tell apart. Beside them lie the
-split's token ids as the teacher's tokenizer made them (`nas.token_arrays`: flat, memory-mapped),
+split's token ids as the teacher's tokenizer made them (`nas.data.token_arrays`: flat, memory-mapped),
 so search, finetuning and distillation never tokenise the transfer set again. `manifest.json`
 says what the knowledge was made from; a later run with the same manifest reuses the folder.
 """
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from kd.knowledge_manifest import FORMAT_VERSION, MANIFEST, read_manifest
-from nas import atomic
-from nas.errors import UserError
-from nas.safe_files import DATA_CAP, open_regular, read_json, shorten, show_value, text_lines
-from nas.token_arrays import tokenize_stream, write_token_arrays
+from nas.base import atomic
+from nas.base.errors import UserError
+from nas.base.safe_files import DATA_CAP, open_regular, read_json, shorten, show_value, text_lines
+from nas.data.token_arrays import tokenize_stream, write_token_arrays
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "read_manifest", "Knowledge", "KnowledgeConfig", "build_knowledge"]
 
@@ -135,8 +135,8 @@ class Knowledge:
 
     def encoded(self, name: str, rows: int, labels: torch.Tensor):
         """The first `rows` rows of a split as the teacher tokenised them (memory-mapped ids), with `labels`."""
-        from nas.batching import EncodedSplit
-        from nas.token_arrays import read_token_arrays
+        from nas.data.batching import EncodedSplit
+        from nas.data.token_arrays import read_token_arrays
 
         self.check_rows(name, rows)
         ids, types = read_token_arrays(self.folder, name)
@@ -150,7 +150,7 @@ class Knowledge:
         return torch.from_numpy(logits.argmax(-1)).long()
 
     def augmented_examples(self):
-        from nas.glue_io import Example
+        from nas.data.glue_io import Example
 
         path = self.folder / "augmented.tsv"
         if not path.is_file():
@@ -199,8 +199,8 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
     step or shard when started again with the same inputs, and ends with the same arrays.
     """
     from kd.augment import AugmentSettings
-    from nas.models import count_parameters, folder_hash, load_classifier, load_tokenizer
-    from nas.teacher import default_max_length
+    from nas.data.models import count_parameters, folder_hash, load_classifier, load_tokenizer
+    from nas.train.teacher import default_max_length
 
     task = data.task
     teacher_dir = Path(teacher_dir)
@@ -317,7 +317,7 @@ def _rows(folder: Path, name: str) -> int:
 
 
 def _example_chunks(examples):
-    from nas.token_arrays import CHUNK_ROWS
+    from nas.data.token_arrays import CHUNK_ROWS
 
     for start in range(0, len(examples), CHUNK_ROWS):
         part = examples[start : start + CHUNK_ROWS]
@@ -327,7 +327,7 @@ def _example_chunks(examples):
 
 def _augmented_chunks(folder: Path, pair: bool):
     """(first, second) text chunks read back from augmented.tsv, a chunk at a time."""
-    from nas.token_arrays import CHUNK_ROWS
+    from nas.data.token_arrays import CHUNK_ROWS
 
     with open(folder / "augmented.tsv", encoding="utf-8", newline="") as handle:
         rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -352,8 +352,8 @@ def _write_augmented_texts(folder: Path, train, settings, tokenizer, teacher) ->
 
 
 def _stored_split(folder: Path, name: str, pad_id: int, labels=None, rows: slice = slice(None)):
-    from nas.batching import EncodedSplit
-    from nas.token_arrays import read_token_arrays
+    from nas.data.batching import EncodedSplit
+    from nas.data.token_arrays import read_token_arrays
 
     ids, types = read_token_arrays(folder, name)
     ids, types = ids[rows], types[rows]
@@ -365,7 +365,7 @@ def _task_rows(folder: Path, teacher, splits, config: KnowledgeConfig, task, pad
     """Teacher logits and features of train and dev, the probes fitted on train; writes their arrays."""
     from kd.probes import ProbeSettings, probe_quality, train_probes
     from kd.teacher_pass import run_teacher
-    from nas.batching import labels_tensor
+    from nas.data.batching import labels_tensor
 
     regression = task.is_regression
     outputs = {}
@@ -473,7 +473,7 @@ def _teacher_max_length(teacher_dir: Path) -> int | None:
 
 
 def _teacher_dev_metrics(task, outputs) -> dict:
-    from nas.evaluation import score
+    from nas.data.evaluation import score
 
     logits, _, labels = outputs["dev"]
     return score(task, logits, labels)

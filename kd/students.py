@@ -37,7 +37,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from kd.layer_map import uniform, validate
-from nas.errors import UserError
+from nas.base.errors import UserError
 from searchspace.embeddings import principal_projection
 
 STUDENT_JSON, STUDENT_WEIGHTS = "student.json", "model.pt"
@@ -304,7 +304,7 @@ class BiLSTMClassifier(nn.Module):
 
 def save_student(model: nn.Module, spec: StudentSpec, folder) -> None:
     """Hugging Face models: `save_pretrained`; the BiLSTM: `model.pt` and `student.json`."""
-    from nas import atomic
+    from nas.base import atomic
 
     folder = Path(folder)
     if isinstance(model, BiLSTMClassifier):

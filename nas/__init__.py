@@ -8,7 +8,7 @@ import sys
 
 __version__ = "0.1.0"
 
-# `searchspace` and `ops` import `nas.errors` and `nas.atomic` while they load, which runs this
+# `searchspace` and `ops` import `nas.base.errors` and `nas.base.atomic` while they load, which runs this
 # file first; importing the student then would read their half-built modules. In that case the
 # student registers itself on its own import, which every code path that builds or loads one does.
 if not {"searchspace", "ops"} & sys.modules.keys():

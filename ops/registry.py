@@ -18,7 +18,7 @@ from typing import Callable
 
 from torch import nn
 
-from nas.errors import UserError
+from nas.base.errors import UserError
 
 # The stable op names in their stable order. Architecture weights and genotypes index ops by
 # this order, so it is declared here once instead of following whichever file was imported

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from nas.errors import UserError
+from nas.base.errors import UserError
 
 from .genotype import (DEFAULT_OPS, IN_EDGES, NUM_INPUTS, NUM_NODES, NUM_SEARCH_EDGES,
                        PARAMETER_FREE_OPS, ZERO_OP, Edge, Genotype)

@@ -12,9 +12,9 @@ from pathlib import Path
 import graphviz
 import networkx as nx
 
-from nas.errors import UserError
+from nas.base.errors import UserError
 
-from nas.atomic import write_bytes
+from nas.base.atomic import write_bytes
 
 from .genotype import NUM_INPUTS, NUM_NODES, Genotype
 

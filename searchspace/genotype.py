@@ -22,9 +22,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from nas.atomic import write_bytes
-from nas.errors import UserError, where
-from nas.safe_files import key_name, parse_json, read_text
+from nas.base.atomic import write_bytes
+from nas.base.errors import UserError, where
+from nas.base.safe_files import key_name, parse_json, read_text
 
 # The op vocabulary of `ops.OP_NAMES`, copied so that reading an arch.json needs no torch
 # modules; a test keeps the two equal.

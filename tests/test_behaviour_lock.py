@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.cli import main
+from nas.commands.cli import main
 
 # Not in fixtures/golden: that folder holds the hand-worked loss cases, one file per loss.
 GOLDEN = Path(__file__).parent / "fixtures" / "search_lock" / "sst2.json"

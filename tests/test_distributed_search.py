@@ -20,13 +20,13 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from nas import distributed
-from nas.batching import EncodedSplit
-from nas.distill_data import DistillData, Targets
-from nas.distributed import Processes, shard
-from nas.errors import UserError
-from nas.search import Search, SearchConfig
-from nas.tasks import get_task
+from nas.compute import distributed
+from nas.data.batching import EncodedSplit
+from nas.train.distill_data import DistillData, Targets
+from nas.compute.distributed import Processes, shard
+from nas.base.errors import UserError
+from nas.train.search import Search, SearchConfig
+from nas.data.tasks import get_task
 from searchspace.genotype import Genotype
 from searchspace.space import SearchSpace
 from searchspace.supernet import SuperNet

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nas.errors import UserError
+from nas.base.errors import UserError
 from ops import OP_NAMES, OPS, PARAMETER_FREE, build_op
 
 HIDDEN = 8

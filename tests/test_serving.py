@@ -4,9 +4,9 @@ model, and the batches it times have the rows their size says."""
 import pytest
 import torch
 
-from nas.batching import EncodedSplit
-from nas.latency import latency_batches
-from nas.serving import measure_serving, optimised_forward, serving_mode
+from nas.data.batching import EncodedSplit
+from nas.deploy.latency import latency_batches
+from nas.deploy.serving import measure_serving, optimised_forward, serving_mode
 from searchspace.genotype import Genotype
 from searchspace.student import compile_genotype
 

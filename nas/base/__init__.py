@@ -1,0 +1,1 @@
+"""Foundations every package may import: errors, atomic writes, safe file reading, run records."""
