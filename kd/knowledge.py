@@ -28,6 +28,7 @@ from kd.knowledge_manifest import FORMAT_VERSION, MANIFEST, read_manifest
 from nas.base import atomic
 from nas.base.errors import UserError
 from nas.base.safe_files import DATA_CAP, open_regular, read_json, shorten, show_value, text_lines
+from nas.data.tasks import default_max_length
 from nas.data.token_arrays import tokenize_stream, write_token_arrays
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "read_manifest", "Knowledge", "KnowledgeConfig", "build_knowledge"]
@@ -200,7 +201,6 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
     """
     from kd.augment import AugmentSettings
     from nas.data.models import count_parameters, folder_hash, load_classifier, load_tokenizer
-    from nas.train.teacher import default_max_length
 
     task = data.task
     teacher_dir = Path(teacher_dir)

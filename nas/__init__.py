@@ -6,7 +6,7 @@ classes, so `AutoModelForSequenceClassification.from_pretrained(student_folder)`
 
 import sys
 
-__version__ = "0.1.0"
+from nas.base import __version__  # noqa: F401  (defined once, at the bottom layer)
 
 # `searchspace` and `ops` import `nas.base.errors` and `nas.base.atomic` while they load, which runs this
 # file first; importing the student then would read their half-built modules. In that case the

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import torch
 
-import nas
+from nas.base import __version__
+
+# The arguments `nas.commands.cli.main` was given, for the records runs keep. The command line
+# sets it (a layer above); it lives here so this bottom layer need not import the command line.
+INVOCATION: list[str] | None = None
 
 
 def git_commit() -> str | None:
@@ -35,15 +39,13 @@ def machine() -> str:
 
 def command_line() -> str:
     """The `nas` command this process runs (as `nas.commands.cli.main` was given it), for a run's records."""
-    from nas.commands import cli
-
-    argv = cli.INVOCATION if cli.INVOCATION is not None else sys.argv[1:]
+    argv = INVOCATION if INVOCATION is not None else sys.argv[1:]
     return shlex.join(["nas", *argv])
 
 
 def provenance(**extra) -> dict:
     return {
-        "package_version": nas.__version__,
+        "package_version": __version__,
         "command": command_line(),
         "git_commit": git_commit(),
         "torch": torch.__version__,

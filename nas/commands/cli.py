@@ -10,11 +10,11 @@ import argparse
 import os
 import sys
 
+from nas.base import __version__, run_info
 from nas.base.errors import UserError
 from nas.base.safe_files import one_line
 
 COMMANDS = {}  # name -> (help, add_arguments, run)
-INVOCATION: list[str] | None = None  # the arguments `main` was given, for the records runs keep
 
 
 def command(name: str, help: str, add_arguments):
@@ -403,14 +403,12 @@ from nas.commands import export_cli, predict_cli  # noqa: E402,F401
 def build_parser(describe_settings: bool = True) -> argparse.ArgumentParser:
     """The parser; `describe_settings` adds each command's settings to its --help (it imports the
     command modules, which takes seconds, so `main` asks for it only when help is wanted)."""
-    import nas
-
     parser = argparse.ArgumentParser(
         prog="nas",
         description="Compress a fine-tuned BERT-family teacher into a small task-adaptive student "
         "by differentiable architecture search with knowledge distillation (AdaBERT).",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {nas.__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, add_arguments, _) in COMMANDS.items():
         epilog = settings_epilog(name) if describe_settings else None
@@ -458,8 +456,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     run = COMMANDS[args.command][2]
-    global INVOCATION
-    previous, INVOCATION = INVOCATION, argv
+    previous, run_info.INVOCATION = run_info.INVOCATION, argv
     try:
         # torchrun sets WORLD_SIZE; N copies of another command would race on the same output.
         if args.command != "search" and os.environ.get("WORLD_SIZE", "1") != "1":
@@ -477,5 +474,5 @@ def main(argv=None) -> int:
         print(f"nas {args.command}: interrupted; nothing half-written was left behind", file=sys.stderr)
         return 130
     finally:
-        INVOCATION = previous  # so library calls made later in this process do not claim this command
+        run_info.INVOCATION = previous  # so library calls made later in this process do not claim this command
     return 0

@@ -46,6 +46,12 @@ class Task:
         return self.metrics[0]
 
 
+def default_max_length(task: Task) -> int:
+    """Tokens per row when no setting says: pairs need room for two sentences. Both the teacher
+    and the knowledge pass read it, so it lives with the task rather than with either stage."""
+    return 128 if task.is_pair else 64
+
+
 _ENTAIL = ("entailment", "not_entailment")
 
 GLUE_TASKS = {

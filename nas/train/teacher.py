@@ -13,6 +13,7 @@ from nas.data.evaluation import evaluate_splits, hf_forward, task_loss
 from nas.data.glue_io import TaskData
 from nas.train.loop import Hooks, linear_warmup_decay, train_loop
 from nas.data.models import count_parameters, load_classifier, load_tokenizer, resolve_model
+from nas.data.tasks import default_max_length
 from nas.base.run_info import provenance, tensorboard_writer
 from nas.train.stage_checkpoint import EpochCheckpoint
 
@@ -28,10 +29,6 @@ class TeacherConfig:
     warmup_ratio: float = 0.1
     max_length: int = 0  # 0: the task's default (64 for one sentence, 128 for pairs)
     seed: int = 42
-
-
-def default_max_length(task) -> int:
-    return 128 if task.is_pair else 64
 
 
 def train_teacher(data: TaskData, config: TeacherConfig, out, device, checkpoint=None) -> dict:
