@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from nas.data.batching import EncodedSplit, in_row_order, inference_batches, model_inputs, to_device
 from nas.compute.precision import inference_autocast
+from nas.data.batching import EncodedSplit, in_row_order, inference_batches, model_inputs, to_device
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:

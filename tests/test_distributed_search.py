@@ -20,13 +20,13 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from nas.compute import distributed
-from nas.data.batching import EncodedSplit
-from nas.train.distill_data import DistillData, Targets
-from nas.compute.distributed import Processes, shard
 from nas.base.errors import UserError
-from nas.train.search import Search, SearchConfig
+from nas.compute import distributed
+from nas.compute.distributed import Processes, shard
+from nas.data.batching import EncodedSplit
 from nas.data.tasks import get_task
+from nas.train.distill_data import DistillData, Targets
+from nas.train.search import Search, SearchConfig
 from searchspace.genotype import Genotype
 from searchspace.space import SearchSpace
 from searchspace.supernet import SuperNet

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from nas.run.config import build, read_config_file
 from nas.base.errors import UserError
-from nas.data.glue_io import read_examples
-from nas.deploy.latency_table import load_latency_table
 from nas.base.safe_files import JSON_CAP, MAX_MESSAGE
-from nas.train.search import SearchConfig
+from nas.data.glue_io import read_examples
 from nas.data.tasks import custom_task
+from nas.deploy.latency_table import load_latency_table
+from nas.run.config import build, read_config_file
+from nas.train.search import SearchConfig
 from searchspace.genotype import Genotype
 
 ROOT = Path(__file__).resolve().parent.parent

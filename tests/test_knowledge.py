@@ -13,8 +13,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from kd.knowledge import Knowledge
 from kd.probes import LayerProbes
-from nas.commands.cli import main
 from nas.base.errors import UserError
+from nas.commands.cli import main
 from nas.data.models import folder_hash
 
 ROWS = {"train": 96, "dev": 32, "augmented": 192}

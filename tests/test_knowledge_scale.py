@@ -12,18 +12,18 @@ import pytest
 import torch
 from test_knowledge import knowledge_args, write_lively_teacher
 
+from kd.knowledge import Knowledge
 import kd.knowledge
 import kd.teacher_pass
-import nas.data.token_arrays
-from kd.knowledge import Knowledge
-from nas.data.batching import encode
-from nas.commands.cli import main
-from nas.train.distill_data import prepare
 from nas.base.errors import UserError
+from nas.commands.cli import main
+from nas.data.batching import encode
 from nas.data.glue_io import Example, load_task_data
 from nas.data.models import load_tokenizer
 from nas.data.tasks import get_task
 from nas.data.token_arrays import RaggedRows, read_token_arrays, tokenize, tokenize_chunks, write_token_arrays
+import nas.data.token_arrays
+from nas.train.distill_data import prepare
 
 SHARDS = ("--set", "shard_rows=40")  # 192 augmented rows: 5 shards, the last one short
 
@@ -168,7 +168,7 @@ def test_a_stopped_build_resumes_to_the_same_arrays(built, teacher, tiny_glue, t
 
     seen = []
     real = kd.teacher_pass.run_teacher
-    monkeypatch.setattr(kd.teacher_pass, "run_teacher", lambda model, split, *a, **k: seen.append(len(split)) or real(model, split, *a, **k))
+    monkeypatch.setattr(kd.knowledge, "run_teacher", lambda model, split, *a, **k: seen.append(len(split)) or real(model, split, *a, **k))
     monkeypatch.setattr(kd.knowledge, "after_shard", lambda done: None)
     assert build(teacher, tiny_glue, out) == 0
     assert seen == [40, 40, 32], "a resumed build runs only the shards it had not finished"
@@ -216,7 +216,7 @@ def test_augmented_features_are_never_materialised(teacher, tiny_glue, tmp_path,
         calls.append((len(split), head is not None, tuple(second.shape)))
         return logits, second
 
-    monkeypatch.setattr(kd.teacher_pass, "run_teacher", spy)
+    monkeypatch.setattr(kd.knowledge, "run_teacher", spy)  # where the build looks it up
     assert build(teacher, tiny_glue, tmp_path / "k", "--augment", 6) == 0  # 576 augmented rows
     features = [rows for rows, reduced, _ in calls if not reduced]
     assert sorted(features) == [32, 96]  # dev and train, nothing else

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from kd.losses import expected_latency, latency_budget_penalty
-from nas.deploy import latency_measure
 from nas.base.errors import UserError
+from nas.deploy import latency_measure
 from nas.train.latency_budget import TABLE_FILE, SearchLatency
 from nas.deploy.latency_table import (check_compatible, cpu_model, load_latency_table, predict_latency_ms,
                                save_latency_table, table_from_dict)

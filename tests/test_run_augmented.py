@@ -3,10 +3,12 @@ of a stage (knowledge, then finetune) that continues where it stopped when run a
 
 import json
 
+from kd.knowledge import Knowledge
 import kd.knowledge
 import nas.train.distill_data
+import nas.train.finetune
+import nas.train.search
 import nas.train.student_training
-from kd.knowledge import Knowledge
 from test_stage_resume import stop_once_after_epoch
 
 
@@ -31,8 +33,8 @@ def test_nas_run_with_augment_resumes_each_stopped_stage(tiny_glue, tiny_teacher
     monkeypatch.setattr(kd.knowledge, "after_shard", lambda done: None)
     rows = []  # the training rows that search and finetune were given
     real_prepare = nas.train.distill_data.prepare
-    monkeypatch.setattr(nas.train.distill_data, "prepare",
-                        lambda *a, **k: (data := real_prepare(*a, **k), rows.append(len(data.train)))[0])
+    for stage in (nas.train.search, nas.train.finetune):  # each stage's own name for `prepare`
+        monkeypatch.setattr(stage, "prepare", lambda *a, **k: (data := real_prepare(*a, **k), rows.append(len(data.train)))[0])
     stop_once_after_epoch(monkeypatch, "finetune.pt", 1)
     assert run_cli(*args)[0] == 130
     assert (out / "teacher" / "model.safetensors").stat().st_mtime_ns == teacher_written  # not trained again

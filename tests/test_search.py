@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from nas.commands.cli import main
-from nas.train.search import CHECKPOINT, Search
 from nas.data.tasks import get_task
+from nas.train.search import CHECKPOINT, Search
 from ops import OP_NAMES
 from searchspace.genotype import Genotype
 from searchspace.student import compile_genotype

@@ -5,12 +5,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import nas.train.stage_checkpoint
-import nas.train.teacher
 from nas.data.glue_io import load_task_data
-from nas.train.stage_checkpoint import EpochCheckpoint
 from nas.data.tasks import get_task
+from nas.train.stage_checkpoint import EpochCheckpoint
+import nas.train.stage_checkpoint
 from nas.train.teacher import TeacherConfig, train_teacher
+import nas.train.teacher
 
 
 class Stop(KeyboardInterrupt):

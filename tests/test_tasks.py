@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from nas.data import tasks as tasks_module
 from nas.base.errors import UserError
+from nas.data import tasks as tasks_module
 from nas.data.glue_io import Example, load_task_data, read_examples, split_path
 from nas.data.tasks import GLUE_TASKS, TASK_NAMES, canonical_task_name, get_task, resolve_data_dir
 

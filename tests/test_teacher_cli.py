@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-import nas.train.teacher
 from nas.commands.cli import main
+import nas.train.teacher
 
 
 

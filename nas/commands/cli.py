@@ -2,6 +2,10 @@
 
 Each subcommand is a small function that resolves its settings and calls library code;
 `main` turns user errors into one line and exit code 2 (a traceback only with --debug).
+
+The stages are imported inside the subcommand functions on purpose, the one place in the package
+that does so: torch, transformers and optuna take seconds to load, and `nas --help`, `nas
+validate` or a typo should not wait for the modules of stages they do not run.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
-"""The `nas export` command (its work is in nas/deploy/export.py; this file stays light so `nas --help` is fast)."""
+"""The `nas export` command (its work is in nas/deploy/export.py; this file stays light so `nas --help` is fast).
+Like `nas.commands.cli`, it imports the stage's modules inside the command for start-up time.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from nas.commands.cli import command, require
 from nas.base.errors import UserError
+from nas.commands.cli import command, require
 
 FORMATS = ("onnx", "torchscript")
 

@@ -1,12 +1,14 @@
-"""The `nas predict` command (its work is in nas/deploy/predict.py; this file stays light so `nas --help` is fast)."""
+"""The `nas predict` command (its work is in nas/deploy/predict.py; this file stays light so `nas --help` is fast).
+Like `nas.commands.cli`, it imports the stage's modules inside the command for start-up time.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from nas.commands.cli import command, require
 from nas.base.errors import UserError
+from nas.commands.cli import command, require
 
 
 def _predict_args(parser):

@@ -25,6 +25,7 @@ import warnings
 import torch
 
 from nas.base.errors import UserError
+from nas.data.batching import BUCKETS
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 AMP_MODES = ("off", "bf16")
@@ -41,7 +42,6 @@ def check_speed_settings(compile_mode: str, amp: str) -> None:
 def batch_buckets(compile_mode: str, bucket: bool) -> tuple[int, ...]:
     """Bucket lengths for training batches: always when the step is compiled (one capture per
     shape), else only when asked, since on CPU the extra padding is pure cost."""
-    from nas.data.batching import BUCKETS
 
     return BUCKETS if bucket or compile_mode != "off" else ()
 

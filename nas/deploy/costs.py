@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from searchspace.student import compile_genotype
+
 
 def parameter_counts(model: torch.nn.Module) -> dict:
     """The size figures recorded for every model, in `arch.json` (`costs`) and `metrics.json` alike.
@@ -38,7 +40,6 @@ def dummy_inputs(batch: int, seq_len: int, pair: bool, vocab_size: int = 1000) -
 
 def student_costs(genotype, *, vocab_size, max_positions, num_labels, pair, seq_len=64) -> dict:
     """Params (`parameter_counts`) and FLOPs per sequence of `seq_len` tokens."""
-    from searchspace.student import compile_genotype
 
     student = compile_genotype(genotype, vocab_size=vocab_size, max_positions=max_positions, num_labels=num_labels, pair=pair)
     flops = count_flops(student, dummy_inputs(1, seq_len, pair, vocab_size))

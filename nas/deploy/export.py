@@ -22,8 +22,10 @@ from pathlib import Path
 import torch
 
 from nas.base import atomic
-from nas.data.batching import EncodedSplit, collate, model_inputs
 from nas.base.errors import UserError
+from nas.data.batching import EncodedSplit, collate, model_inputs
+from nas.deploy.latency import compare_latency, latency_batches
+from searchspace.student import _LogitsOnly
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 DEPLOY_PACKAGES = {"onnx": "onnx", "onnxruntime": "onnxruntime"}
@@ -69,7 +71,6 @@ def quiet_tracing():
 
 
 def onnx_bytes(model, example: dict) -> bytes:
-    from searchspace.student import _LogitsOnly
 
     wrapped = _LogitsOnly(model).eval()
     buffer = io.BytesIO()
@@ -148,7 +149,6 @@ def export_model(model, split: EncodedSplit, fmt: str, out: Path, tolerance: flo
 
 def measure(runners: dict, split: EncodedSplit, repeats: int) -> dict:
     """Median ms per forward pass at batch 1 and 32 on the first dev rows, every runner interleaved."""
-    from nas.deploy.latency import compare_latency, latency_batches
 
     return compare_latency(runners, latency_batches(split), torch.device("cpu"), repeats=repeats)
 

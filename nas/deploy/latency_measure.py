@@ -30,11 +30,15 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
-from nas.compute.acceleration import Captured
 from nas.base.errors import UserError
+from nas.compute.acceleration import Captured
 from nas.deploy.latency import synchronise
 from nas.deploy.latency_table import LatencyEntry, LatencyTable, describe_device
 from nas.deploy.serving import serving_mode
+from ops import OP_NAMES
+from searchspace.cell import Cell, run_cells
+from searchspace.genotype import Genotype
+from searchspace.student import compile_genotype
 
 VOCAB_SIZE = 30522  # BERT's; a lookup's time hardly depends on the table's size
 MAX_POSITIONS = 512
@@ -133,8 +137,6 @@ def uniform_edges(op: str) -> dict[tuple[int, int], tuple[str, ...]]:
 
 def _frame_student(hidden: int, pair: bool, device):
     """A one-cell student whose cell is a pass-through: its forward is everything but the cells."""
-    from searchspace.genotype import Genotype
-    from searchspace.student import compile_genotype
 
     genotype = Genotype(num_cells=1, hidden_size=hidden, cell=[[["identity", 0], ["identity", 1]]] * 3)
     student = compile_genotype(genotype, vocab_size=VOCAB_SIZE, max_positions=MAX_POSITIONS,
@@ -145,8 +147,6 @@ def _frame_student(hidden: int, pair: bool, device):
 
 def measure_entry(config: LatencyTableConfig, batch: int, seq_len: int, device, generator) -> LatencyEntry:
     """Every part at one batch size and length."""
-    from ops import OP_NAMES
-    from searchspace.cell import Cell, run_cells
 
     hidden = config.hidden_size
     x = torch.randn(batch, seq_len, hidden, generator=generator).to(device)  # (B, T, H)

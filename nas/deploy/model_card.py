@@ -13,6 +13,8 @@ from pathlib import Path
 
 from nas.base import atomic
 from nas.base.markdown import markdown_cell
+from searchspace.drawing import render
+from searchspace.genotype import Genotype
 
 CARD = "README.md"
 
@@ -66,7 +68,6 @@ def onnx_snippet(onnx: dict | None) -> list[str]:
 
 def draw_cell(folder: Path, genotype) -> str:
     """Draw the cell into the folder; the Markdown that shows it (or says where its source is)."""
-    from searchspace.drawing import render
 
     if shutil.which("dot"):
         render(genotype, folder / "cell.svg")
@@ -77,7 +78,6 @@ def draw_cell(folder: Path, genotype) -> str:
 
 
 def card_text(folder: Path, drawing: str) -> str:
-    from searchspace.genotype import Genotype
 
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     genotype = Genotype.load(folder / "arch.json")
@@ -186,7 +186,6 @@ def card_text(folder: Path, drawing: str) -> str:
 
 def write_model_card(folder) -> Path:
     """Write README.md (and the cell drawing) into a student folder holding metrics.json and arch.json."""
-    from searchspace.genotype import Genotype
 
     folder = Path(folder)
     drawing = draw_cell(folder, Genotype.load(folder / "arch.json"))

@@ -20,6 +20,8 @@ import torch
 
 from nas.base import atomic
 from nas.base.errors import UserError, where
+from nas.data.glue_io import read_fields
+from nas.data.models import load_tokenizer
 from nas.data.tasks import Task
 
 
@@ -47,7 +49,6 @@ def reading_task(text_columns: tuple, task: Task | None, path: Path) -> Task:
 
 def read_rows(path, text_columns: tuple, task: Task | None = None) -> Rows:
     """Rows of a TSV/CSV (header row naming the text columns) or JSONL file (one object per line)."""
-    from nas.data.glue_io import read_fields
 
     path = Path(path)
     if not path.is_file():
@@ -152,7 +153,6 @@ def run_predict(model_dir, input_path, out_path, *, text_columns: tuple, task: T
                 batch_size: int = 64, max_length: int | None = None, progress: bool = True) -> dict:
     from transformers import AutoModelForSequenceClassification
 
-    from nas.data.models import load_tokenizer
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():

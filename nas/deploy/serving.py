@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from nas.compute.acceleration import Captured
+from nas.deploy.latency import compare_latency, latency_batches
 
 SERVE_BATCHES = (1, 32, 256)
 
@@ -63,7 +64,6 @@ def measure_serving(models: dict, split, device, sizes=SERVE_BATCHES, repeats: i
     mode used, "capture_failed": {name: reason} for models whose capture fell back to eager}.
     All models and both paths run in this process on the same batches (nas.deploy.latency.compare_latency).
     """
-    from nas.deploy.latency import compare_latency, latency_batches
 
     inputs = latency_batches(split, sizes)
     mode = serving_mode(device) if mode is None else mode

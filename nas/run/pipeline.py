@@ -13,8 +13,18 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from kd.knowledge import Knowledge, KnowledgeConfig, build_knowledge, read_manifest
 from nas.base import atomic
 from nas.base.errors import UserError
+from nas.data.glue_io import load_task_data
+from nas.data.tasks import resolve_data_dir
+from nas.run.config import build, read_config_file
+from nas.train.finetune import run_finetune
+from nas.train.search import SearchConfig, run_search
+from nas.train.student_training import FinetuneConfig
+from nas.train.teacher import TeacherConfig, train_teacher
+from searchspace.drawing import render
+from searchspace.genotype import Genotype
 
 
 @dataclass(frozen=True)
@@ -46,16 +56,6 @@ def split_sets(sets) -> dict[str, list[str]]:
 
 
 def run_pipeline(task, args, device, log=print) -> dict:
-    from kd.knowledge import Knowledge, KnowledgeConfig, build_knowledge, read_manifest
-    from nas.run.config import build, read_config_file
-    from nas.train.finetune import run_finetune
-    from nas.data.glue_io import load_task_data
-    from nas.train.search import SearchConfig, run_search
-    from nas.train.student_training import FinetuneConfig
-    from nas.data.tasks import resolve_data_dir
-    from nas.train.teacher import TeacherConfig, train_teacher
-    from searchspace.drawing import render
-    from searchspace.genotype import Genotype
 
     files = [preset_file(args.preset)] if args.preset else []
     if args.config:

@@ -37,11 +37,26 @@ from pathlib import Path
 from nas.base import atomic
 from nas.base.errors import UserError
 from nas.sweep.pareto import dominated_share
-from nas.sweep.sweep_space import SweepConfig, default_budgets, sample_settings, trial_search_config
+from nas.sweep.sweep_space import SweepConfig, check_fixed_search_settings, default_budgets, sample_settings, trial_search_config
 from nas.sweep.sweep_storage import (
     INTERRUPTED, RETRY_OF, SURPLUS, counts, fail_stale_trials, file_lock, heartbeat, is_surplus, open_storage,
     open_study, repeated_trial,
 )
+from nas.data.models import load_classifier
+from nas.deploy.costs import dummy_inputs
+from nas.deploy.latency import compare_latency
+from nas.deploy.latency_measure import LatencyTableConfig, build_latency_table
+from nas.deploy.latency_table import check_compatible, load_latency_table, predict_latency_ms, save_latency_table
+from nas.run.config import build, read_config_file
+from nas.run.pipeline import split_sets
+from nas.sweep.sweep_report import load_baselines, write_reports
+from nas.train.finetune import run_finetune
+from nas.train.latency_budget import SearchLatency
+from nas.train.loop import NonFiniteLoss
+from nas.train.search import CHECKPOINT, SearchConfig, run_search
+from nas.train.student_training import FinetuneConfig
+from ops import OPS
+from searchspace.genotype import Genotype
 
 
 @dataclass(frozen=True)
@@ -75,7 +90,6 @@ def default_storage(out: Path) -> str:
 def run_sweep(job: SweepJob, log=print) -> dict:
     """Run trials until the study holds `job.trials` finished ones (with any other workers), then
     write the reports. Returns {"complete", "pruned", "front" (trial numbers), "ran" (by this worker)}."""
-    from nas.sweep.sweep_report import load_baselines, write_reports
 
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +163,6 @@ def make_sampler(config: SweepConfig, seed: int):
 def latency_tables(job: SweepJob, log) -> dict:
     """{hidden size: (path, LatencyTable)} for every swept hidden size, checked for this device
     and for an entry at the budget's batch size and length."""
-    from nas.deploy.latency_table import check_compatible, load_latency_table
 
     config = job.sweep
     tables = {}
@@ -177,8 +190,6 @@ def latency_tables(job: SweepJob, log) -> dict:
 
 
 def _measure_table(path: Path, hidden: int, config: SweepConfig, device, log) -> None:
-    from nas.deploy.latency_measure import LatencyTableConfig, build_latency_table
-    from nas.deploy.latency_table import save_latency_table
 
     log(f"sweep: measuring the latency table for hidden size {hidden} on {device} -> {path}")
     table_config = LatencyTableConfig(hidden_size=hidden, batch_sizes=(config.latency_batch_size,),
@@ -188,8 +199,6 @@ def _measure_table(path: Path, hidden: int, config: SweepConfig, device, log) ->
 
 def _search_latency(job: SweepJob, tables, hidden: int, budget_ms: float):
     """The search's latency model (nas/train/latency_budget.py) for a trial of this hidden size and budget."""
-    from nas.train.latency_budget import SearchLatency
-    from ops import OPS
 
     config = trial_search_config(job.search, {"hidden_size": hidden, "max_cells": max(job.sweep.max_cells_choices),
                                               "latency_budget_ms": budget_ms}, job.sweep, str(tables[hidden][0]))
@@ -223,7 +232,6 @@ def run_trial(study, storage, job: SweepJob, tables, budgets, log) -> bool:
     import optuna
     from optuna.trial import TrialState
 
-    from nas.train.loop import NonFiniteLoss
 
     trial = study.ask()
     try:
@@ -264,10 +272,6 @@ def run_trial(study, storage, job: SweepJob, tables, budgets, log) -> bool:
 
 def objective(trial, study, job: SweepJob, tables, budgets, log) -> tuple[float, float]:
     """Search, finetune, measure: (dev metric, measured latency in ms)."""
-    from nas.train.finetune import run_finetune
-    from nas.deploy.latency_table import predict_latency_ms
-    from nas.train.search import run_search
-    from searchspace.genotype import Genotype
 
     task, config = job.data.task, job.sweep
     folder = job.out / "trials" / f"{trial.number:04d}"
@@ -316,9 +320,6 @@ def time_student(folder: Path, task, batch_size: int, seq_len: int, device, repe
     """The student's median ms per forward pass at the budget's batch size and length, every token
     real, timed alone. `nas finetune` times it beside the teacher on the first dev rows (their own
     length, caches shared with the teacher), which is noisier and not the budget's setting."""
-    from nas.deploy.costs import dummy_inputs
-    from nas.deploy.latency import compare_latency
-    from nas.data.models import load_classifier
 
     student = load_classifier(str(folder), task, new_head=False).eval().to(device)
     inputs = dummy_inputs(batch_size, seq_len, task.is_pair, student.get_input_embeddings().num_embeddings)
@@ -331,7 +332,6 @@ def epoch_reporter(trial, study, config: SweepConfig, metric: str, predicted):
     """The search's per-epoch callback: store the epoch's point (search dev metric, predicted
     latency of the derived genotype) and op probabilities on the trial, then prune it if hopeless
     (see the module docstring) by raising optuna.TrialPruned, which stops the search."""
-    from searchspace.genotype import Genotype
 
     def after_epoch(record):
         epoch, genotype = record["epoch"], Genotype.from_string(record["genotype"])
@@ -372,7 +372,6 @@ def _pruned(epoch, point, share, count):
 def _adopt_earlier_attempt(out: Path, earlier: int | None, search_dir: Path) -> bool:
     """Copy the search folder of the trial this one repeats, when it has a checkpoint to resume;
     copied, not shared, in case that worker is alive after all and still writing."""
-    from nas.train.search import CHECKPOINT
 
     if earlier is None:
         return False
@@ -394,11 +393,6 @@ def sweep_settings(config_file, sets, *, epochs=None, seed=None, budgets=None):
     file) fix those stages' settings for every trial; other keys are sweep settings. --epochs is
     the search's, the finetune runs `finetune_epochs`.
     """
-    from nas.run.config import build, read_config_file
-    from nas.run.pipeline import split_sets
-    from nas.train.search import SearchConfig
-    from nas.train.student_training import FinetuneConfig
-    from nas.sweep.sweep_space import check_fixed_search_settings
 
     routed = split_sets(sets)
     unknown = set(routed) - {"run", "search", "finetune"}

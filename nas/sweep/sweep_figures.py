@@ -9,15 +9,16 @@ from __future__ import annotations
 import io
 import shutil
 
+from nas.base import atomic
 from nas.train.figures import plt
 from searchspace.cell import dag_edges
+from searchspace.drawing import FAMILY_COLOURS, INPUTS, OUTPUT, cell_graph, op_family, to_dot
 
 FRONT_COLOUR = "tab:red"
 TRIAL_COLOUR = "tab:blue"
 
 
 def save_png(figure, path, dpi: int = 110) -> None:
-    from nas.base import atomic
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
@@ -129,7 +130,6 @@ def _draw_with_dot(axis, genotype) -> None:
     import graphviz
     import matplotlib.image
 
-    from searchspace.drawing import to_dot
 
     png = graphviz.Source(to_dot(genotype)).pipe(format="png")
     axis.imshow(matplotlib.image.imread(io.BytesIO(png), format="png"))
@@ -138,7 +138,6 @@ def _draw_with_dot(axis, genotype) -> None:
 def _draw_with_networkx(axis, genotype) -> None:
     import networkx as nx
 
-    from searchspace.drawing import FAMILY_COLOURS, INPUTS, OUTPUT, cell_graph, op_family
 
     graph = cell_graph(genotype)
     # Inputs on the left, nodes left to right in order, the output on the right.

@@ -20,9 +20,11 @@ from pathlib import Path
 from nas.base import atomic
 from nas.base.errors import UserError
 from nas.base.markdown import markdown_cell
-from nas.sweep.pareto import pareto_front
 from nas.base.safe_files import read_json, show_value
+from nas.sweep.pareto import pareto_front
+from nas.sweep.sweep_figures import cells_figure, op_history_figure, pareto_figure, save_png
 from nas.sweep.sweep_storage import SURPLUS
+from searchspace.genotype import Genotype
 
 SETTING_COLUMNS = ("beta", "gamma", "tau_start", "arch_lr", "hidden_size", "max_cells")
 MAX_DRAWN_TRIALS = 4  # op-probability rows and cells drawn: the Pareto trials, best metric first
@@ -71,7 +73,6 @@ def epoch_histories(trial) -> list[dict]:
 
 def write_reports(study, out: Path, *, metric_name: str, batch_size: int, baselines=(), tensorboard: bool = True) -> dict:
     """Write every file of the module docstring into `out`; returns {"complete", "front"}."""
-    from searchspace.genotype import Genotype
 
     rows = finished_rows(study)
     points = [(row["metric"], row["latency_ms"]) for row in rows]
@@ -80,7 +81,6 @@ def write_reports(study, out: Path, *, metric_name: str, batch_size: int, baseli
     atomic.write_text(out / "pareto.md", pareto_markdown(study, rows, front, metric_name, batch_size, budgets))
     atomic.write_text(out / "trials.csv", trials_csv(study))
 
-    from nas.sweep.sweep_figures import cells_figure, op_history_figure, pareto_figure, save_png
 
     drawn = sorted(front, key=lambda i: -rows[i]["metric"])[:MAX_DRAWN_TRIALS]
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}

@@ -23,12 +23,16 @@ from kd.adaptor import adapt
 from kd.methods import Context, Method, method_class
 from kd.students import (BiLSTMClassifier, StudentSpec, build_student, default_lr, load_student, parse_student_spec,
                          resolve_spec, save_student)
+from nas.base import atomic
+from nas.base.errors import UserError
+from nas.base.run_info import provenance, tensorboard_writer
 from nas.compute.acceleration import adamw, batch_buckets
 from nas.data.batching import batch_order, collate, device_batch, model_inputs, to_device
-from nas.train.distill_data import DistillData, Targets
-from nas.base.errors import UserError
 from nas.data.evaluation import evaluate_splits
+from nas.data.models import load_classifier, load_tokenizer
+from nas.train.distill_data import DistillData, Targets, prepare
 from nas.train.loop import Hooks, LoopState, linear_warmup_decay, train_loop
+from nas.train.student_training import measure_against_teacher, student_record
 
 OPTIONS = ("temperature", "alpha", "beta", "layer_map", "replace_base", "replace_rate")
 SAMPLE_ROWS = 4  # rows of the one batch both models are first run on, to read their shapes
@@ -129,8 +133,6 @@ def make_session(task_data, teacher_dir, knowledge, config: DistillConfig, devic
     Everything a user can get wrong (the student spec, a layer map outside a model's depth, a
     student that cannot give what the method needs) fails here, before any output is written.
     """
-    from nas.train.distill_data import prepare
-    from nas.data.models import load_classifier, load_tokenizer
 
     task = task_data.task
     torch.manual_seed(config.seed)
@@ -184,9 +186,6 @@ def train_stage(session: Session, stage: str, config: DistillConfig, *, epoch_of
 
 def run_distill(task_data, teacher_dir, knowledge, config: DistillConfig, out, device) -> dict:
     """Distil, keep the final stage's best epoch, measure it beside the teacher; returns metrics.json's content."""
-    from nas.base import atomic
-    from nas.base.run_info import provenance, tensorboard_writer
-    from nas.train.student_training import measure_against_teacher, student_record
 
     session = make_session(task_data, teacher_dir, knowledge, config, device)
     task, method, spec = session.task, session.method, session.spec

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from kd.knowledge import Knowledge
-from nas.data.batching import EncodedSplit, encode, join, labels_tensor
 from nas.base.errors import UserError
+from nas.data.batching import EncodedSplit, encode, join, labels_tensor
 from nas.data.glue_io import TaskData
+from nas.data.models import load_classifier
 
 
 @dataclass
@@ -84,7 +85,6 @@ def prepare(data: TaskData, knowledge: Knowledge, tokenizer, max_length: int, us
 
 def teacher_embedding_tables(teacher_dir: str, task) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The teacher's word and (learned) position embedding tables, for initialising students."""
-    from nas.data.models import load_classifier
 
     teacher = load_classifier(str(teacher_dir), task, new_head=False)
     words = teacher.get_input_embeddings().weight.detach().clone()

@@ -9,9 +9,17 @@ import torch
 
 from nas.base import atomic
 from nas.base.errors import UserError
+from nas.base.run_info import provenance, tensorboard_writer
 from nas.base.safe_files import DATA_CAP, one_line, open_regular
+from nas.data.models import load_classifier, load_tokenizer
+from nas.deploy.export import onnx_beside
+from nas.deploy.model_card import write_model_card
+from nas.train.distill_data import prepare, teacher_embedding_tables
 from nas.train.search import BEST_WEIGHTS
 from nas.train.student_training import FinetuneConfig, config_dict, measure_against_teacher, student_record, train_with_kd
+from searchspace.genotype import Genotype
+from searchspace.remote_code import write_remote_code
+from searchspace.student import AdaBertStudentForSequenceClassification, compile_genotype
 
 
 def initial_weights(config: FinetuneConfig, arch_path: Path) -> Path | None:
@@ -27,14 +35,6 @@ def initial_weights(config: FinetuneConfig, arch_path: Path) -> Path | None:
 
 
 def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig, out, device, checkpoint=None) -> dict:
-    from nas.train.distill_data import prepare, teacher_embedding_tables
-    from nas.deploy.export import onnx_beside
-    from nas.deploy.model_card import write_model_card
-    from nas.data.models import load_classifier, load_tokenizer
-    from nas.base.run_info import provenance, tensorboard_writer
-    from searchspace.genotype import Genotype
-    from searchspace.remote_code import write_remote_code
-    from searchspace.student import AdaBertStudentForSequenceClassification, compile_genotype
 
     task = data.task
     arch_path = Path(arch_path)

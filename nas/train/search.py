@@ -22,14 +22,25 @@ import torch
 
 from kd.losses import efficiency_loss, probes_kd
 from nas.base import atomic
+from nas.base.errors import UserError
+from nas.base.run_info import provenance, tensorboard_writer
 from nas.compute import distributed
 from nas.compute.acceleration import adamw, autocast, batch_buckets, check_speed_settings
 from nas.data.batching import batch_order, device_batch, model_inputs
-from nas.base.errors import UserError
 from nas.data.evaluation import evaluate_splits, task_loss
+from nas.data.models import load_tokenizer
+from nas.deploy.costs import student_costs
+from nas.train.distill_data import prepare, teacher_embedding_tables
+from nas.train.figures import depth_figure, op_probability_figure
+from nas.train.latency_budget import search_latency
 from nas.train.loop import Hooks, LoopState, NonFiniteLoss, linear_warmup_decay, train_loop
 from ops import OPS
-from searchspace.genotype import MAX_CELLS, MAX_HIDDEN_SIZE
+from searchspace.derive import derive_genotype
+from searchspace.drawing import render
+from searchspace.genotype import Genotype, MAX_CELLS, MAX_HIDDEN_SIZE
+from searchspace.sampler import SAMPLERS, temperature
+from searchspace.space import SearchSpace
+from searchspace.supernet import SuperNet
 
 CHECKPOINT = "checkpoint.pt"
 BEST_WEIGHTS = "supernet_best.pt"
@@ -131,8 +142,6 @@ class Search:
 
     def __init__(self, config: SearchConfig, task, data, supernet, device, out: Path, writer=None, provenance=None,
                  on_epoch=None, processes=None, latency=None):
-        from nas.train.latency_budget import search_latency
-        from searchspace.sampler import SAMPLERS
 
         self.config, self.task, self.data, self.device, self.out = config, task, data, device, out
         # Called with each epoch's history.json record once the epoch is finished; a sweep uses it
@@ -189,7 +198,6 @@ class Search:
 
     # ---- the loss
     def tau(self) -> float:
-        from searchspace.sampler import temperature
 
         return temperature(self.state.step, self.total_steps, self.config.tau_start, self.config.tau_floor)
 
@@ -248,7 +256,6 @@ class Search:
 
     # ---- evaluation and derivation
     def derive(self, capped: bool = True):
-        from searchspace.derive import derive_genotype
 
         config = self.config
         cap = config.max_parameter_free if capped and config.max_parameter_free < 6 else None
@@ -314,12 +321,10 @@ class Search:
             atomic.save_torch(self.supernet.state_dict(), self.out / BEST_WEIGHTS)
 
     def _log_epoch(self, state, genotype, metrics):
-        from searchspace.drawing import render
 
         render(genotype, self.out / "cells" / f"epoch_{state.epoch + 1:03d}.dot")
         if self.writer is None:
             return
-        from nas.train.figures import depth_figure, op_probability_figure
 
         epoch = state.epoch + 1
         probs = torch.softmax(self.supernet.op_logits.detach().cpu(), -1)
@@ -389,12 +394,6 @@ def run_search(args_task, data, teacher_dir, knowledge, config: SearchConfig, ou
 
     `on_epoch(record)`, if given, is called after each epoch with that epoch's history.json record
     (before its checkpoint is written); an exception it raises stops the search."""
-    from nas.train.distill_data import prepare, teacher_embedding_tables
-    from nas.train.latency_budget import search_latency
-    from nas.data.models import load_tokenizer
-    from nas.base.run_info import provenance, tensorboard_writer
-    from searchspace.space import SearchSpace
-    from searchspace.supernet import SuperNet
 
     task = data.task
     # The latency table, and a budget no architecture can meet refused, before anything is loaded.
@@ -450,8 +449,6 @@ def _finalise(genotype_dict, supernet, space, task, tokenizer, config, info, ext
     import dataclasses
     import json
 
-    from nas.deploy.costs import student_costs
-    from searchspace.genotype import Genotype
 
     genotype = Genotype.from_json(json.dumps(genotype_dict), source="derived genotype")
     costs = student_costs(genotype, vocab_size=supernet.embeddings.words.num_embeddings,

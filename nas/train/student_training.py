@@ -16,6 +16,9 @@ from kd.losses import regression_distillation, soft_cross_entropy
 from nas.compute.acceleration import Captured, adamw, autocast, batch_buckets, check_speed_settings
 from nas.data.batching import batch_order, device_batch, model_inputs
 from nas.data.evaluation import evaluate_splits, task_loss
+from nas.deploy.costs import count_flops, dummy_inputs, parameter_counts
+from nas.deploy.latency import speedups
+from nas.deploy.serving import measure_serving
 from nas.train.loop import Hooks, linear_warmup_decay, train_loop
 from nas.train.stage_checkpoint import EpochCheckpoint
 
@@ -114,9 +117,6 @@ def measure_against_teacher(student, teacher, dev_split, device, pair: bool, rep
                             sizes=(1, 32, 256)) -> dict:
     """Params, FLOPs and latency of student and teacher, measured in one process the same way:
     eager (the top-level `batch_<n>_ms`) and through the serving path (`optimised`, nas/deploy/serving.py)."""
-    from nas.deploy.costs import count_flops, dummy_inputs, parameter_counts
-    from nas.deploy.latency import speedups
-    from nas.deploy.serving import measure_serving
 
     student.eval()
     teacher.eval().to(device)

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import torch
 
 from nas.base import atomic
+from nas.base.run_info import provenance, tensorboard_writer
 from nas.data.batching import batches, encode, model_inputs, to_device
 from nas.data.evaluation import evaluate_splits, hf_forward, task_loss
 from nas.data.glue_io import TaskData
-from nas.train.loop import Hooks, linear_warmup_decay, train_loop
 from nas.data.models import count_parameters, load_classifier, load_tokenizer, resolve_model
 from nas.data.tasks import default_max_length
-from nas.base.run_info import provenance, tensorboard_writer
+from nas.train.loop import Hooks, linear_warmup_decay, train_loop
 from nas.train.stage_checkpoint import EpochCheckpoint
 
 
