@@ -334,7 +334,7 @@ def test_a_killed_worker_is_resumed_by_rerunning_the_command(prepared, tiny_glue
 
 
 def test_a_trial_stopped_by_ctrl_c_is_queued_again_and_resumed(prepared, tiny_glue, tmp_path, run_cli, monkeypatch):
-    import nas.train.finetune
+    import nas.sweep.sweep
 
     out = tmp_path / "sweep"
     args = sweep_args(prepared, tiny_glue, out, 1, "--epochs", 1)
@@ -343,7 +343,7 @@ def test_a_trial_stopped_by_ctrl_c_is_queued_again_and_resumed(prepared, tiny_gl
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(nas.train.finetune, "run_finetune", interrupted)
+        patch.setattr(nas.sweep.sweep, "run_finetune", interrupted)  # the name the sweep calls
         code, _, err = run_cli(*args)
     assert code == 130, err
     first, queued = load_study(out).get_trials()
