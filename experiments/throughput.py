@@ -64,7 +64,7 @@ def _old_conv_forward(self, x, mask):
 
 def _old_cell_forward(self, s0, s1, mask0, mask1, mask, choices):
     """searchspace/cell.py's Cell.forward at 15eda57: node sums started from zeros."""
-    from searchspace.cell import NUM_INPUTS, NUM_INTERMEDIATE
+    from searchspace.topology import NUM_INPUTS, NUM_NODES as NUM_INTERMEDIATE
 
     states, masks = [s0, s1], [mask0, mask1]
     for node in range(NUM_INPUTS, NUM_INPUTS + NUM_INTERMEDIATE):

@@ -18,14 +18,12 @@ import torch
 from torch import nn
 
 from ops import build_op
-
-NUM_INPUTS = 2
-NUM_INTERMEDIATE = 3
+from searchspace.topology import NODES, NUM_INPUTS, NUM_NODES, SEARCH_EDGES
 
 
 def dag_edges() -> tuple[tuple[int, int], ...]:
     """Every (node, input) pair of the full cell DAG, in the order architecture logits use."""
-    return tuple((node, source) for node in range(NUM_INPUTS, NUM_INPUTS + NUM_INTERMEDIATE) for source in range(node))
+    return SEARCH_EDGES
 
 
 class Cell(nn.Module):
@@ -36,7 +34,7 @@ class Cell(nn.Module):
         self.edges = nn.ModuleDict(
             {self._key(e): nn.ModuleDict({op: build_op(op, hidden) for op in edge_ops[e]}) for e in self.edge_keys}
         )
-        self.node_weights = nn.Parameter(torch.zeros(NUM_INTERMEDIATE))
+        self.node_weights = nn.Parameter(torch.zeros(NUM_NODES))
 
     @staticmethod
     def _key(edge: tuple[int, int]) -> str:
@@ -48,7 +46,7 @@ class Cell(nn.Module):
         `choices(edge) -> [(op, weight | None), ...]` says what to compute on each edge.
         """
         states, masks = [s0, s1], [mask0, mask1]
-        for node in range(NUM_INPUTS, NUM_INPUTS + NUM_INTERMEDIATE):
+        for node in NODES:
             # The sum starts at the first term, not at zeros: the same values (0 + x == x) for
             # two kernels fewer per node, forward and backward; the step is launch-bound.
             total = None

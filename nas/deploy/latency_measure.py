@@ -39,6 +39,7 @@ from ops import OP_NAMES
 from searchspace.cell import Cell, run_cells
 from searchspace.genotype import Genotype
 from searchspace.student import compile_genotype
+from searchspace.topology import CHAIN_EDGES
 
 VOCAB_SIZE = 30522  # BERT's; a lookup's time hardly depends on the table's size
 MAX_POSITIONS = 512
@@ -131,8 +132,8 @@ class _PassThrough(nn.Module):
 
 
 def uniform_edges(op: str) -> dict[tuple[int, int], tuple[str, ...]]:
-    """Six edges, two per intermediate node, all with `op` (inputs as in a chain of nodes)."""
-    return {(2, 0): (op,), (2, 1): (op,), (3, 1): (op,), (3, 2): (op,), (4, 2): (op,), (4, 3): (op,)}
+    """The six edges of a chain-shaped cell (two per intermediate node), all with `op`."""
+    return {edge: (op,) for edge in CHAIN_EDGES}
 
 
 def _frame_student(hidden: int, pair: bool, device):

@@ -34,11 +34,12 @@ from typing import Any, Mapping
 from nas.base import atomic
 from nas.base.errors import UserError
 from nas.base.safe_files import key_name, read_json, show_value
+from searchspace.topology import KEPT_EDGES
 
 SCHEMA_VERSION = 1
 KIND = "adabert-latency-table"
 ENTRY_TIMES = ("frame_ms", "frame_pair_ms", "embedding_ms", "head_ms", "cell_ms")
-EDGES_PER_CELL = 6  # two in-edges for each of the three intermediate nodes
+EDGES_PER_CELL = KEPT_EDGES  # the edges a derived cell runs (searchspace/topology.py)
 
 
 @dataclass(frozen=True)

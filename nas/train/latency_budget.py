@@ -27,7 +27,8 @@ from nas.base.errors import UserError
 from nas.deploy.latency_table import (EDGES_PER_CELL, LatencyTable, cell_latency_ms, check_compatible,
                                load_latency_table, predict_latency_ms, save_latency_table, table_from_dict)
 from ops import PARAMETER_FREE
-from searchspace.genotype import NUM_INPUTS, Edge
+from searchspace.genotype import Edge
+from searchspace.topology import NUM_INPUTS
 
 TABLE_FILE = "latency_table.json"  # a table the search measured itself, in its run folder
 

@@ -41,6 +41,7 @@ from searchspace.genotype import Genotype, MAX_CELLS, MAX_HIDDEN_SIZE
 from searchspace.sampler import SAMPLERS, temperature
 from searchspace.space import SearchSpace
 from searchspace.supernet import SuperNet
+from searchspace.topology import KEPT_EDGES
 
 CHECKPOINT = "checkpoint.pt"
 BEST_WEIGHTS = "supernet_best.pt"
@@ -69,7 +70,7 @@ class SearchConfig:
     mode: str = "hard"  # hard: Gumbel single path; soft: every op weighted by softmax
     tau_start: float = 5.0
     tau_floor: float = 0.2
-    # Cap on parameter-free edges (pool, identity) among the 6 of the derived cell; 6 = no cap.
+    # Cap on parameter-free edges (pool, identity) among the KEPT_EDGES (6) of the derived cell; 6 = no cap.
     # Without it, hard-Gumbel search with the efficiency term drifts to all-parameter-free cells
     # (the known collapse: on SST-2 the uncapped cell was pool/identity only from epoch 2 on,
     # with arch_lr 3e-3 and 3e-4 alike), so the default keeps at least 4 parameterised edges.
@@ -258,7 +259,7 @@ class Search:
     def derive(self, capped: bool = True):
 
         config = self.config
-        cap = config.max_parameter_free if capped and config.max_parameter_free < 6 else None
+        cap = config.max_parameter_free if capped and config.max_parameter_free < KEPT_EDGES else None
         genotype = derive_genotype(
             self.supernet.op_logits.detach().cpu(), self.supernet.depth_logits.detach().cpu(), config.hidden_size,
             self.supernet.space.ops, config.max_cells, max_parameter_free=cap,
