@@ -133,6 +133,7 @@ CLI_CASES = ["int_5000_digits", "deeply_nested_list", "dev_zero_link", "unknown_
              "hidden_size_1e30", "key_of_100000_chars", "utf16", "folder"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CLI_CASES)
 def test_nas_validate_in_a_subprocess(name, tmp_path):
     content, fragments = {c[0]: c[1:] for c in ARCH_CASES}[name]

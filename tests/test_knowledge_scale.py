@@ -177,6 +177,7 @@ def test_a_stopped_build_resumes_to_the_same_arrays(built, teacher, tiny_glue, t
     assert (out / "augmented.tsv").read_bytes() == (built / "augmented.tsv").read_bytes()
 
 
+@pytest.mark.slow
 def test_a_killed_process_resumes_to_the_same_arrays(built, teacher, tiny_glue, tmp_path):
     """A real SIGKILL (as the out-of-memory killer sends), then `nas knowledge` again."""
     out = tmp_path / "k"

@@ -136,6 +136,7 @@ def card_snippets(folder) -> list[str]:
     return [block for block in blocks if "import nas" not in block]
 
 
+@pytest.mark.slow
 def test_the_folder_loads_where_the_package_is_not_importable(students, finetuned, tmp_path):
     # -S skips site: no .pth file runs, so the editable install of this package is not on the
     # path; only the folder holding torch and transformers is given back. The cwd is elsewhere.
@@ -168,6 +169,7 @@ def test_bundling_follows_imports_so_a_new_module_cannot_be_forgotten():
     assert "searchspace_supernet.py" not in files  # nothing of the search comes along
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("statement", [
     # `import nas` alone makes the Auto classes know the student.
     "import nas; from transformers import AutoConfig, AutoModelForSequenceClassification as M; "

@@ -286,6 +286,7 @@ def load_study(out: Path):
     return optuna.load_study(study_name="adabert-sst2", storage=f"sqlite:///{out / 'study.db'}")
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_and_run_each_trial_once(prepared, tiny_glue, tmp_path):
     out = tmp_path / "sweep"
     args = sweep_args(prepared, tiny_glue, out, 3, "--epochs", 1)
@@ -310,6 +311,7 @@ def test_two_workers_share_one_study_and_run_each_trial_once(prepared, tiny_glue
     assert "| trial |" in (out / "pareto.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_resumed_by_rerunning_the_command(prepared, tiny_glue, tmp_path, run_cli):
     out = tmp_path / "sweep"
     args = sweep_args(prepared, tiny_glue, out, 1, "--epochs", 2)
