@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ops import build_op
+from ops.masking import masked_mean
 from searchspace.topology import NODES, NUM_INPUTS, NUM_NODES, SEARCH_EDGES
 
 
@@ -78,8 +79,7 @@ class ClassifierHead(nn.Module):
         self.out = nn.Linear(hidden, num_labels)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        weights = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
-        pooled = (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (B, H)
+        pooled = masked_mean(x, mask)  # (B, H)
         return self.out(self.dropout(torch.tanh(self.dense(pooled))))  # (B, C)
 
 

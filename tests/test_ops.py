@@ -172,3 +172,11 @@ def test_unknown_op_is_a_user_error_naming_it():
     with pytest.raises(UserError, match="'cnn9'") as info:
         build_op("cnn9", HIDDEN)
     assert "dilated_cnn3" in str(info.value)  # lists the known ops
+
+
+def test_masked_mean_ignores_padding_and_gives_zeros_for_an_empty_row():
+    from ops.masking import masked_mean
+
+    x = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, -100.0]], [[5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]])
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    assert torch.equal(masked_mean(x, mask), torch.tensor([[2.0, 3.0], [0.0, 0.0]]))
