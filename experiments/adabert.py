@@ -98,12 +98,12 @@ def measure_models(task_name: str, teacher_dir: Path, student_dir: Path, data_di
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from nas.batching import encode
-    from nas.costs import count_flops, dummy_inputs
-    from nas.glue_io import read_examples
-    from nas.latency import compare_latency, latency_batches
-    from nas.models import load_classifier, load_tokenizer, quiet_transformers
-    from nas.tasks import get_task, resolve_data_dir
+    from nas.data.batching import encode
+    from nas.deploy.costs import count_flops, dummy_inputs
+    from nas.data.glue_io import read_examples
+    from nas.deploy.latency import compare_latency, latency_batches
+    from nas.data.models import load_classifier, load_tokenizer, quiet_transformers
+    from nas.data.tasks import get_task, resolve_data_dir
 
     quiet_transformers()
     task = get_task(task_name)
@@ -181,8 +181,8 @@ def main() -> int:
 
 
 def write_report(path: Path, report: dict, argv: str) -> None:
-    from nas.markdown import markdown_cell
-    from nas.run_info import machine
+    from nas.base.markdown import markdown_cell
+    from nas.base.run_info import machine
 
     lines = [
         "# AdaBERT search on SST-2 and MRPC (MiniLM teacher)",

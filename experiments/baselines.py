@@ -72,11 +72,11 @@ def measure_side_by_side(task_name: str, teacher_dir: Path, folders: dict[str, P
     import torch
 
     from kd.students import load_student
-    from nas.batching import encode
-    from nas.glue_io import read_examples
-    from nas.latency import compare_latency, latency_batches
-    from nas.models import load_classifier, load_tokenizer, quiet_transformers
-    from nas.tasks import get_task, resolve_data_dir
+    from nas.data.batching import encode
+    from nas.data.glue_io import read_examples
+    from nas.deploy.latency import compare_latency, latency_batches
+    from nas.data.models import load_classifier, load_tokenizer, quiet_transformers
+    from nas.data.tasks import get_task, resolve_data_dir
 
     quiet_transformers()
     task = get_task(task_name)
@@ -93,9 +93,9 @@ def majority_class_score(task_name: str, data_dir, subset: list) -> dict:
     clear (on MRPC, F1 0.81 comes from predicting "paraphrase" for every pair)."""
     from collections import Counter
 
-    from nas.glue_io import read_examples
-    from nas.metrics import compute
-    from nas.tasks import get_task, resolve_data_dir
+    from nas.data.glue_io import read_examples
+    from nas.data.metrics import compute
+    from nas.data.tasks import get_task, resolve_data_dir
 
     task = get_task(task_name)
     folder = resolve_data_dir(data_dir)
@@ -151,9 +151,9 @@ def _others(metrics: dict, primary: str) -> str:
 def write_report(path: Path, report: dict, argv: str, epochs: int) -> None:
     import torch
 
-    from nas import atomic
-    from nas.markdown import markdown_cell
-    from nas.run_info import machine
+    from nas.base import atomic
+    from nas.base.markdown import markdown_cell
+    from nas.base.run_info import machine
 
     lines = [
         "# KD baselines beside the searched student (MiniLM teacher)",

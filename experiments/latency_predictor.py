@@ -5,7 +5,7 @@ Usage: OMP_NUM_THREADS=1 python experiments/latency_predictor.py [--count 20] [-
 Builds the table (`nas latency-table` defaults: hidden 128, batch 1 and 32, lengths 32/64/128)
 and writes it beside the result, then draws `--count` random genotypes of depth 1..8 (half of
 them sentence-pair students), compiles each into the student `nas finetune` builds, measures it
-with `nas.latency.compare_latency` and compares with `predict_latency_ms`: at length 64, a
+with `nas.deploy.latency.compare_latency` and compares with `predict_latency_ms`: at length 64, a
 measured length, and at 96, which the table interpolates between 64 and 128. Each student is
 measured with its weights warm in cache (as when it serves requests) and, at 64, also with
 `compare_latency` as is, its weights evicted by the other students' calls. Writes
@@ -26,13 +26,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nas.costs import dummy_inputs  # noqa: E402
-from nas.latency import compare_latency  # noqa: E402
-from nas.latency_measure import VOCAB_SIZE, LatencyTableConfig, build_latency_table  # noqa: E402
-from nas.latency_table import cpu_model, predict_latency_ms, save_latency_table  # noqa: E402
-from nas.markdown import markdown_cell  # noqa: E402
-from nas.models import quiet_transformers  # noqa: E402
-from nas.run_info import machine  # noqa: E402
+from nas.deploy.costs import dummy_inputs  # noqa: E402
+from nas.deploy.latency import compare_latency  # noqa: E402
+from nas.deploy.latency_measure import VOCAB_SIZE, LatencyTableConfig, build_latency_table  # noqa: E402
+from nas.deploy.latency_table import cpu_model, predict_latency_ms, save_latency_table  # noqa: E402
+from nas.base.markdown import markdown_cell  # noqa: E402
+from nas.data.models import quiet_transformers  # noqa: E402
+from nas.base.run_info import machine  # noqa: E402
 from searchspace.random_arch import random_genotypes  # noqa: E402
 from searchspace.student import compile_genotype  # noqa: E402
 
@@ -130,7 +130,7 @@ def main() -> int:
         "is interpolated linearly between the measured lengths around it.",
         f"Measured: {args.count} random genotypes (`searchspace.random_arch.random_genotypes(seed={args.seed})`, depth 1..8, "
         "odd rows are sentence-pair students), fresh weights, eval mode, all tokens real; each the median of "
-        f"{args.repeats} calls, the students taking turns call by call as in `nas.latency.compare_latency`, each timed "
+        f"{args.repeats} calls, the students taking turns call by call as in `nas.deploy.latency.compare_latency`, each timed "
         "call preceded by an untimed one so that it finds its weights in cache as a deployed student does. The last "
         "summary rows time them with `compare_latency` itself, every call finding its weights evicted by the other "
         "students' calls: colder caches than a student serving on its own sees, which the table does not model.",
@@ -169,7 +169,7 @@ def main() -> int:
         lines.append(f"| op {op} | " + " | ".join(f"{e.ops_ms[op]:.3f}" for e in entries) + " |")
     lines.append("")
 
-    from nas import atomic
+    from nas.base import atomic
 
     atomic.write_text(Path(args.out), "\n".join(lines))  # a half-written table never replaces the last one
     print("\n".join(lines))

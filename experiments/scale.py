@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nas.run_info import machine  # noqa: E402
+from nas.base.run_info import machine  # noqa: E402
 
 PYTHON = sys.executable
 SST2_TRAIN, SST2_DEV = 67_349, 872
@@ -61,7 +61,7 @@ def nas(*args, env=None, check=True) -> dict:
 
 
 def data_dir() -> Path:
-    from nas.tasks import resolve_data_dir
+    from nas.data.tasks import resolve_data_dir
 
     return resolve_data_dir(None)
 
@@ -83,7 +83,7 @@ def tiny_teacher(work: Path) -> Path:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from nas.models import load_tokenizer, resolve_model
+    from nas.data.models import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model("minilm"))
     torch.manual_seed(0)
@@ -127,7 +127,7 @@ def measure_tokenize(work: Path, args) -> dict:
 
 TOKENIZE_MODES = {
     "before": "before: one call, one thread, into Python lists (every command, every run)",
-    "one": "one thread, into flat arrays (nas.token_arrays)",
+    "one": "one thread, into flat arrays (nas.data.token_arrays)",
     "threads": "the fast tokenizer's threads (TOKENIZERS_PARALLELISM), into flat arrays",
     "processes": "a pool of forked processes, into flat arrays",
 }
@@ -135,12 +135,12 @@ TOKENIZE_MODES = {
 
 def tokenize_worker(mode: str) -> None:
     """One tokenisation, timed. `before` is what every command did (the tokenizer's Python lists,
-    with TOKENIZERS_PARALLELISM=false as nas sets it); the others are nas.token_arrays' ways."""
+    with TOKENIZERS_PARALLELISM=false as nas sets it); the others are nas.data.token_arrays' ways."""
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    from nas.glue_io import read_examples
-    from nas.models import load_tokenizer, resolve_model
-    from nas.tasks import get_task
-    from nas.token_arrays import tokenize, workers
+    from nas.data.glue_io import read_examples
+    from nas.data.models import load_tokenizer, resolve_model
+    from nas.data.tasks import get_task
+    from nas.data.token_arrays import tokenize, workers
 
     tokenizer = load_tokenizer(resolve_model("minilm"))
     texts = [e.text_a for e in read_examples(get_task("sst2"), data_dir(), "train")]
@@ -212,7 +212,7 @@ def measure_stored_ids(work: Path, args) -> dict:
 
 
 def load_worker(folder: str) -> None:
-    from nas.token_arrays import RaggedRows, read_token_arrays
+    from nas.data.token_arrays import RaggedRows, read_token_arrays
 
     started = time.perf_counter()
     train, _ = read_token_arrays(Path(folder), "train")
@@ -373,13 +373,13 @@ def main() -> int:
         load_worker(args.load_worker)
         return 0
 
-    from nas.token_arrays import workers
+    from nas.data.token_arrays import workers
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     state_path = work / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    from nas.token_arrays import PARALLEL
+    from nas.data.token_arrays import PARALLEL
 
     state.update(machine=machine(), cores=workers(), date=datetime.date.today().isoformat(), parallel=PARALLEL)
     command = ("python experiments/scale.py " + " ".join(sys.argv[1:])).strip()

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kd.losses import efficiency_loss, probes_kd  # noqa: E402
-from nas.run_info import machine  # noqa: E402
-from nas.search import normalised_op_costs  # noqa: E402
+from nas.base.run_info import machine  # noqa: E402
+from nas.train.search import normalised_op_costs  # noqa: E402
 from searchspace.sampler import HardGumbel, SoftMax  # noqa: E402
 from searchspace.space import SearchSpace  # noqa: E402
 from searchspace.supernet import SuperNet  # noqa: E402
@@ -92,7 +92,7 @@ def main() -> int:
         f"Sampled depths in the hard steps: {depths} (the soft step always runs all {args.max_cells} cells).",
         "",
     ]
-    from nas import atomic
+    from nas.base import atomic
 
     atomic.write_text(Path(args.out), "\n".join(lines))  # a half-written table never replaces the last one
     print("\n".join(lines))

@@ -3,13 +3,13 @@
 Usage: python experiments/serving_latency.py [--device cpu|cuda] [--sizes 1,32,256] [--repeats 20]
        [--threads N] [--compile-cpu] [--tiny] [--out experiments/results/serving_latency.md]
 
-Both models are timed by `nas.serving.measure_serving`, the code behind metrics.json: the same
+Both models are timed by `nas.deploy.serving.measure_serving`, the code behind metrics.json: the same
 SST-2 dev batches (the first 1 / 32 / 256 rows), in one process, the models taking turns call by
 call; eager, then the optimised serving path (inference mode; on CUDA CUDA graphs through
 torch.compile "reduce-overhead"). Latency does not depend on training, so the student has fresh
 weights (depth.md's budgeted cell) and the teacher is the un-finetuned MiniLM backbone with a
 fresh classification head, loaded with SDPA attention. `--compile-cpu` also times torch.compile
-(inductor) on CPU, the choice `nas.serving.serving_mode` decided against. `--tiny`: a tiny random
+(inductor) on CPU, the choice `nas.deploy.serving.serving_mode` decided against. `--tiny`: a tiny random
 BERT teacher and H=16 student, for checking the script (experiments/gpu_check.sh --cpu-dry-run).
 """
 
@@ -26,8 +26,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nas import atomic  # noqa: E402
-from nas.run_info import machine  # noqa: E402
+from nas.base import atomic  # noqa: E402
+from nas.base.run_info import machine  # noqa: E402
 
 GENOTYPE = "v1;K=4;H=128;M=8;cell=cnn3~1,cnn3~0|identity~1,identity~0|dilated_cnn3~2,cnn3~0"  # depth.md's budgeted cell
 
@@ -38,17 +38,17 @@ MINILM_ARCH = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_a
 
 
 def models_and_dev(tiny: bool, tokenizer_dir: str | None):
-    from nas.batching import encode
-    from nas.glue_io import read_examples
-    from nas.models import load_classifier, load_tokenizer, resolve_model
-    from nas.tasks import get_task, resolve_data_dir
+    from nas.data.batching import encode
+    from nas.data.glue_io import read_examples
+    from nas.data.models import load_classifier, load_tokenizer, resolve_model
+    from nas.data.tasks import get_task, resolve_data_dir
     from searchspace.genotype import Genotype
     from searchspace.student import compile_genotype
 
     task = get_task("sst2")
     from transformers import BertConfig, BertForSequenceClassification
 
-    from nas.errors import UserError
+    from nas.base.errors import UserError
 
     tokenizer = load_tokenizer(tokenizer_dir or resolve_model("minilm"))
     dev = encode(read_examples(task, resolve_data_dir(None), "dev"), tokenizer, 128)
@@ -88,8 +88,8 @@ def main() -> int:
     device = torch.device(args.device)
     sizes = tuple(int(s) for s in args.sizes.split(","))
 
-    from nas.latency import compare_latency, latency_batches
-    from nas.serving import measure_serving, optimised_forward
+    from nas.deploy.latency import compare_latency, latency_batches
+    from nas.deploy.serving import measure_serving, optimised_forward
 
     student, teacher, dev, genotype, about = models_and_dev(args.tiny, args.tokenizer)
     student.to(device), teacher.to(device)
@@ -126,7 +126,7 @@ def main() -> int:
         "",
         f"Student `{genotype}` (fresh weights); teacher: {about}, "
         f"SDPA attention. SST-2 dev rows, median of {args.repeats} interleaved calls after {args.warmup} warm-up calls "
-        f"(`nas.serving.measure_serving`). Optimised = inference mode + torch.compile mode `{result['mode']}` "
+        f"(`nas.deploy.serving.measure_serving`). Optimised = inference mode + torch.compile mode `{result['mode']}` "
         f"({'eager' if result['mode'] == 'off' else 'captured'}).{' Capture fell back to eager: ' + str(result['capture_failed']) if result['capture_failed'] else ''}",
         "",
         "| batch | student eager (ms) | teacher eager (ms) | student optimised (ms) | teacher optimised (ms) | "

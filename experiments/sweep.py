@@ -75,13 +75,13 @@ def run_workers(command: list[str], workers: int) -> None:
 
 def retime_students(trials, batch_size: int, seq_len: int) -> dict[int, float]:
     """Median ms per forward pass of each trial's student at (batch_size, seq_len), all students in
-    this one process, interleaved repeat by repeat (nas.latency.compare_latency)."""
+    this one process, interleaved repeat by repeat (nas.deploy.latency.compare_latency)."""
     import torch
 
-    from nas.costs import dummy_inputs
-    from nas.latency import compare_latency
-    from nas.models import load_classifier, quiet_transformers
-    from nas.tasks import get_task
+    from nas.deploy.costs import dummy_inputs
+    from nas.deploy.latency import compare_latency
+    from nas.data.models import load_classifier, quiet_transformers
+    from nas.data.tasks import get_task
 
     quiet_transformers()
     task = get_task(TASK)
@@ -129,8 +129,8 @@ def main() -> int:
     import optuna
     from optuna.trial import TrialState
 
-    from nas.sweep_report import finished_rows
-    from nas.sweep_storage import SURPLUS
+    from nas.sweep.sweep_report import finished_rows
+    from nas.sweep.sweep_storage import SURPLUS
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.load_study(study_name=f"adabert-{TASK}", storage=f"sqlite:///{runs.resolve() / 'study.db'}")
@@ -150,9 +150,9 @@ def main() -> int:
 def write_report(path: Path, args, command, study, rows, retimed, states, baselines, seq_len, seconds) -> None:
     from optuna.trial import TrialState
 
-    from nas.markdown import markdown_cell
-    from nas.pareto import pareto_front
-    from nas.run_info import machine
+    from nas.base.markdown import markdown_cell
+    from nas.sweep.pareto import pareto_front
+    from nas.base.run_info import machine
 
     metric = study.user_attrs["settings"]["metric"]
     front = set(pareto_front([(r["metric"], r["latency_ms"]) for r in rows]))
@@ -205,7 +205,7 @@ def write_report(path: Path, args, command, study, rows, retimed, states, baseli
     else:
         lines += ["", f"No KD baselines drawn ({args.baselines} is missing)."]
     lines += ["", f"![Pareto front]({Path(args.plot).name})", ""]
-    from nas import atomic
+    from nas.base import atomic
 
     atomic.write_text(path, "\n".join(lines))
     print("\n".join(lines))

@@ -19,7 +19,7 @@ Headline: step rows/s, the two paths' training steps taking turns on the same ba
 (`--steps` each, after untimed warm-up steps that also capture every bucket shape of a
 compiled path), so that the load of a shared machine lands on both alike; end-to-end runs
 minutes apart saw the load change under them. Then each path trains for `--epochs` through
-`nas.student_training.train_with_kd` (the code `nas finetune` runs), `--rounds` times,
+`nas.train.student_training.train_with_kd` (the code `nas finetune` runs), `--rounds` times,
 alternating: its end-to-end rows/s (one dev evaluation an epoch included) and dev accuracy.
 Without `--knowledge` there are no teacher logits, so the loss is the task loss alone
 (gamma 0); the step's cost is the same up to two tiny kernels.
@@ -43,10 +43,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nas import atomic  # noqa: E402
-from nas.errors import UserError  # noqa: E402
-from nas.batching import BUCKETS, EncodedSplit, encode, to_device  # noqa: E402
-from nas.run_info import machine  # noqa: E402
+from nas.base import atomic  # noqa: E402
+from nas.base.errors import UserError  # noqa: E402
+from nas.data.batching import BUCKETS, EncodedSplit, encode, to_device  # noqa: E402
+from nas.base.run_info import machine  # noqa: E402
 
 GENOTYPE = "v1;K=4;H=128;M=8;cell=cnn3~1,cnn3~0|identity~1,identity~0|dilated_cnn3~2,cnn3~0"  # depth.md's budgeted cell
 
@@ -64,7 +64,7 @@ def _old_conv_forward(self, x, mask):
 
 def _old_cell_forward(self, s0, s1, mask0, mask1, mask, choices):
     """searchspace/cell.py's Cell.forward at 15eda57: node sums started from zeros."""
-    from searchspace.cell import NUM_INPUTS, NUM_INTERMEDIATE
+    from searchspace.topology import NUM_INPUTS, NUM_NODES as NUM_INTERMEDIATE
 
     states, masks = [s0, s1], [mask0, mask1]
     for node in range(NUM_INPUTS, NUM_INPUTS + NUM_INTERMEDIATE):
@@ -83,7 +83,7 @@ def _old_cell_forward(self, s0, s1, mask0, mask1, mask, choices):
 
 
 def _old_collate(split: EncodedSplit, indices, buckets=()):
-    """nas/batching.py's collate at 15eda57: one tensor per row."""
+    """nas/data/batching.py's collate at 15eda57: one tensor per row."""
     width = max(len(split.input_ids[i]) for i in indices)
     input_ids = torch.full((len(indices), width), split.pad_id, dtype=torch.long)
     token_type_ids = torch.zeros((len(indices), width), dtype=torch.long)
@@ -100,7 +100,7 @@ def _old_collate(split: EncodedSplit, indices, buckets=()):
 @contextlib.contextmanager
 def old_step():
     """Swap the pre-issue-10 conv op and batch builder in for the duration of a run."""
-    from nas import student_training
+    from nas.train import student_training
     from ops.conv import SeqConv
     from searchspace.cell import Cell
 
@@ -117,9 +117,9 @@ def old_step():
 
 
 def load_data(rows: int, knowledge: str | None, tokenizer_dir: str | None, max_length: int = 128):
-    from nas.glue_io import read_examples
-    from nas.models import load_tokenizer, resolve_model
-    from nas.tasks import get_task, resolve_data_dir
+    from nas.data.glue_io import read_examples
+    from nas.data.models import load_tokenizer, resolve_model
+    from nas.data.tasks import get_task, resolve_data_dir
 
     task = get_task("sst2")
     data_dir = resolve_data_dir(None)
@@ -137,7 +137,7 @@ def load_data(rows: int, knowledge: str | None, tokenizer_dir: str | None, max_l
 
 def bucket_batches(split: EncodedSplit, batch: int) -> list[list[int]]:
     """One batch of row indices per bucket length the rows reach, so every shape gets captured."""
-    from nas.batching import bucket_width
+    from nas.data.batching import bucket_width
 
     by_bucket = {}
     for i, n in enumerate(split.lengths):
@@ -153,7 +153,7 @@ def warmup_split(split: EncodedSplit, batch: int) -> EncodedSplit:
 
 
 def train_once(path: str, task, data, args, device, initial_state) -> dict:
-    from nas.student_training import FinetuneConfig, train_with_kd
+    from nas.train.student_training import FinetuneConfig, train_with_kd
     from searchspace.genotype import Genotype
     from searchspace.student import compile_genotype
 
@@ -185,9 +185,9 @@ def train_once(path: str, task, data, args, device, initial_state) -> dict:
 def step_function(path: str, task, data, args, device, initial_state):
     """One training step of `path` as `train_with_kd` runs it: batch, forward, loss, backward,
     gradient clipping, AdamW (the loop's bookkeeping aside). Returns step(rows) -> loss."""
-    from nas.acceleration import Captured, adamw, autocast, batch_buckets
-    from nas.batching import device_batch, model_inputs
-    from nas.student_training import kd_loss
+    from nas.compute.acceleration import Captured, adamw, autocast, batch_buckets
+    from nas.data.batching import device_batch, model_inputs
+    from nas.train.student_training import kd_loss
     from searchspace.genotype import Genotype
     from searchspace.student import compile_genotype
 
@@ -224,7 +224,7 @@ def step_function(path: str, task, data, args, device, initial_state):
 def interleaved_rows_per_s(task, data, args, device, initial_state) -> dict:
     """Rows/s of each path's step, the two paths taking turns step by step on the same batches,
     so a slow spell of a shared machine lands on both alike."""
-    from nas.batching import batch_order
+    from nas.data.batching import batch_order
 
     steps = {path: step_function(path, task, data, args, device, initial_state) for path in ("old", "new")}
     order = batch_order(data.train.lengths, args.batch, 0, 0)
@@ -274,8 +274,8 @@ def main() -> int:
     from searchspace.genotype import Genotype
     from searchspace.student import compile_genotype
 
-    from nas.distill_data import teacher_embedding_tables
-    from nas.models import resolve_model
+    from nas.train.distill_data import teacher_embedding_tables
+    from nas.data.models import resolve_model
 
     student = compile_genotype(Genotype.from_string(GENOTYPE), vocab_size=30522, max_positions=512,
                                num_labels=task.num_labels, pair=False)

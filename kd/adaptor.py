@@ -33,7 +33,8 @@ import torch
 from transformers import PreTrainedModel
 
 from kd.record import ModelOutputs
-from nas.errors import UserError
+from nas.base.errors import UserError
+from ops.masking import masked_mean
 from searchspace.cell import run_cells
 from searchspace.student import AdaBertStudentForSequenceClassification
 
@@ -128,8 +129,7 @@ def _adapt_student(model, inputs, need, method, mask) -> ModelOutputs:
     )
     pooled = None
     if "pooled" in need:  # what the head reads: the last cell's output averaged over real tokens
-        weights = mask.unsqueeze(-1).to(hidden[-1].dtype)  # (B, T, 1)
-        pooled = (hidden[-1] * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (B, H)
+        pooled = masked_mean(hidden[-1], mask)  # (B, H)
     return ModelOutputs(logits=logits, mask=mask, hidden_states=hidden if "hidden_states" in need else None,
                         pooled=pooled)
 

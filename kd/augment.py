@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from nas.errors import UserError
-from nas.glue_io import Example
+from nas.base.errors import UserError
+from nas.data.glue_io import Example
 
 # BERT vocabularies reserve slots named [unused0] ... that are not registered as special tokens.
 _UNUSED = re.compile(r"\[unused\d+\]")

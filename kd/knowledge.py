@@ -4,7 +4,7 @@ A knowledge folder holds, for each split (train, the augmented transfer set, and
 split): the teacher's final logits and the frozen layer probes' logits, as float16 `.npy`
 arrays that load lazily (memory-mapped). Float16 keeps logits to about three significant
 digits, far finer than what a softened distillation target can tell apart. Beside them lie the
-split's token ids as the teacher's tokenizer made them (`nas.token_arrays`: flat, memory-mapped),
+split's token ids as the teacher's tokenizer made them (`nas.data.token_arrays`: flat, memory-mapped),
 so search, finetuning and distillation never tokenise the transfer set again. `manifest.json`
 says what the knowledge was made from; a later run with the same manifest reuses the folder.
 """
@@ -24,11 +24,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kd.augment import AugmentSettings, iter_augmented
 from kd.knowledge_manifest import FORMAT_VERSION, MANIFEST, read_manifest
-from nas import atomic
-from nas.errors import UserError
-from nas.safe_files import DATA_CAP, open_regular, read_json, shorten, show_value, text_lines
-from nas.token_arrays import tokenize_stream, write_token_arrays
+from kd.probes import LayerProbes, ProbeSettings, probe_quality, train_probes
+from kd.teacher_pass import run_teacher
+from nas.base import atomic
+from nas.base.errors import UserError
+from nas.base.safe_files import DATA_CAP, open_regular, read_json, shorten, show_value, text_lines
+from nas.data.batching import EncodedSplit, labels_tensor
+from nas.data.evaluation import score
+from nas.data.glue_io import Example
+from nas.data.models import count_parameters, folder_hash, load_classifier, load_tokenizer
+from nas.data.tasks import default_max_length
+from nas.data.token_arrays import CHUNK_ROWS, read_token_arrays, tokenize_stream, write_token_arrays
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "read_manifest", "Knowledge", "KnowledgeConfig", "build_knowledge"]
 
@@ -135,8 +143,6 @@ class Knowledge:
 
     def encoded(self, name: str, rows: int, labels: torch.Tensor):
         """The first `rows` rows of a split as the teacher tokenised them (memory-mapped ids), with `labels`."""
-        from nas.batching import EncodedSplit
-        from nas.token_arrays import read_token_arrays
 
         self.check_rows(name, rows)
         ids, types = read_token_arrays(self.folder, name)
@@ -150,7 +156,6 @@ class Knowledge:
         return torch.from_numpy(logits.argmax(-1)).long()
 
     def augmented_examples(self):
-        from nas.glue_io import Example
 
         path = self.folder / "augmented.tsv"
         if not path.is_file():
@@ -198,9 +203,6 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
     shard), so a run stopped at any point, killed included, continues from its last finished
     step or shard when started again with the same inputs, and ends with the same arrays.
     """
-    from kd.augment import AugmentSettings
-    from nas.models import count_parameters, folder_hash, load_classifier, load_tokenizer
-    from nas.teacher import default_max_length
 
     task = data.task
     teacher_dir = Path(teacher_dir)
@@ -317,7 +319,6 @@ def _rows(folder: Path, name: str) -> int:
 
 
 def _example_chunks(examples):
-    from nas.token_arrays import CHUNK_ROWS
 
     for start in range(0, len(examples), CHUNK_ROWS):
         part = examples[start : start + CHUNK_ROWS]
@@ -327,7 +328,6 @@ def _example_chunks(examples):
 
 def _augmented_chunks(folder: Path, pair: bool):
     """(first, second) text chunks read back from augmented.tsv, a chunk at a time."""
-    from nas.token_arrays import CHUNK_ROWS
 
     with open(folder / "augmented.tsv", encoding="utf-8", newline="") as handle:
         rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -338,7 +338,6 @@ def _augmented_chunks(folder: Path, pair: bool):
 
 def _write_augmented_texts(folder: Path, train, settings, tokenizer, teacher) -> None:
     """augmented.tsv: for each variant its source row and texts, written as the variants are made."""
-    from kd.augment import iter_augmented
 
     embeddings = teacher.get_input_embeddings().weight.detach().float().cpu()
     path = folder / "augmented.tsv"
@@ -352,8 +351,6 @@ def _write_augmented_texts(folder: Path, train, settings, tokenizer, teacher) ->
 
 
 def _stored_split(folder: Path, name: str, pad_id: int, labels=None, rows: slice = slice(None)):
-    from nas.batching import EncodedSplit
-    from nas.token_arrays import read_token_arrays
 
     ids, types = read_token_arrays(folder, name)
     ids, types = ids[rows], types[rows]
@@ -363,9 +360,6 @@ def _stored_split(folder: Path, name: str, pad_id: int, labels=None, rows: slice
 
 def _task_rows(folder: Path, teacher, splits, config: KnowledgeConfig, task, pad_id: int, device) -> dict:
     """Teacher logits and features of train and dev, the probes fitted on train; writes their arrays."""
-    from kd.probes import ProbeSettings, probe_quality, train_probes
-    from kd.teacher_pass import run_teacher
-    from nas.batching import labels_tensor
 
     regression = task.is_regression
     outputs = {}
@@ -397,8 +391,6 @@ def _augmented_rows(folder: Path, teacher, config: KnowledgeConfig, progress: _P
     A shard's rows are written, flushed, and only then counted in progress.json, so a run killed
     anywhere redoes at most one shard, and redoes it to the same bytes (same rows, same batches).
     """
-    from kd.probes import LayerProbes
-    from kd.teacher_pass import run_teacher
 
     total = _rows(folder, "augmented")
     state = torch.load(folder / "probes.pt", weights_only=True)
@@ -473,7 +465,6 @@ def _teacher_max_length(teacher_dir: Path) -> int | None:
 
 
 def _teacher_dev_metrics(task, outputs) -> dict:
-    from nas.evaluation import score
 
     logits, _, labels = outputs["dev"]
     return score(task, logits, labels)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from nas.errors import UserError
-from nas.safe_files import key_name, read_json, show_value
+from nas.base.errors import UserError
+from nas.base.safe_files import key_name, read_json, show_value
 
 FORMAT_VERSION = 2  # 2: token ids stored beside the logits (1 had logits only)
 MANIFEST = "manifest.json"

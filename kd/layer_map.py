@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from kd.losses import teacher_layer_for
-from nas.errors import UserError
+from nas.base.errors import UserError
 
 
 @dataclass(frozen=True)

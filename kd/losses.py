@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from searchspace.topology import KEPT_EDGES
+
 
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Hinton et al. 2015, "Distilling the Knowledge in a Neural Network" (arXiv 1503.02531):
@@ -71,7 +73,7 @@ def efficiency_loss(op_weights: torch.Tensor, depth_weights: torch.Tensor, op_co
 
 
 def expected_latency(op_weights: torch.Tensor, depth_weights: torch.Tensor, op_ms: torch.Tensor,
-                     cell_ms: float, frame_ms: float, kept_edges: int = 6) -> torch.Tensor:
+                     cell_ms: float, frame_ms: float, kept_edges: int = KEPT_EDGES) -> torch.Tensor:
     """Expected latency (ms) of the sampled architecture, from a latency table:
 
         cell_c = cell_ms + kept_edges · Σ_e Σ_o w[c, e, o] · op_ms[o] / Σ_e Σ_o w[c, e, o]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ops.masking import masked_mean
+
 Layers = tuple[torch.Tensor, ...]
 
 
@@ -83,5 +85,4 @@ class ModelOutputs:
         """(B, H): layer `layer`'s hidden states averaged over real tokens (a sentence vector for
         models without a [CLS] summary, such as the AdaBERT student)."""
         hidden = self._hidden(layer)
-        weights = self.mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        return masked_mean(hidden, self.mask)

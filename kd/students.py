@@ -37,8 +37,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from kd.layer_map import uniform, validate
-from nas.errors import UserError
+from nas.base import atomic
+from nas.base.errors import UserError
 from searchspace.embeddings import principal_projection
+from searchspace.genotype import Genotype
+from searchspace.student import compile_genotype
 
 STUDENT_JSON, STUDENT_WEIGHTS = "student.json", "model.pt"
 EMBEDDING_WIDTH = 300  # Tang et al.'s word vectors; wider teacher tables are projected to it
@@ -224,8 +227,6 @@ def _bilstm(spec, teacher, task, tokenizer):
 
 
 def _searched(spec, teacher, task, tokenizer):
-    from searchspace.genotype import Genotype
-    from searchspace.student import compile_genotype
 
     genotype = Genotype.load(Path(spec.path))
     words, positions = _teacher_tables(teacher)
@@ -304,7 +305,6 @@ class BiLSTMClassifier(nn.Module):
 
 def save_student(model: nn.Module, spec: StudentSpec, folder) -> None:
     """Hugging Face models: `save_pretrained`; the BiLSTM: `model.pt` and `student.json`."""
-    from nas import atomic
 
     folder = Path(folder)
     if isinstance(model, BiLSTMClassifier):

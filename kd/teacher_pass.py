@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from nas.batching import EncodedSplit, in_row_order, inference_batches, model_inputs, to_device
-from nas.precision import inference_autocast
+from nas.compute.precision import inference_autocast
+from nas.data.batching import EncodedSplit, in_row_order, inference_batches, model_inputs, to_device
+from ops.masking import masked_mean
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     """(B, T, H) -> (B, H): the [CLS] vector, or the mean over real tokens (padding excluded)."""
     if how == "cls":
         return hidden[:, 0]
-    weights = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+    return masked_mean(hidden, mask)
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ classes, so `AutoModelForSequenceClassification.from_pretrained(student_folder)`
 import os
 import sys
 
-__version__ = "0.1.0"
+from nas.base import __version__  # noqa: F401  (defined once, at the bottom layer)
 
 
 def _running_as_the_command() -> bool:
@@ -17,7 +17,7 @@ def _running_as_the_command() -> bool:
     return as_module or os.path.basename(sys.argv[0] or "") == "nas"
 
 
-# `searchspace` and `ops` import `nas.errors` and `nas.atomic` while they load, which runs this
+# `searchspace` and `ops` import `nas.base.errors` and `nas.base.atomic` while they load, which runs this
 # file first; importing the student then would read their half-built modules. In that case the
 # student registers itself on its own import, which every code path that builds or loads one does.
 # The `nas` command skips it too: transformers' model classes take seconds to import, which

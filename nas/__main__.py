@@ -1,3 +1,3 @@
-from nas.cli import main
+from nas.commands.cli import main
 
 raise SystemExit(main())

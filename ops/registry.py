@@ -18,7 +18,7 @@ from typing import Callable
 
 from torch import nn
 
-from nas.errors import UserError
+from nas.base.errors import UserError
 
 # The stable op names in their stable order. Architecture weights and genotypes index ops by
 # this order, so it is declared here once instead of following whichever file was imported
@@ -51,9 +51,6 @@ class OpSpec:
     parameter_free: bool
     params: Callable[[int], int]  # hidden -> parameter count
     flops: Callable[[int, int], int]  # (hidden, seq_len) -> FLOPs for one sequence
-    # Search-only wrapping (e.g. an extra norm around pooling in the supernet) is declared
-    # here, never guessed from the op name. None for every op today.
-    search_wrapper: str | None = None
 
 
 OPS: dict[str, OpSpec] = {}
@@ -65,7 +62,6 @@ def register_op(
     parameter_free: bool,
     params: Callable[[int], int],
     flops: Callable[[int, int], int],
-    search_wrapper: str | None = None,
 ) -> Callable[[Callable[[int], nn.Module]], Callable[[int], nn.Module]]:
     """Decorator registering `factory(hidden) -> nn.Module` under `name` with its cost model.
 
@@ -78,7 +74,7 @@ def register_op(
             raise ValueError(f"op {name!r} is not declared in ops.registry.OP_NAMES")
         if name in OPS:
             raise ValueError(f"op {name!r} is registered twice")
-        OPS[name] = OpSpec(name, factory, parameter_free, params, flops, search_wrapper)
+        OPS[name] = OpSpec(name, factory, parameter_free, params, flops)
         return factory
 
     return decorator

@@ -18,14 +18,13 @@ import torch
 from torch import nn
 
 from ops import build_op
-
-NUM_INPUTS = 2
-NUM_INTERMEDIATE = 3
+from ops.masking import masked_mean
+from searchspace.topology import NODES, NUM_INPUTS, NUM_NODES, SEARCH_EDGES
 
 
 def dag_edges() -> tuple[tuple[int, int], ...]:
     """Every (node, input) pair of the full cell DAG, in the order architecture logits use."""
-    return tuple((node, source) for node in range(NUM_INPUTS, NUM_INPUTS + NUM_INTERMEDIATE) for source in range(node))
+    return SEARCH_EDGES
 
 
 class Cell(nn.Module):
@@ -36,7 +35,7 @@ class Cell(nn.Module):
         self.edges = nn.ModuleDict(
             {self._key(e): nn.ModuleDict({op: build_op(op, hidden) for op in edge_ops[e]}) for e in self.edge_keys}
         )
-        self.node_weights = nn.Parameter(torch.zeros(NUM_INTERMEDIATE))
+        self.node_weights = nn.Parameter(torch.zeros(NUM_NODES))
 
     @staticmethod
     def _key(edge: tuple[int, int]) -> str:
@@ -48,7 +47,7 @@ class Cell(nn.Module):
         `choices(edge) -> [(op, weight | None), ...]` says what to compute on each edge.
         """
         states, masks = [s0, s1], [mask0, mask1]
-        for node in range(NUM_INPUTS, NUM_INPUTS + NUM_INTERMEDIATE):
+        for node in NODES:
             # The sum starts at the first term, not at zeros: the same values (0 + x == x) for
             # two kernels fewer per node, forward and backward; the step is launch-bound.
             total = None
@@ -80,8 +79,7 @@ class ClassifierHead(nn.Module):
         self.out = nn.Linear(hidden, num_labels)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        weights = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
-        pooled = (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (B, H)
+        pooled = masked_mean(x, mask)  # (B, H)
         return self.out(self.dropout(torch.tanh(self.dense(pooled))))  # (B, C)
 
 

@@ -12,17 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from nas.errors import UserError
+from nas.base.errors import UserError
 
-from .genotype import (DEFAULT_OPS, IN_EDGES, NUM_INPUTS, NUM_NODES, NUM_SEARCH_EDGES,
-                       PARAMETER_FREE_OPS, ZERO_OP, Edge, Genotype)
+from .genotype import DEFAULT_OPS, PARAMETER_FREE_OPS, ZERO_OP, Edge, Genotype
+from .topology import IN_EDGES, NODES, NUM_SEARCH_EDGES, SEARCH_EDGES
 
 
 def edge_index() -> tuple[tuple[int, int], ...]:
     """The `(node, input)` pair of each search edge, in the row order of `op_logits`:
     node 2 from 0, 1; node 3 from 0, 1, 2; node 4 from 0, 1, 2, 3 (9 edges)."""
-    return tuple((node, source) for node in range(NUM_INPUTS, NUM_INPUTS + NUM_NODES)
-                 for source in range(node))
+    return SEARCH_EDGES
 
 
 def derive_cell(op_logits, ops: Sequence[str] = DEFAULT_OPS, *,
@@ -43,7 +42,7 @@ def derive_cell(op_logits, ops: Sequence[str] = DEFAULT_OPS, *,
     best = [_argmax(p, allowed) for p in probs]  # (9,) best non-zero op per edge
     index = edge_index()
     kept = {}  # node -> [edge row, ...], strongest first
-    for node in range(NUM_INPUTS, NUM_INPUTS + NUM_NODES):
+    for node in NODES:
         rows = [e for e, (n, _) in enumerate(index) if n == node]
         kept[node] = sorted(rows, key=lambda e: -probs[e][best[e]])[:IN_EDGES]  # stable sort
     choice = {e: best[e] for rows in kept.values() for e in rows}

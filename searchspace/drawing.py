@@ -12,15 +12,16 @@ from pathlib import Path
 import graphviz
 import networkx as nx
 
-from nas.errors import UserError
+from nas.base.errors import UserError
 
-from nas.atomic import write_bytes
+from nas.base.atomic import write_bytes
 
-from .genotype import NUM_INPUTS, NUM_NODES, Genotype
+from .genotype import Genotype
+from .topology import NODES, NUM_INPUTS
 
 OUTPUT = "out"
 INPUTS = tuple(f"in{i}" for i in range(NUM_INPUTS))
-INTERMEDIATES = tuple(f"n{k}" for k in range(NUM_INPUTS, NUM_INPUTS + NUM_NODES))
+INTERMEDIATES = tuple(f"n{k}" for k in NODES)
 RENDERED_SUFFIXES = (".svg", ".png", ".pdf")
 # One colour per op family, so convolutions, dilated convolutions and cheap ops stand apart.
 FAMILY_COLOURS = {"cnn": "#1f77b4", "dilated_cnn": "#d62728", "pool": "#2ca02c",

@@ -22,9 +22,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from nas.atomic import write_bytes
-from nas.errors import UserError, where
-from nas.safe_files import key_name, parse_json, read_text
+from nas.base.atomic import write_bytes
+from nas.base.errors import UserError, where
+from nas.base.safe_files import key_name, parse_json, read_text
+from searchspace.topology import IN_EDGES, NUM_INPUTS, NUM_NODES, NUM_SEARCH_EDGES  # noqa: F401  (re-exported)
 
 # The op vocabulary of `ops.OP_NAMES`, copied so that reading an arch.json needs no torch
 # modules; a test keeps the two equal.
@@ -34,10 +35,6 @@ PARAMETER_FREE_OPS = frozenset({"avg_pool", "max_pool", "identity", "zero"})
 ZERO_OP = "zero"
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
-NUM_INPUTS = 2  # nodes 0 and 1
-NUM_NODES = 3  # intermediate nodes 2, 3, 4
-IN_EDGES = 2  # kept in-edges per intermediate node
-NUM_SEARCH_EDGES = sum(NUM_INPUTS + i for i in range(NUM_NODES))  # 2 + 3 + 4 = 9
 DEFAULT_MAX_CELLS = 8
 # Upper bounds, so that what validates also compiles (README, "arch.json"): a student is a
 # compression of a BERT-family teacher, and the largest of those, BERT-large, is 1024 wide and

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import random
 
-from searchspace.genotype import DEFAULT_OPS, NUM_INPUTS, NUM_NODES, ZERO_OP, Edge, Genotype
+from searchspace.genotype import DEFAULT_OPS, ZERO_OP, Edge, Genotype
+from searchspace.topology import NODES, NUM_INPUTS
 
 
 def random_cell(rng: random.Random, ops=DEFAULT_OPS) -> tuple[tuple[Edge, Edge], ...]:
     """Each intermediate node gets two different in-edges, each a random non-`zero` op on a random earlier node."""
     choosable = [op for op in ops if op != ZERO_OP]
     cell = []
-    for node in range(NUM_INPUTS, NUM_INPUTS + NUM_NODES):
+    for node in NODES:
         first = Edge(rng.choice(choosable), rng.randrange(node))
         second = first
         while second == first:

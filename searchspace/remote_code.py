@@ -17,7 +17,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from nas import atomic
+from nas.base import atomic
 
 ROOT_MODULE = "searchspace.student"
 ENTRY = "modeling_adabert_student"  # the file `auto_map` points at

@@ -71,7 +71,7 @@ def tiny_teacher(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prepared(tiny_glue, tiny_teacher, tmp_path_factory, one_thread):
     """{task: (teacher folder, knowledge folder)} after `nas teacher` (1 epoch) and `nas knowledge`."""
-    from nas.cli import main
+    from nas.commands.cli import main
 
     root = tmp_path_factory.mktemp("pipeline")
     out = {}
@@ -87,7 +87,7 @@ def prepared(tiny_glue, tiny_teacher, tmp_path_factory, one_thread):
 @pytest.fixture
 def run_cli(capsys):
     """Run `nas ARGS...` in-process; returns (exit code, stdout, stderr)."""
-    from nas.cli import main
+    from nas.commands.cli import main
 
     def run(*args):
         code = main([str(a) for a in args])
@@ -126,7 +126,7 @@ def finetuned(prepared, tiny_glue, tmp_path_factory):
     """{task: student folder} of `nas finetune` (1 epoch, a hand-written cell) for sst2 and mrpc."""
     import json
 
-    from nas.cli import main
+    from nas.commands.cli import main
 
     root = tmp_path_factory.mktemp("finetuned")
     arch = root / "arch.json"

@@ -4,9 +4,9 @@ default one, bucketed batches equal dynamic ones up to padding, and a failed cap
 import pytest
 import torch
 
-from nas.acceleration import Captured, adamw, autocast, batch_buckets, check_speed_settings
-from nas.batching import BUCKETS, EncodedSplit, bucket_width, collate
-from nas.errors import UserError
+from nas.base.errors import UserError
+from nas.compute.acceleration import Captured, adamw, autocast, batch_buckets, check_speed_settings
+from nas.data.batching import BUCKETS, EncodedSplit, bucket_width, collate
 from searchspace.genotype import Genotype
 from searchspace.student import compile_genotype
 

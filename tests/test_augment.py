@@ -7,8 +7,8 @@ import torch
 from transformers import BertTokenizerFast
 
 from kd.augment import AugmentSettings, EmbeddingNeighbours, augment
-from nas.errors import UserError
-from nas.glue_io import Example
+from nas.base.errors import UserError
+from nas.data.glue_io import Example
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused0]"]
 # Each pair shares an axis of the embedding space, so each word's nearest neighbour is its partner.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import write_tiny_teacher
 
-from nas.errors import UserError
+from nas.base.errors import UserError
 
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 

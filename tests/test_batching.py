@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import BertTokenizerFast
 
-from nas import batching
-from nas.batching import EncodedSplit, batch_order, batches, collate, encode, model_inputs
-from nas.glue_io import Example
+from nas.data import batching
+from nas.data.batching import EncodedSplit, batch_order, batches, collate, encode, model_inputs
+from nas.data.glue_io import Example
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "far", "away", "."]
@@ -198,7 +198,7 @@ def test_batches_yields_collated_batches():
 
 
 def test_inference_batches_sort_by_length_and_results_come_back_in_row_order():
-    from nas.batching import EncodedSplit, in_row_order, inference_batches
+    from nas.data.batching import EncodedSplit, in_row_order, inference_batches
 
     ids = [[1] * n for n in (5, 2, 9, 3, 7)]
     split = EncodedSplit(ids, [[0] * len(row) for row in ids], torch.zeros(5, dtype=torch.long), pad_id=0)
@@ -211,7 +211,7 @@ def test_inference_batches_sort_by_length_and_results_come_back_in_row_order():
 
 
 def test_collate_of_flat_arrays_equals_collate_of_lists():
-    from nas.token_arrays import RaggedRows
+    from nas.data.token_arrays import RaggedRows
 
     rng = random.Random(0)
     ids = [[rng.randrange(1, 50) for _ in range(rng.randint(1, 12))] for _ in range(40)]

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from nas.config import as_dict, build, parse_sets, read_config_file
-from nas.errors import UserError
+from nas.base.errors import UserError
+from nas.run.config import as_dict, build, parse_sets, read_config_file
 
 
 @dataclass(frozen=True)

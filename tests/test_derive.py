@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from nas.errors import UserError
+from nas.base.errors import UserError
 from searchspace.derive import derive_cell, derive_depth, derive_genotype, edge_index
 from searchspace.genotype import DEFAULT_OPS, Edge, Genotype
 

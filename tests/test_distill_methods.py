@@ -11,15 +11,15 @@ import math
 import pytest
 import torch
 
-from kd.distill import DistillConfig, make_session
 from kd.knowledge import Knowledge
 from kd.method_losses import vanilla_kd_loss
 from kd.methods import METHODS, parse_layer_map
 from kd.methods.theseus import groups
-from nas.errors import UserError
+from nas.base.errors import UserError
+from nas.train.distill import DistillConfig, make_session
 from tiny_students import TINY
-from nas.glue_io import load_task_data
-from nas.tasks import get_task
+from nas.data.glue_io import load_task_data
+from nas.data.tasks import get_task
 
 # Theseus starts at p = 1 here, so the successor certainly runs in both steps.
 OPTIONS = {"theseus": {"replace_base": 1.0}}

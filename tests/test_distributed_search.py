@@ -20,13 +20,13 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from nas import distributed
-from nas.batching import EncodedSplit
-from nas.distill_data import DistillData, Targets
-from nas.distributed import Processes, shard
-from nas.errors import UserError
-from nas.search import Search, SearchConfig
-from nas.tasks import get_task
+from nas.base.errors import UserError
+from nas.compute import distributed
+from nas.compute.distributed import Processes, shard
+from nas.data.batching import EncodedSplit
+from nas.data.tasks import get_task
+from nas.train.distill_data import DistillData, Targets
+from nas.train.search import Search, SearchConfig
 from searchspace.genotype import Genotype
 from searchspace.space import SearchSpace
 from searchspace.supernet import SuperNet
@@ -188,6 +188,7 @@ def two_processes(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_two_processes_average_to_the_single_process_gradient(two_processes):
     expected = torch.load(two_processes / "grads_single.pt", weights_only=False)
     ranks = [torch.load(two_processes / f"grads_rank{r}.pt", weights_only=False) for r in (0, 1)]
@@ -209,6 +210,7 @@ def test_two_processes_average_to_the_single_process_gradient(two_processes):
     assert all(torch.equal(a, b) for a, b in zip(ranks[0]["arch"], ranks[1]["arch"]))
 
 
+@pytest.mark.slow
 def test_gradients_would_differ_without_the_shard_weights(two_processes, tmp_path):
     """The check above can fail: a plain DDP average of the shards' mean losses (4 and 3 rows
     weighed alike) is not the 7-row batch's gradient."""
@@ -225,6 +227,7 @@ def test_gradients_would_differ_without_the_shard_weights(two_processes, tmp_pat
     assert not torch.allclose(naive, got, rtol=1e-3, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_resumed_two_process_search_matches_an_uninterrupted_one(two_processes):
     straight = torch.load(two_processes / "straight" / "checkpoint.pt", weights_only=False)
     resumed = torch.load(two_processes / "resumed" / "checkpoint.pt", weights_only=False)
@@ -246,6 +249,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_torchrun_two_process_search_writes_a_valid_arch_json(prepared, tiny_glue, tmp_path):
     teacher, knowledge = prepared["sst2"]
     out = tmp_path / "search"
@@ -270,6 +274,7 @@ def test_torchrun_two_process_search_writes_a_valid_arch_json(prepared, tiny_glu
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_torchrun_one_process_cuda_search_with_the_fast_step(prepared, tiny_glue, tmp_path):

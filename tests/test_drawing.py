@@ -9,7 +9,7 @@ import graphviz
 import networkx as nx
 import pytest
 
-from nas.errors import UserError
+from nas.base.errors import UserError
 from searchspace import drawing
 from searchspace.derive import derive_cell
 from searchspace.drawing import cell_graph, check_graph, op_family, render, to_dot

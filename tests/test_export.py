@@ -10,8 +10,8 @@ import json
 import pytest
 import torch
 
-from nas.batching import EncodedSplit
-from nas.export import export_model, onnx_runner, torch_runner
+from nas.data.batching import EncodedSplit
+from nas.deploy.export import export_model, onnx_runner, torch_runner
 from searchspace.random_arch import random_genotypes
 from searchspace.student import compile_genotype
 
@@ -87,9 +87,9 @@ def test_an_export_that_does_not_match_is_not_written(finetuned, tiny_glue, run_
 
 
 def test_without_the_onnx_packages_it_says_what_to_install(finetuned, run_cli, tmp_path, monkeypatch):
-    import nas.export
+    import nas.deploy.export
 
-    monkeypatch.setattr(nas.export, "DEPLOY_PACKAGES", {"onnx_not_installed_here": "onnx", "onnxruntime": "onnxruntime"})
+    monkeypatch.setattr(nas.deploy.export, "DEPLOY_PACKAGES", {"onnx_not_installed_here": "onnx", "onnxruntime": "onnxruntime"})
     code, _, err = run_cli("export", "--model", finetuned["sst2"], "--format", "onnx", "--out", tmp_path / "s.onnx")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "adabert-nas[deploy]" in err and "onnx" in err

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from nas.cli import main
+from nas.commands.cli import main
 from searchspace.genotype import Genotype
 
 ARCH = {"schema_version": 1, "num_cells": 2, "hidden_size": 16,

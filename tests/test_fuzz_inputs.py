@@ -25,13 +25,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kd.knowledge import KnowledgeConfig
-from nas.config import build
-from nas.errors import UserError
-from nas.glue_io import load_task_data, read_examples
-from nas.safe_files import MAX_MESSAGE
-from nas.search import SearchConfig
-from nas.student_training import FinetuneConfig
-from nas.tasks import custom_task
+from nas.base.errors import UserError
+from nas.base.safe_files import MAX_MESSAGE
+from nas.data.glue_io import load_task_data, read_examples
+from nas.data.tasks import custom_task
+from nas.run.config import build
+from nas.train.search import SearchConfig
+from nas.train.student_training import FinetuneConfig
 from searchspace.genotype import DEFAULT_OPS, Genotype
 from searchspace.student import compile_genotype
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.errors import UserError
+from nas.base.errors import UserError
 from searchspace.genotype import (DEFAULT_OPS, JSON_KEYS, PARAMETER_FREE_OPS, Edge, Genotype,
                                   InvalidGenotype)
 

@@ -1,5 +1,5 @@
 """Hostile files: each is refused with one line naming the file and the field or line, and
-exit code 2 through the CLI, after reading a bounded amount (nas/safe_files.py).
+exit code 2 through the CLI, after reading a bounded amount (nas/base/safe_files.py).
 
 The arch.json cases go through `nas validate` in a subprocess too, the way a user meets them.
 """
@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from nas.config import build, read_config_file
-from nas.errors import UserError
-from nas.glue_io import read_examples
-from nas.latency_table import load_latency_table
-from nas.safe_files import JSON_CAP, MAX_MESSAGE
-from nas.search import SearchConfig
-from nas.tasks import custom_task
+from nas.base.errors import UserError
+from nas.base.safe_files import JSON_CAP, MAX_MESSAGE
+from nas.data.glue_io import read_examples
+from nas.data.tasks import custom_task
+from nas.deploy.latency_table import load_latency_table
+from nas.run.config import build, read_config_file
+from nas.train.search import SearchConfig
 from searchspace.genotype import Genotype
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +133,7 @@ CLI_CASES = ["int_5000_digits", "deeply_nested_list", "dev_zero_link", "unknown_
              "hidden_size_1e30", "key_of_100000_chars", "utf16", "folder"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CLI_CASES)
 def test_nas_validate_in_a_subprocess(name, tmp_path):
     content, fragments = {c[0]: c[1:] for c in ARCH_CASES}[name]

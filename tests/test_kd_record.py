@@ -13,7 +13,7 @@ from kd.adaptor import adapt, student_forward
 from kd.layer_map import LayerMatch, Projection, every_other, last, skip, uniform, validate
 from kd.method_losses import hidden_mse, minilm_value_kl
 from kd.record import ModelOutputs
-from nas.errors import UserError
+from nas.base.errors import UserError
 from searchspace.genotype import Edge, Genotype
 from searchspace.student import compile_genotype
 

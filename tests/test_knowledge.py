@@ -13,9 +13,9 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from kd.knowledge import Knowledge
 from kd.probes import LayerProbes
-from nas.cli import main
-from nas.errors import UserError
-from nas.models import folder_hash
+from nas.base.errors import UserError
+from nas.commands.cli import main
+from nas.data.models import folder_hash
 
 ROWS = {"train": 96, "dev": 32, "augmented": 192}
 MAX_LENGTH = 64  # the default for one-sentence tasks

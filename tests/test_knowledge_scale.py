@@ -12,18 +12,18 @@ import pytest
 import torch
 from test_knowledge import knowledge_args, write_lively_teacher
 
+from kd.knowledge import Knowledge
 import kd.knowledge
 import kd.teacher_pass
-import nas.token_arrays
-from kd.knowledge import Knowledge
-from nas.batching import encode
-from nas.cli import main
-from nas.distill_data import prepare
-from nas.errors import UserError
-from nas.glue_io import Example, load_task_data
-from nas.models import load_tokenizer
-from nas.tasks import get_task
-from nas.token_arrays import RaggedRows, read_token_arrays, tokenize, tokenize_chunks, write_token_arrays
+from nas.base.errors import UserError
+from nas.commands.cli import main
+from nas.data.batching import encode
+from nas.data.glue_io import Example, load_task_data
+from nas.data.models import load_tokenizer
+from nas.data.tasks import get_task
+from nas.data.token_arrays import RaggedRows, read_token_arrays, tokenize, tokenize_chunks, write_token_arrays
+import nas.data.token_arrays
+from nas.train.distill_data import prepare
 
 SHARDS = ("--set", "shard_rows=40")  # 192 augmented rows: 5 shards, the last one short
 
@@ -75,8 +75,8 @@ def test_stored_arrays_round_trip(tmp_path, teacher):
 
 @pytest.mark.parametrize("how", ["threads", "processes"])
 def test_every_core_tokenises_like_one(teacher, monkeypatch, how):
-    monkeypatch.setattr(nas.token_arrays, "CHUNK_ROWS", 7)
-    monkeypatch.setattr(nas.token_arrays, "POOL_MIN_ROWS", 0)
+    monkeypatch.setattr(nas.data.token_arrays, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(nas.data.token_arrays, "POOL_MIN_ROWS", 0)
     tokenizer = load_tokenizer(str(teacher))
     texts = [" ".join(["the film was good"] * (i % 9)) for i in range(50)]
     pooled = list(tokenize_chunks(texts, None, tokenizer, 16, processes=2, how=how))
@@ -111,7 +111,7 @@ def test_prepare_reads_the_ids_without_tokenising(built, teacher, tiny_glue, mon
     knowledge = Knowledge(built)
     tokenizer = load_tokenizer(str(teacher))
     expected = prepare(data, knowledge, tokenizer, knowledge.max_length + 1)  # another length: tokenised again
-    monkeypatch.setattr(nas.token_arrays, "tokenize_chunk", no_tokenizer)
+    monkeypatch.setattr(nas.data.token_arrays, "tokenize_chunk", no_tokenizer)
     distill = prepare(data, knowledge, tokenizer, knowledge.max_length)
     assert len(distill.train) == 60 * 3 and distill.original_rows == 60
     assert distill.train.input_ids == expected.train.input_ids  # every row shorter than either length
@@ -123,7 +123,7 @@ def test_prepare_reads_the_ids_without_tokenising(built, teacher, tiny_glue, mon
 
 def test_search_and_distill_commands_never_tokenise(prepared, tiny_glue, tmp_path, monkeypatch, run_cli):
     teacher, knowledge = prepared["mrpc"]
-    monkeypatch.setattr(nas.token_arrays, "tokenize_chunk", no_tokenizer)
+    monkeypatch.setattr(nas.data.token_arrays, "tokenize_chunk", no_tokenizer)
     common = ("--task", "mrpc", "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,
               "--device", "cpu", "--max-train", 32, "--max-dev", 16, "--epochs", 1)
     code, _, err = run_cli("search", *common, "--out", tmp_path / "search", "--set", "max_cells=2",
@@ -168,7 +168,7 @@ def test_a_stopped_build_resumes_to_the_same_arrays(built, teacher, tiny_glue, t
 
     seen = []
     real = kd.teacher_pass.run_teacher
-    monkeypatch.setattr(kd.teacher_pass, "run_teacher", lambda model, split, *a, **k: seen.append(len(split)) or real(model, split, *a, **k))
+    monkeypatch.setattr(kd.knowledge, "run_teacher", lambda model, split, *a, **k: seen.append(len(split)) or real(model, split, *a, **k))
     monkeypatch.setattr(kd.knowledge, "after_shard", lambda done: None)
     assert build(teacher, tiny_glue, out) == 0
     assert seen == [40, 40, 32], "a resumed build runs only the shards it had not finished"
@@ -177,6 +177,7 @@ def test_a_stopped_build_resumes_to_the_same_arrays(built, teacher, tiny_glue, t
     assert (out / "augmented.tsv").read_bytes() == (built / "augmented.tsv").read_bytes()
 
 
+@pytest.mark.slow
 def test_a_killed_process_resumes_to_the_same_arrays(built, teacher, tiny_glue, tmp_path):
     """A real SIGKILL (as the out-of-memory killer sends), then `nas knowledge` again."""
     out = tmp_path / "k"
@@ -216,7 +217,7 @@ def test_augmented_features_are_never_materialised(teacher, tiny_glue, tmp_path,
         calls.append((len(split), head is not None, tuple(second.shape)))
         return logits, second
 
-    monkeypatch.setattr(kd.teacher_pass, "run_teacher", spy)
+    monkeypatch.setattr(kd.knowledge, "run_teacher", spy)  # where the build looks it up
     assert build(teacher, tiny_glue, tmp_path / "k", "--augment", 6) == 0  # 576 augmented rows
     features = [rows for rows, reduced, _ in calls if not reduced]
     assert sorted(features) == [32, 96]  # dev and train, nothing else
@@ -231,7 +232,7 @@ def test_augmented_features_are_never_materialised(teacher, tiny_glue, tmp_path,
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_autocast_teacher_pass_matches_float32(teacher):
     from kd.teacher_pass import run_teacher
-    from nas.models import load_classifier
+    from nas.data.models import load_classifier
 
     model = load_classifier(str(teacher), get_task("sst2"), new_head=False).cuda()
     tokenizer = load_tokenizer(str(teacher))

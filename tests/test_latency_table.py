@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from kd.losses import expected_latency, latency_budget_penalty
-from nas import latency_measure
-from nas.errors import UserError
-from nas.latency_budget import TABLE_FILE, SearchLatency
-from nas.latency_table import (check_compatible, cpu_model, load_latency_table, predict_latency_ms,
+from nas.base.errors import UserError
+from nas.deploy import latency_measure
+from nas.train.latency_budget import TABLE_FILE, SearchLatency
+from nas.deploy.latency_table import (check_compatible, cpu_model, load_latency_table, predict_latency_ms,
                                save_latency_table, table_from_dict)
-from nas.search import SearchConfig
+from nas.train.search import SearchConfig
 from ops import OP_NAMES
 from searchspace.genotype import Genotype
 from searchspace.random_arch import random_genotypes
@@ -282,7 +282,7 @@ def search_args(prepared, tiny_glue, out, *extra):
 @pytest.fixture(scope="module")
 def unconstrained(prepared, tiny_glue, tmp_path_factory):
     """A search with a latency table (for the record) but no budget."""
-    from nas.cli import main
+    from nas.commands.cli import main
 
     root = tmp_path_factory.mktemp("latency_search")
     table = write_table(root / "table.json")

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from nas import metrics
-from nas.metrics import METRICS, accuracy, compute, f1_binary, matthews_corrcoef, pearson, spearman
-from nas.tasks import GLUE_TASKS
+from nas.data import metrics
+from nas.data.metrics import METRICS, accuracy, compute, f1_binary, matthews_corrcoef, pearson, spearman
+from nas.data.tasks import GLUE_TASKS
 
 # One binary confusion matrix used by several tests:
 #                 label 1   label 0

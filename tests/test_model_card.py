@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from nas.model_card import card_text, write_model_card
+from nas.deploy.model_card import card_text, write_model_card
 
 
 def table_rows(card: str, heading: str) -> dict[str, list[str]]:

@@ -3,10 +3,12 @@ of a stage (knowledge, then finetune) that continues where it stopped when run a
 
 import json
 
-import kd.knowledge
-import nas.distill_data
-import nas.student_training
 from kd.knowledge import Knowledge
+import kd.knowledge
+import nas.train.distill_data
+import nas.train.finetune
+import nas.train.search
+import nas.train.student_training
 from test_stage_resume import stop_once_after_epoch
 
 
@@ -30,9 +32,9 @@ def test_nas_run_with_augment_resumes_each_stopped_stage(tiny_glue, tiny_teacher
     # ---- run again: knowledge continues, search runs, finetune is stopped after its first epoch
     monkeypatch.setattr(kd.knowledge, "after_shard", lambda done: None)
     rows = []  # the training rows that search and finetune were given
-    real_prepare = nas.distill_data.prepare
-    monkeypatch.setattr(nas.distill_data, "prepare",
-                        lambda *a, **k: (data := real_prepare(*a, **k), rows.append(len(data.train)))[0])
+    real_prepare = nas.train.distill_data.prepare
+    for stage in (nas.train.search, nas.train.finetune):  # each stage's own name for `prepare`
+        monkeypatch.setattr(stage, "prepare", lambda *a, **k: (data := real_prepare(*a, **k), rows.append(len(data.train)))[0])
     stop_once_after_epoch(monkeypatch, "finetune.pt", 1)
     assert run_cli(*args)[0] == 130
     assert (out / "teacher" / "model.safetensors").stat().st_mtime_ns == teacher_written  # not trained again
@@ -42,8 +44,8 @@ def test_nas_run_with_augment_resumes_each_stopped_stage(tiny_glue, tiny_teacher
 
     # ---- and again: finetune continues from its first epoch
     starts = []
-    real_loop = nas.student_training.train_loop
-    monkeypatch.setattr(nas.student_training, "train_loop",
+    real_loop = nas.train.student_training.train_loop
+    monkeypatch.setattr(nas.train.student_training, "train_loop",
                         lambda **kw: (starts.append(kw["state"].epoch if kw["state"] else 0), real_loop(**kw))[1])
     code, _, err = run_cli(*args)
     assert code == 0, err

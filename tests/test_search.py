@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas.cli import main
-from nas.search import CHECKPOINT, Search
-from nas.tasks import get_task
+from nas.commands.cli import main
+from nas.data.tasks import get_task
+from nas.train.search import CHECKPOINT, Search
 from ops import OP_NAMES
 from searchspace.genotype import Genotype
 from searchspace.student import compile_genotype

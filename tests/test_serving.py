@@ -4,9 +4,9 @@ model, and the batches it times have the rows their size says."""
 import pytest
 import torch
 
-from nas.batching import EncodedSplit
-from nas.latency import latency_batches
-from nas.serving import measure_serving, optimised_forward, serving_mode
+from nas.data.batching import EncodedSplit
+from nas.deploy.latency import latency_batches
+from nas.deploy.serving import measure_serving, optimised_forward, serving_mode
 from searchspace.genotype import Genotype
 from searchspace.student import compile_genotype
 
@@ -71,6 +71,6 @@ def test_cuda_graph_serving_gives_the_eager_logits_on_every_call():
 @pytest.mark.parametrize("size, calls, expected", [(1, 20, 20), (32, 20, 20), (64, 20, 10), (256, 20, 3), (256, 5, 3),
                                                    (4096, 20, 3), (256, 2, 2)])
 def test_large_batches_are_timed_over_about_as_many_rows_as_batch_32(size, calls, expected):
-    from nas.latency import calls_at
+    from nas.deploy.latency import calls_at
 
     assert calls_at(size, calls) == expected

@@ -1,6 +1,6 @@
-"""`params_without_embeddings` means one thing wherever it is written (nas/costs.py)."""
+"""`params_without_embeddings` means one thing wherever it is written (nas/deploy/costs.py)."""
 
-from nas.costs import parameter_counts, student_costs
+from nas.deploy.costs import parameter_counts, student_costs
 from searchspace.genotype import Genotype
 from searchspace.student import compile_genotype
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import nas.stage_checkpoint
-import nas.teacher
-from nas.glue_io import load_task_data
-from nas.stage_checkpoint import EpochCheckpoint
-from nas.tasks import get_task
-from nas.teacher import TeacherConfig, train_teacher
+from nas.data.glue_io import load_task_data
+from nas.data.tasks import get_task
+from nas.train.stage_checkpoint import EpochCheckpoint
+import nas.train.stage_checkpoint
+from nas.train.teacher import TeacherConfig, train_teacher
+import nas.train.teacher
 
 
 class Stop(KeyboardInterrupt):
@@ -28,7 +28,7 @@ def stop_once_after_epoch(monkeypatch, name: str, epoch: int):
             fired.append(True)
             raise Stop
 
-    monkeypatch.setattr(nas.stage_checkpoint.EpochCheckpoint, "save", save)
+    monkeypatch.setattr(nas.train.stage_checkpoint.EpochCheckpoint, "save", save)
     return fired
 
 
@@ -46,8 +46,8 @@ def test_a_stopped_teacher_resumes_to_the_uninterrupted_weights(tiny_glue, tiny_
     assert fired and checkpoint.is_file()
     (tmp_path / "resumed").mkdir()  # a new output folder, as `nas run` gives a stage it starts again
     starts = []
-    real = nas.teacher.train_loop
-    monkeypatch.setattr(nas.teacher, "train_loop", lambda **kw: (starts.append(kw["state"].epoch), real(**kw))[1])
+    real = nas.train.teacher.train_loop
+    monkeypatch.setattr(nas.train.teacher, "train_loop", lambda **kw: (starts.append(kw["state"].epoch), real(**kw))[1])
     resumed = train_teacher(data, config, tmp_path / "resumed", "cpu", checkpoint=checkpoint)
     assert starts == [1]  # it continued; a restart from scratch would end the same, so this is what tells
     assert resumed["history"] == whole["history"] and resumed["best_epoch"] == whole["best_epoch"]

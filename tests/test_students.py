@@ -12,9 +12,9 @@ from kd.adaptor import adapt
 from kd.layer_map import every_other, uniform
 from kd.students import (BiLSTMClassifier, build_student, count_parameters, load_student, parse_student_spec,
                          resolve_spec, save_student)
-from nas.errors import UserError
-from nas.models import load_tokenizer
-from nas.tasks import get_task
+from nas.base.errors import UserError
+from nas.data.models import load_tokenizer
+from nas.data.tasks import get_task
 from searchspace.embeddings import principal_projection
 
 ARCH = {"schema_version": 1, "num_cells": 2, "hidden_size": 16,

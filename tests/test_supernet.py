@@ -11,10 +11,10 @@ import torch
 from ops import OP_NAMES
 from searchspace.cell import dag_edges
 from searchspace.genotype import Edge, Genotype, InvalidGenotype
+from searchspace.random_arch import random_genotypes as make_random_genotypes
 from searchspace.sampler import HardGumbel, SoftMax
 from searchspace.space import SearchSpace
 from searchspace.student import compile_genotype
-from searchspace.random_arch import random_genotypes as make_random_genotypes
 from searchspace.supernet import SuperNet
 
 HIDDEN, MAX_CELLS, VOCAB, POSITIONS, LABELS = 16, 4, 30, 32, 3

@@ -18,12 +18,12 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from nas.errors import UserError
-from nas.pareto import dominated_share, dominates, pareto_front
-from nas.sweep import sweep_settings
-from nas.sweep_report import load_baselines, write_reports
-from nas.sweep_space import SweepConfig, sample_settings, trial_search_config
-from nas.sweep_storage import RETRY_OF, SURPLUS, counts, fail_stale_trials, is_surplus, open_storage, repeated_trial
+from nas.base.errors import UserError
+from nas.sweep.pareto import dominated_share, dominates, pareto_front
+from nas.sweep.sweep import sweep_settings
+from nas.sweep.sweep_report import load_baselines, write_reports
+from nas.sweep.sweep_space import SweepConfig, sample_settings, trial_search_config
+from nas.sweep.sweep_storage import RETRY_OF, SURPLUS, counts, fail_stale_trials, is_surplus, open_storage, repeated_trial
 from ops import OP_NAMES
 from searchspace.genotype import Genotype
 
@@ -80,7 +80,7 @@ def test_sampled_settings_stay_in_the_space_and_fixed_ranges_are_not_sampled():
 
 
 def test_a_trial_searches_with_latency_efficiency_its_budget_and_the_sweep_table():
-    from nas.search import SearchConfig
+    from nas.train.search import SearchConfig
 
     sampled = {"beta": 2.0, "gamma": 0.7, "tau_start": 3.0, "arch_lr": 1e-3, "hidden_size": 32, "max_cells": 3,
                "latency_budget_ms": 4.5}
@@ -162,12 +162,12 @@ def assert_png(path: Path):
 def test_reports_and_figures_are_written_from_the_study(tmp_path, monkeypatch, dot):
     import shutil
 
-    import nas.sweep_figures
+    import nas.sweep.sweep_figures
 
     if dot and shutil.which("dot") is None:
         pytest.skip("graphviz `dot` is not installed")
     if not dot:
-        monkeypatch.setattr(nas.sweep_figures.shutil, "which", lambda name: None)
+        monkeypatch.setattr(nas.sweep.sweep_figures.shutil, "which", lambda name: None)
     baselines = [{"name": "vanilla", "latency_ms": 2.5, "metric": 0.75}]
     summary = write_reports(hand_made_study(), tmp_path, metric_name="accuracy", batch_size=1, baselines=baselines)
     assert summary == {"complete": 4, "front": [0, 1]}
@@ -186,7 +186,7 @@ def test_reports_and_figures_are_written_from_the_study(tmp_path, monkeypatch, d
 
 
 def test_a_trial_dominated_at_an_epoch_by_most_complete_trials_is_pruned():
-    from nas.sweep import epoch_reporter, hopeless_share
+    from nas.sweep.sweep import epoch_reporter, hopeless_share
 
     study = hand_made_study()  # four complete trials, each at (0.7, 1.0 ms) after search epoch 2
     assert hopeless_share(study, 2, (0.1, 5.0), min_trials=4) == (1.0, 4)
@@ -255,8 +255,8 @@ def test_a_trial_without_heartbeat_is_failed_and_queued_again_with_its_settings(
 
 def write_latency_table(path: Path) -> Path:
     """A hand-made table for hidden size 16 at batch 1 and 64 tokens on this CPU, in the format
-    of nas/latency_table.py (measuring one takes longer than these tests should)."""
-    from nas.latency_table import describe_device
+    of nas/deploy/latency_table.py (measuring one takes longer than these tests should)."""
+    from nas.deploy.latency_table import describe_device
 
     device = describe_device(torch.device("cpu"))  # one thread (conftest), as the workers run
     ops = {op: 0.01 if op in ("avg_pool", "max_pool", "identity", "zero") else 0.1 + 0.02 * int(op[-1]) for op in OP_NAMES}
@@ -286,6 +286,7 @@ def load_study(out: Path):
     return optuna.load_study(study_name="adabert-sst2", storage=f"sqlite:///{out / 'study.db'}")
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_and_run_each_trial_once(prepared, tiny_glue, tmp_path):
     out = tmp_path / "sweep"
     args = sweep_args(prepared, tiny_glue, out, 3, "--epochs", 1)
@@ -310,6 +311,7 @@ def test_two_workers_share_one_study_and_run_each_trial_once(prepared, tiny_glue
     assert "| trial |" in (out / "pareto.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_resumed_by_rerunning_the_command(prepared, tiny_glue, tmp_path, run_cli):
     out = tmp_path / "sweep"
     args = sweep_args(prepared, tiny_glue, out, 1, "--epochs", 2)
@@ -334,7 +336,7 @@ def test_a_killed_worker_is_resumed_by_rerunning_the_command(prepared, tiny_glue
 
 
 def test_a_trial_stopped_by_ctrl_c_is_queued_again_and_resumed(prepared, tiny_glue, tmp_path, run_cli, monkeypatch):
-    import nas.finetune
+    import nas.sweep.sweep
 
     out = tmp_path / "sweep"
     args = sweep_args(prepared, tiny_glue, out, 1, "--epochs", 1)
@@ -343,7 +345,7 @@ def test_a_trial_stopped_by_ctrl_c_is_queued_again_and_resumed(prepared, tiny_gl
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(nas.finetune, "run_finetune", interrupted)
+        patch.setattr(nas.sweep.sweep, "run_finetune", interrupted)  # the name the sweep calls
         code, _, err = run_cli(*args)
     assert code == 130, err
     first, queued = load_study(out).get_trials()

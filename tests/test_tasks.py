@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from nas import tasks as tasks_module
-from nas.errors import UserError
-from nas.glue_io import Example, load_task_data, read_examples, split_path
-from nas.tasks import GLUE_TASKS, TASK_NAMES, canonical_task_name, get_task, resolve_data_dir
+from nas.base.errors import UserError
+from nas.data import tasks as tasks_module
+from nas.data.glue_io import Example, load_task_data, read_examples, split_path
+from nas.data.tasks import GLUE_TASKS, TASK_NAMES, canonical_task_name, get_task, resolve_data_dir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
 CUSTOM = FIXTURES / "custom"
@@ -462,7 +462,7 @@ def nowhere(tmp_path, monkeypatch):
     work.mkdir(parents=True)
     monkeypatch.chdir(work)
     checkout = tmp_path / "checkout" / "repo"
-    monkeypatch.setattr(tasks_module, "__file__", str(checkout / "nas" / "tasks.py"))
+    monkeypatch.setattr(tasks_module, "__file__", str(checkout / "nas" / "data" / "tasks.py"))
     return tmp_path
 
 

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-import nas.teacher
-from nas.cli import main
+from nas.commands.cli import main
+import nas.train.teacher
 
 
 
@@ -138,7 +138,7 @@ def interrupt_after_saving(parent: Path, seen: list):
 
 def test_an_interrupted_run_leaves_nothing(run_cli, tiny_glue, tiny_teacher, tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(nas.teacher, "train_loop", interrupt_after_saving(tmp_path, seen))
+    monkeypatch.setattr(nas.train.teacher, "train_loop", interrupt_after_saving(tmp_path, seen))
     out = tmp_path / "runs" / "teacher"
     code, _, err = run_cli(*teacher_args(tiny_glue, tiny_teacher, out, "--epochs", 1))
     assert code == 130
@@ -152,7 +152,7 @@ def test_an_interrupted_rerun_keeps_the_finished_folder(run_cli, sst2, tiny_glue
     shutil.copytree(sst2[0], out)
     before = snapshot(out)
     seen = []
-    monkeypatch.setattr(nas.teacher, "train_loop", interrupt_after_saving(tmp_path, seen))
+    monkeypatch.setattr(nas.train.teacher, "train_loop", interrupt_after_saving(tmp_path, seen))
     code, _, _ = run_cli(*teacher_args(tiny_glue, tiny_teacher, out, "--epochs", 1))
     assert code == 130
     assert seen.count("model.safetensors") == 2  # the finished folder's and the interrupted run's

@@ -17,9 +17,9 @@ from transformers import AutoModelForSequenceClassification
 
 from kd.knowledge import Knowledge
 from kd.methods import METHODS
-from nas.cli import main
-from nas.models import load_classifier
-from nas.tasks import get_task
+from nas.commands.cli import main
+from nas.data.models import load_classifier
+from nas.data.tasks import get_task
 
 
 def write_half_teacher(folder: Path, dtype: torch.dtype) -> Path:

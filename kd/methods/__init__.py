@@ -10,7 +10,7 @@
     minilm      Wang et al. 2020: last-layer attention and value-relation KL + CE
     theseus     Xu et al. 2020: progressive module replacing, then successor finetuning
 
-`kd.distill.run_distill` trains any of them through `nas.loop.train_loop`.
+`nas.train.distill.run_distill` trains any of them through `nas.train.loop.train_loop`.
 """
 
 from kd.methods import bilstm, distilbert, minilm, pkd, probes, theseus, tinybert, vanilla  # noqa: F401  (they register)

@@ -4,7 +4,7 @@ A method never sees a model class. It declares what it needs from the adaptor (`
 stage through `stage_needs`), the stages it trains in, the options it reads (`defaults`), the
 layer maps it uses as data (`kd.layer_map`), and the small modules it trains beside the student
 (projections, per-layer heads), built in `setup` from the shapes of one sample record. The
-runner (`kd.distill`) owns the models, the data and the one training loop.
+runner (`nas.train.distill`) owns the models, the data and the one training loop.
 
 Options are the `DistillConfig` settings `temperature`, `alpha`, `beta`, `layer_map`,
 `replace_base` and `replace_rate`; each method reads some of them, and setting one it does not
@@ -22,8 +22,8 @@ from torch import nn
 from kd.layer_map import LayerMatch, last, skip, uniform, validate
 from kd.losses import regression_distillation, soft_cross_entropy
 from kd.record import ModelOutputs
-from nas.errors import UserError
-from nas.evaluation import task_loss
+from nas.base.errors import UserError
+from nas.data.evaluation import task_loss
 
 SCHEMES = {"uniform": uniform, "skip": skip, "last": last}
 
@@ -91,9 +91,9 @@ class Method:
     def loss(self, batch: dict, student_out, teacher_out, targets, stage: str) -> dict[str, torch.Tensor]:
         """Named loss terms of one batch; the total is their sum.
 
-        batch: `nas.batching.collate` output (labels, index, tokenizer keys); student_out,
+        batch: `nas.data.batching.collate` output (labels, index, tokenizer keys); student_out,
         teacher_out: `ModelOutputs` (teacher_out None where the teacher does not run);
-        targets: `nas.distill_data.Targets` of the batch's rows (cached teacher logits (B, C)
+        targets: `nas.train.distill_data.Targets` of the batch's rows (cached teacher logits (B, C)
         and probe logits (B, L+1, C)).
         """
         raise NotImplementedError

@@ -5,7 +5,7 @@ logits on the transfer set,
     L = α · ‖z_t − z_s‖²₂ + (1 − α) · CE(s, y)        (α = 1 by default: the paper's pure distillation)
 
 (`kd.method_losses.logit_mse`). The transfer set is the training split plus the knowledge's
-augmented rows (`nas knowledge --augment N`), which `nas.distill_data.prepare` already joins
+augmented rows (`nas knowledge --augment N`), which `nas.train.distill_data.prepare` already joins
 unless `use_augmented=false`. Teacher logits come from the cache.
 """
 

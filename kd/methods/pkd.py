@@ -18,7 +18,7 @@ from kd.layer_map import LayerMatch, Projection
 from kd.method_losses import pkd_hidden_loss
 from kd.methods.base import Method, width
 from kd.methods.registry import register
-from nas.errors import UserError
+from nas.base.errors import UserError
 
 
 class _PatientKD(Method):

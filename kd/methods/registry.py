@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nas.errors import UserError
+from nas.base.errors import UserError
 
 METHODS: dict[str, type] = {}
 

@@ -31,7 +31,7 @@ from kd.layer_map import LayerMatch, validate
 from kd.method_losses import theseus_replacing_probability
 from kd.methods.base import Method
 from kd.methods.registry import register
-from nas.errors import UserError
+from nas.base.errors import UserError
 
 
 def groups(successor_layers: int, teacher_layers: int) -> tuple[LayerMatch, ...]:

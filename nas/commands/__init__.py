@@ -1,0 +1,1 @@
+"""The command line (`nas ...`): parsing and dispatch to the stages."""

@@ -1,0 +1,1 @@
+"""How models run on the hardware: speed settings, number formats, processes."""

@@ -1,0 +1,1 @@
+"""What a finished student costs and how it is served: costs, latency, export, prediction."""

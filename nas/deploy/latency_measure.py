@@ -1,0 +1,211 @@
+"""`nas latency-table`: time the parts a compiled student is made of, on this device.
+
+Every part is the module the student runs (searchspace/cell.py, searchspace/student.py), on
+random inputs of the configured batch sizes and lengths, with all tokens real:
+
+  * `cell_ms`: a `Cell` with no edges: starting each node's sum, the attentive output, the mask;
+  * `ops_ms[op]`: a `Cell` with all six edges on `op`, less the empty cell, over six: the op
+    with its share of the cell's edge loop and the addition into its node;
+    both timed as a stack of `stack_cells` distinct cells run by `run_cells`, then divided by
+    it, since a cell among others runs slower than one alone whose weights stay in cache;
+  * `frame_ms` / `frame_pair_ms`: the student's whole forward pass with its one cell replaced by
+    a pass-through: embeddings, the pair split, the head, the model wrapper;
+  * `embedding_ms`, `head_ms`: the frame's two big parts on their own, for reading.
+
+Each part gets warm-up calls, then `repeats` rounds of enough calls to last `min_repeat_ms`
+(so a 20 µs op is not lost in the clock's resolution), the parts taking turns within each
+round so that a slow spell of a shared machine hits them all alike. A round is timed with
+perf_counter on CPU and with CUDA events on a GPU (read once the device has finished); each
+part keeps the median over rounds of its mean time per call.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import torch
+from torch import nn
+
+from nas.base.errors import UserError
+from nas.compute.acceleration import Captured
+from nas.deploy.latency import synchronise
+from nas.deploy.latency_table import LatencyEntry, LatencyTable, describe_device
+from nas.deploy.serving import serving_mode
+from ops import OP_NAMES
+from searchspace.cell import Cell, run_cells
+from searchspace.genotype import Genotype
+from searchspace.student import compile_genotype
+from searchspace.topology import CHAIN_EDGES
+
+VOCAB_SIZE = 30522  # BERT's; a lookup's time hardly depends on the table's size
+MAX_POSITIONS = 512
+NUM_LABELS = 2
+
+
+@dataclass(frozen=True)
+class LatencyTableConfig:
+    hidden_size: int = 128
+    batch_sizes: tuple[int, ...] = (1, 32)
+    seq_lens: tuple[int, ...] = (32, 64, 128)
+    warmup: int = 3  # untimed calls before each part
+    repeats: int = 11  # rounds per part, the parts taking turns
+    min_repeat_ms: float = 20.0  # a round runs the part as many times as it takes to last this long
+    stack_cells: int = 4  # cells are timed in a stack of this many distinct cells, as a student runs them
+    seed: int = 0  # random token ids and inputs
+    # Time the parts through the serving path (nas/deploy/serving.py): on CUDA each part is captured as a
+    # CUDA graph, as the deployed student runs, so a GPU budget means what serving does. On CPU
+    # the serving path is eager, so this changes nothing there.
+    optimised: bool = True
+
+    def __post_init__(self):
+        for name in ("hidden_size", "repeats", "stack_cells"):
+            if getattr(self, name) < 1:
+                raise UserError(f"setting {name!r}: expected 1 or more, got {getattr(self, name)}")
+        if self.warmup < 0 or self.min_repeat_ms < 0:
+            raise UserError("settings 'warmup' and 'min_repeat_ms' must be 0 or more")
+        for name in ("batch_sizes", "seq_lens"):
+            values = getattr(self, name)
+            if not values or min(values) < 1 or len(set(values)) != len(values):
+                raise UserError(f"setting {name!r}: expected distinct positive integers, got {list(values)}")
+        if max(self.seq_lens) > MAX_POSITIONS:
+            raise UserError(f"setting 'seq_lens': at most {MAX_POSITIONS} tokens (the student's positions)")
+
+
+# ---------------------------------------------------------------- timing
+
+
+def _round_ms(forward, calls: int, device) -> float:
+    """Mean milliseconds per call over `calls` back-to-back calls of `forward()`."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(calls):
+            forward()
+        end.record()
+        end.synchronize()  # waits for every queued call
+        return start.elapsed_time(end) / calls
+    began = time.perf_counter()
+    for _ in range(calls):
+        forward()
+    return (time.perf_counter() - began) * 1000 / calls
+
+
+@torch.no_grad()
+def interleaved_medians(parts: dict, device, warmup: int, repeats: int, min_repeat_ms: float) -> dict[str, float]:
+    """For each `parts[name]()`, the median over `repeats` rounds of its mean milliseconds per
+    call, a round running it enough times to last `min_repeat_ms`.
+
+    The parts take turns within every round, so a slow spell of the machine (another process,
+    a clock change) lands on all of them alike instead of on whichever part ran then. Within a
+    round the mean is kept, not the median call: means add up, so the sum of the parts pays
+    for the small interruptions a whole forward pass runs into, where the median of a 50 µs
+    call would skip them (on this project's shared CPU, medians of single calls made batch-1
+    predictions about 5% lower). The median over rounds drops the rounds a long interruption
+    fell on.
+    """
+    calls = {}
+    for name, forward in parts.items():
+        for _ in range(warmup):
+            forward()
+        synchronise(device)
+        once = _round_ms(forward, 1, device)
+        calls[name] = max(1, math.ceil(min_repeat_ms / max(once, 1e-3)))
+    samples = {name: [] for name in parts}
+    for _ in range(repeats):
+        for name, forward in parts.items():
+            samples[name].append(_round_ms(forward, calls[name], device))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+# ---------------------------------------------------------------- the parts
+
+
+class _PassThrough(nn.Module):
+    """Stands in for a cell in the frame measurement: returns its second input untouched."""
+
+    def forward(self, s0, s1, mask0, mask1, mask, choices):
+        return s1
+
+
+def uniform_edges(op: str) -> dict[tuple[int, int], tuple[str, ...]]:
+    """The six edges of a chain-shaped cell (two per intermediate node), all with `op`."""
+    return {edge: (op,) for edge in CHAIN_EDGES}
+
+
+def _frame_student(hidden: int, pair: bool, device):
+    """A one-cell student whose cell is a pass-through: its forward is everything but the cells."""
+
+    genotype = Genotype(num_cells=1, hidden_size=hidden, cell=[[["identity", 0], ["identity", 1]]] * 3)
+    student = compile_genotype(genotype, vocab_size=VOCAB_SIZE, max_positions=MAX_POSITIONS,
+                               num_labels=NUM_LABELS, pair=pair)
+    student.cells = nn.ModuleList([_PassThrough()])
+    return student.to(device).eval()
+
+
+def measure_entry(config: LatencyTableConfig, batch: int, seq_len: int, device, generator) -> LatencyEntry:
+    """Every part at one batch size and length."""
+
+    hidden = config.hidden_size
+    x = torch.randn(batch, seq_len, hidden, generator=generator).to(device)  # (B, T, H)
+    mask = torch.ones(batch, seq_len, dtype=torch.bool, device=device)  # (B, T): every token real
+    ids = torch.randint(5, VOCAB_SIZE, (batch, seq_len), generator=generator).to(device)  # (B, T)
+    token_types = torch.zeros_like(ids)
+    token_types[:, seq_len // 2:] = 1  # the second half is sentence B
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": token_types}
+
+    depth = config.stack_cells
+
+    def stack_forward(edge_ops):
+        # `depth` distinct cells run one after the other by the student's own `run_cells`: a lone
+        # cell run again and again keeps its weights in cache and times about 5% faster at batch 1.
+        # (run_cells' own couple of element-wise ops, in the frame too, add under 1% to a cell.)
+        cells = nn.ModuleList(Cell(hidden, edge_ops) for _ in range(depth)).to(device).eval()
+        fixed = {edge: [(op, None) for op in ops] for edge, ops in edge_ops.items()}  # as the student's
+        return lambda: run_cells(cells, x, inputs["attention_mask"], None, False, lambda _: fixed.__getitem__, depth)
+
+    single, pair = _frame_student(hidden, False, device), _frame_student(hidden, True, device)
+    parts = {"cell": stack_forward({}), **{op: stack_forward(uniform_edges(op)) for op in OP_NAMES},
+             "frame": lambda: single(**inputs), "frame_pair": lambda: pair(**inputs),
+             "embedding": lambda: single.embeddings(ids), "head": lambda: single.head(x, mask)}
+    mode = serving_mode(device) if config.optimised else "off"
+    if mode != "off":
+        parts = {name: _captured(forward, mode, name) for name, forward in parts.items()}
+    ms = interleaved_medians(parts, device, config.warmup, config.repeats, config.min_repeat_ms)
+    # A difference of medians can dip below zero for the cheapest ops when the machine is noisy.
+    ops = {op: max(0.0, (ms[op] - ms["cell"]) / (depth * len(uniform_edges(op)))) for op in OP_NAMES}
+    return LatencyEntry(frame_ms=ms["frame"], frame_pair_ms=ms["frame_pair"], embedding_ms=ms["embedding"],
+                        head_ms=ms["head"], cell_ms=ms["cell"] / depth, ops_ms=MappingProxyType(ops))
+
+
+def _captured(forward, mode: str, name: str):
+    captured = Captured(forward, mode, f"latency part {name}")
+    captured.keep_outputs = False  # timing drops the outputs: no copy out of the graph
+    return captured
+
+
+def build_latency_table(config: LatencyTableConfig, device, progress=None) -> LatencyTable:
+    """Measure every (batch size, length) of `config` on `device`; `progress(text)` is told each one."""
+    generator = torch.Generator().manual_seed(config.seed)
+    started = time.perf_counter()
+    entries = {}
+    for batch in config.batch_sizes:
+        for seq_len in sorted(config.seq_lens):
+            if progress:
+                progress(f"batch {batch}, length {seq_len}")
+            entries[(batch, seq_len)] = measure_entry(config, batch, seq_len, device, generator)
+    method = {
+        "clock": "cuda events" if device.type == "cuda" else "time.perf_counter",
+        "statistic": "median over rounds of the mean time per call, parts interleaved",
+        "warmup": config.warmup, "repeats": config.repeats, "min_repeat_ms": config.min_repeat_ms,
+        "stack_cells": config.stack_cells, "capture": serving_mode(device) if config.optimised else "off",
+        "vocab_size": VOCAB_SIZE, "num_labels": NUM_LABELS, "seconds": round(time.perf_counter() - started, 1),
+    }
+    return LatencyTable(
+        hidden_size=config.hidden_size, device=MappingProxyType(describe_device(device)),
+        torch_version=torch.__version__, method=MappingProxyType(method),
+        created=time.strftime("%Y-%m-%d %H:%M:%S %Z"), entries=MappingProxyType(entries),
+    )

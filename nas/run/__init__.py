@@ -1,0 +1,1 @@
+"""`nas run`: settings files, presets and the whole pipeline in one command."""

@@ -1,0 +1,1 @@
+"""`nas sweep`: many searches over settings, their storage, Pareto fronts and reports."""

@@ -1,0 +1,1 @@
+"""The training stages: teacher fine-tuning, the architecture search, distillation, finetune."""

@@ -1,0 +1,92 @@
+"""The training data of every student: task rows joined with the cached teacher knowledge.
+
+Search, finetuning and the KD baselines all train on the same thing: tokenised rows (the
+training split, optionally the augmented transfer set) with the teacher's logits and probe
+logits for each row, looked up by row number so the teacher never runs again. The token ids
+are the knowledge folder's own (memory-mapped), so nothing is tokenised again either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from kd.knowledge import Knowledge
+from nas.base.errors import UserError
+from nas.data.batching import EncodedSplit, encode, join, labels_tensor
+from nas.data.glue_io import TaskData
+from nas.data.models import load_classifier
+
+
+@dataclass
+class Targets:
+    logits: torch.Tensor  # (N, C) teacher logits, row-aligned with a split
+    probe_logits: torch.Tensor  # (N, L+1, C)
+
+    def rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.logits[index], self.probe_logits[index]
+
+
+@dataclass
+class DistillData:
+    train: EncodedSplit
+    train_targets: Targets
+    dev: dict[str, EncodedSplit]
+    probe_losses: list[float]  # dev loss of each teacher layer's probe, embedding output first
+    original_rows: int  # the first rows of `train` are the task's own; any after them are augmented
+
+
+def _targets(knowledge: Knowledge, split: str, rows: int) -> Targets:
+    part = knowledge.split(split)
+    # A slice of the memory-mapped arrays: one contiguous read, not a gather of `rows` indices.
+    as_tensor = lambda array: torch.from_numpy(np.asarray(array[:rows], dtype=np.float32))  # noqa: E731
+    return Targets(as_tensor(part.logits), as_tensor(part.probe_logits))
+
+
+def prepare(data: TaskData, knowledge: Knowledge, tokenizer, max_length: int, use_augmented: bool = True) -> DistillData:
+    """Join the rows with their targets. Token ids come from the knowledge folder when it has them
+    at `max_length` (the teacher's tokenizer made them); only another length tokenises again."""
+    task = data.task
+    if knowledge.task != task.name:
+        raise UserError(f"{knowledge.folder}: knowledge is for task {knowledge.task}, not {task.name}")
+    knowledge.check_rows("train", len(data.train))
+    for name, rows in data.dev.items():
+        knowledge.check_rows(name, len(rows))
+    labels = knowledge.manifest["inputs"].get("labels")
+    if labels and task.labels and list(task.labels) != labels:
+        raise UserError(f"{knowledge.folder}: knowledge was made with labels {labels}, the task has {list(task.labels)}")
+
+    stored = max_length == knowledge.max_length
+    regression = task.is_regression
+
+    def tokens(name: str, examples, gold: torch.Tensor) -> EncodedSplit:
+        if stored:
+            return knowledge.encoded(name, len(examples), gold)
+        return encode(examples, tokenizer, max_length, regression)
+
+    rows = len(data.train)
+    train = tokens("train", data.train, labels_tensor(data.train, regression))
+    targets = _targets(knowledge, "train", rows)
+    if use_augmented and "augmented" in knowledge.manifest["splits"]:
+        extra_rows = knowledge.manifest["inputs"]["augmentation"]["n"] * rows  # only variants of rows in use
+        extra_labels = knowledge.teacher_labels("augmented", extra_rows, regression)
+        if stored:
+            augmented = knowledge.encoded("augmented", extra_rows, extra_labels)
+        else:
+            augmented = encode(knowledge.augmented_examples()[:extra_rows], tokenizer, max_length, regression)
+        extra = _targets(knowledge, "augmented", extra_rows)
+        train = join([train, augmented])
+        targets = Targets(torch.cat([targets.logits, extra.logits]), torch.cat([targets.probe_logits, extra.probe_logits]))
+    dev = {name: tokens(name, examples, labels_tensor(examples, regression)) for name, examples in data.dev.items()}
+    return DistillData(train, targets, dev, knowledge.probe_dev_loss, len(data.train))
+
+
+def teacher_embedding_tables(teacher_dir: str, task) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The teacher's word and (learned) position embedding tables, for initialising students."""
+
+    teacher = load_classifier(str(teacher_dir), task, new_head=False)
+    words = teacher.get_input_embeddings().weight.detach().clone()
+    positions = getattr(getattr(teacher.base_model, "embeddings", None), "position_embeddings", None)
+    return words, (positions.weight.detach().clone() if positions is not None else None)

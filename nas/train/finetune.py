@@ -1,0 +1,93 @@
+"""`nas finetune --arch arch.json`: compile the searched student and train it with KD."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+from nas.base import atomic
+from nas.base.errors import UserError
+from nas.base.run_info import provenance, tensorboard_writer
+from nas.base.safe_files import DATA_CAP, one_line, open_regular
+from nas.data.models import load_classifier, load_tokenizer
+from nas.deploy.export import onnx_beside
+from nas.deploy.model_card import write_model_card
+from nas.train.distill_data import prepare, teacher_embedding_tables
+from nas.train.search import BEST_WEIGHTS
+from nas.train.student_training import FinetuneConfig, config_dict, measure_against_teacher, student_record, train_with_kd
+from searchspace.genotype import Genotype
+from searchspace.remote_code import write_remote_code
+from searchspace.student import AdaBertStudentForSequenceClassification, compile_genotype
+
+
+def initial_weights(config: FinetuneConfig, arch_path: Path) -> Path | None:
+    """The search's weights to start from, or None to start from scratch (teacher-initialised embeddings)."""
+    weights = arch_path.parent / BEST_WEIGHTS
+    if config.init == "scratch":
+        return None
+    if config.init == "search" and not weights.is_file():
+        raise UserError(f"init=search: no {BEST_WEIGHTS} beside {arch_path} (give a search run's arch.json, or --set init=scratch)")
+    if config.init not in ("auto", "search"):
+        raise UserError(f"setting 'init': expected auto, search or scratch, got {config.init!r}")
+    return weights if weights.is_file() else None
+
+
+def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig, out, device, checkpoint=None) -> dict:
+
+    task = data.task
+    arch_path = Path(arch_path)
+    genotype = Genotype.load(arch_path)
+    torch.manual_seed(config.seed)
+    tokenizer = load_tokenizer(str(teacher_dir))
+    max_length = config.max_length or knowledge.max_length
+    distill = prepare(data, knowledge, tokenizer, max_length, config.use_augmented)
+    words, positions = teacher_embedding_tables(teacher_dir, task)
+    student = compile_genotype(
+        genotype, vocab_size=words.shape[0], max_positions=positions.shape[0] if positions is not None else 512,
+        num_labels=task.num_labels, pair=task.is_pair, dropout=config.dropout,
+        pad_token_id=tokenizer.pad_token_id or 0, id2label=dict(enumerate(task.labels)) if task.labels else None,
+    )
+    weights = initial_weights(config, arch_path)
+    if weights is not None:
+        open_regular(weights, "the search's weights (.pt)", DATA_CAP).close()
+        try:
+            saved = torch.load(weights, map_location="cpu", weights_only=True)  # no code runs from the file
+        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as error:
+            raise UserError(f"{weights}: not a weights file ({one_line(str(error).strip() or type(error).__name__, 120)}); "
+                            "use --set init=scratch") from None
+        try:
+            student.inherit_from_supernet(saved)
+        except (KeyError, RuntimeError, TypeError, AttributeError) as error:
+            raise UserError(f"{weights}: does not fit {arch_path} ({one_line(str(error), 120)}); use --set init=scratch") from None
+    else:
+        student.embeddings.init_from_teacher(words, positions if positions is not None else student.embeddings.positions.weight)
+
+    out = Path(out)
+    with atomic.staged_folder(out) as staging:
+        writer = tensorboard_writer(staging / "tensorboard")
+
+        def save_best(state, metrics):
+            student.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            write_remote_code(staging)  # after save_pretrained, which rewrites config.json
+
+        state, seconds = train_with_kd(student, task, distill, config, device, writer, save_best, checkpoint=checkpoint)
+        writer.close()
+        best = AdaBertStudentForSequenceClassification.from_pretrained(staging).to(device)
+        teacher = load_classifier(str(teacher_dir), task, new_head=False, sdpa=True)
+        measured = measure_against_teacher(best, teacher, distill.dev["dev"], device, task.is_pair, config.latency_repeats,
+                                           sizes=config.latency_batch_sizes)
+        genotype.save(staging / "arch.json")
+        onnx = onnx_beside(best, distill.dev["dev"], staging, config.latency_repeats)  # None without the deploy extra
+        result = {
+            **student_record(task, state, knowledge, train_seconds=seconds, train_rows=len(distill.train),
+                             init="search" if weights is not None else "scratch", genotype=genotype, measured=measured),
+            **({"onnx": onnx} if onnx is not None else {}),
+            "config": config_dict(config),
+            "provenance": provenance(task=task.name, arch=str(arch_path.resolve()), teacher=str(Path(teacher_dir).resolve())),
+        }
+        atomic.write_json(staging / "metrics.json", result)
+        write_model_card(staging)
+    return result

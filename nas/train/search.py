@@ -1,0 +1,463 @@
+"""`nas search`: AdaBERT's differentiable search with knowledge distillation.
+
+Alternating first-order updates: the supernet's weights on a training batch, then the
+architecture logits on a batch from a held-out slice of the training set, both minimising
+
+    L = (1 - γ) · L_CE + γ · L_KD + β · L_E
+
+with probes KD against the cached teacher knowledge and the efficiency term of the sampled
+path (kd.losses). Each step samples one path (hard Gumbel) so only the sampled op of each edge
+and the sampled depth are computed. At the end of each epoch a genotype is derived and scored
+on dev with that path fixed; `arch.json` is the best-scoring one.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from kd.losses import efficiency_loss, probes_kd
+from nas.base import atomic
+from nas.base.errors import UserError
+from nas.base.run_info import provenance, tensorboard_writer
+from nas.compute import distributed
+from nas.compute.acceleration import adamw, autocast, batch_buckets, check_speed_settings
+from nas.data.batching import batch_order, device_batch, model_inputs
+from nas.data.evaluation import evaluate_splits, task_loss
+from nas.data.models import load_tokenizer
+from nas.deploy.costs import student_costs
+from nas.train.distill_data import prepare, teacher_embedding_tables
+from nas.train.figures import depth_figure, op_probability_figure
+from nas.train.latency_budget import search_latency
+from nas.train.loop import Hooks, LoopState, NonFiniteLoss, linear_warmup_decay, train_loop
+from ops import OPS
+from searchspace.derive import derive_genotype
+from searchspace.drawing import render
+from searchspace.genotype import Genotype, MAX_CELLS, MAX_HIDDEN_SIZE
+from searchspace.sampler import SAMPLERS, temperature
+from searchspace.space import SearchSpace
+from searchspace.supernet import SuperNet
+from searchspace.topology import KEPT_EDGES
+
+CHECKPOINT = "checkpoint.pt"
+BEST_WEIGHTS = "supernet_best.pt"
+HISTORY = "history.json"  # per epoch: dev metrics, derived genotype, op and depth probabilities
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    hidden_size: int = 128
+    max_cells: int = 8
+    shared_cells: bool = True
+    dropout: float = 0.1
+    gamma: float = 0.8  # KD share of the loss (AdaBERT's default)
+    beta: float = 4.0  # efficiency weight (AdaBERT's default)
+    kd_temperature: float = 1.0
+    epochs: int = 10
+    warmup_epochs: int = 1  # epochs with architecture logits frozen
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_ratio: float = 0.05
+    arch_lr: float = 3e-3
+    arch_weight_decay: float = 1e-3
+    arch_fraction: float = 0.1  # share of the training rows held out for architecture steps
+    mode: str = "hard"  # hard: Gumbel single path; soft: every op weighted by softmax
+    tau_start: float = 5.0
+    tau_floor: float = 0.2
+    # Cap on parameter-free edges (pool, identity) among the KEPT_EDGES (6) of the derived cell; 6 = no cap.
+    # Without it, hard-Gumbel search with the efficiency term drifts to all-parameter-free cells
+    # (the known collapse: on SST-2 the uncapped cell was pool/identity only from epoch 2 on,
+    # with arch_lr 3e-3 and 3e-4 alike), so the default keeps at least 4 parameterised edges.
+    # The uncapped share is still logged every epoch.
+    max_parameter_free: int = 2
+    cost_seq_len: int = 64  # sequence length at which op FLOPs are normalised
+    max_length: int = 0  # 0: the length the knowledge was computed at
+    use_augmented: bool = True
+    seed: int = 42
+    # Latency instead of params+FLOPs (nas/train/latency_budget.py). "cost": AdaBERT's L_E; "latency":
+    # expected latency from a table over the slowest architecture's. A budget (ms, 0 = none) turns
+    # L_E into relu(E[latency] / budget - 1), whichever efficiency, and the derived student must fit.
+    efficiency: str = "cost"
+    latency_table: str = ""  # from `nas latency-table`; empty: measured into the run folder when needed
+    latency_budget_ms: float = 0.0
+    latency_batch_size: int = 1  # the batch size and length the budget refers to
+    latency_seq_len: int = 64
+    # The derived student is fitted to budget x (1 - margin): the table's predictions are off by a
+    # few percent, and timing noise does the rest (nas/train/latency_budget.py).
+    latency_margin: float = 0.05
+    # How the derived student's depth K is chosen. "logits": the argmax of the depth logits
+    # (AdaBERT). "budget": with a latency budget, the deepest K up to max_cells that fits it. The
+    # depth logits favour shallow stacks because a shallow path learns fastest in a short search
+    # (on SST-2 K=1 wins although the same cell stacked 4 or 8 times scores higher once trained:
+    # experiments/results/depth.md), so under a budget the spare latency is better spent on depth.
+    depth_choice: str = "logits"
+    # Speed (nas/compute/acceleration.py). No `compile`: every step samples another path through the
+    # supernet, so a captured graph would be specialised to one path and recaptured each step.
+    amp: str = "off"  # off or bf16: autocast of the supernet's forward
+    bucket: bool = False  # pad batches to bucket lengths (nas.data.batching.BUCKETS)
+    fused_optimizer: bool = True  # fused AdamW for the weights where torch has it
+
+    def __post_init__(self):
+        check_speed_settings("off", self.amp)
+        if self.depth_choice not in ("logits", "budget"):
+            raise UserError(f"setting 'depth_choice': expected logits or budget, got {self.depth_choice!r}")
+        if self.depth_choice == "budget" and self.latency_budget_ms <= 0:
+            raise UserError("setting 'depth_choice': budget needs a latency budget (--latency-budget MS)")
+        if not 0.0 <= self.latency_margin < 1.0:
+            raise UserError(f"setting 'latency_margin': expected a value in [0, 1), got {self.latency_margin}")
+        if self.efficiency not in ("cost", "latency"):
+            raise UserError(f"setting 'efficiency': expected cost or latency, got {self.efficiency!r}")
+        if self.latency_budget_ms < 0 or self.latency_batch_size < 1 or self.latency_seq_len < 1:
+            raise UserError("settings 'latency_budget_ms' (>= 0), 'latency_batch_size' and 'latency_seq_len' (>= 1) are out of range")
+        if self.mode not in ("hard", "soft"):
+            raise UserError(f"setting 'mode': expected hard or soft, got {self.mode!r}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise UserError(f"setting 'gamma': expected a value in [0, 1], got {self.gamma}")
+        # The genotype's own bounds (searchspace/genotype.py), checked before the search rather
+        # than when its arch.json is written at the end.
+        if not 1 <= self.max_cells <= MAX_CELLS:
+            raise UserError(f"setting 'max_cells': expected 1..{MAX_CELLS}, got {self.max_cells}")
+        if not 1 <= self.hidden_size <= MAX_HIDDEN_SIZE:
+            raise UserError(f"setting 'hidden_size': expected 1..{MAX_HIDDEN_SIZE}, got {self.hidden_size}")
+        if not 0.0 < self.arch_fraction < 1.0:
+            raise UserError(f"setting 'arch_fraction': expected a value in (0, 1), got {self.arch_fraction}")
+        if self.tau_floor <= 0 or self.tau_start <= 0:
+            raise UserError("settings 'tau_start' and 'tau_floor' must be positive")
+
+
+def normalised_op_costs(ops, hidden: int, seq_len: int) -> torch.Tensor:
+    """Each op's cost in [0, 1]: the mean of its parameters and FLOPs, each over the registry's maximum."""
+    params = torch.tensor([float(OPS[op].params(hidden)) for op in ops])
+    flops = torch.tensor([float(OPS[op].flops(hidden, seq_len)) for op in ops])
+    return 0.5 * (params / params.max().clamp_min(1) + flops / flops.max().clamp_min(1))
+
+
+class Search:
+    """Everything one search run holds: supernet, optimizers, samplers' randomness, data."""
+
+    def __init__(self, config: SearchConfig, task, data, supernet, device, out: Path, writer=None, provenance=None,
+                 on_epoch=None, processes=None, latency=None):
+
+        self.config, self.task, self.data, self.device, self.out = config, task, data, device, out
+        # Called with each epoch's history.json record once the epoch is finished; a sweep uses it
+        # to report the trial's progress and to stop a hopeless trial by raising.
+        self.on_epoch, self.last_record = on_epoch, None
+        self.supernet = supernet.to(device)
+        # Under torchrun (`processes`, see nas.compute.distributed) the training forwards go through DDP,
+        # which averages the weights' gradients across the processes; None in a single process.
+        self.processes = processes
+        self.model = distributed.wrap(self.supernet, processes)
+        self.writer, self.provenance = writer, provenance or {}
+        self.sampler = SAMPLERS[config.mode]()
+        self.generator = torch.Generator().manual_seed(config.seed + 17)
+        self.op_costs = normalised_op_costs(supernet.space.ops, config.hidden_size, config.cost_seq_len).to(device)
+        # Latency table, efficiency term and budget (nas/train/latency_budget.py); None when not asked for.
+        self.latency = latency or search_latency(config, out, device, task.is_pair, supernet.space.ops, processes)
+        # The held-out slice is the tail of the task's own training rows; their augmented variants
+        # are left out of weight training too, so architecture steps score text the weights never saw.
+        n, original = len(data.train), data.original_rows
+        held_out = max(1, int(original * config.arch_fraction))
+        if held_out >= original:
+            raise UserError(f"too few training rows ({original}) to hold out a slice for architecture steps")
+        self.arch_rows = list(range(original - held_out, original))
+        per_row = (n - original) // original  # augmented variants per task row (stored in row order)
+        self.weight_rows = [
+            i for i in range(n)
+            if not (original - held_out <= (i if i < original else (i - original) // per_row) < original)
+        ]
+        self.steps_per_epoch = -(-len(self.weight_rows) // config.batch_size)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.weight_optimizer = adamw(self.supernet.weight_parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                      fused=config.fused_optimizer)
+        self.arch_optimizer = torch.optim.Adam(
+            self.supernet.arch_parameters(), lr=config.arch_lr, betas=(0.5, 0.999), weight_decay=config.arch_weight_decay
+        )
+        self.scheduler = linear_warmup_decay(self.weight_optimizer, self.total_steps, config.warmup_ratio)
+        self.state = LoopState()
+        self.best = None  # (metric, genotype dict)
+        self.genotypes = []  # derived genotype per epoch
+
+    # ---- batches
+    def _rows_batches(self, rows, seed, epoch):
+        lengths = [len(self.data.train.input_ids[i]) for i in rows]
+        return [[rows[i] for i in batch] for batch in batch_order(lengths, self.config.batch_size, seed, epoch)]
+
+    def epoch_batches(self, epoch: int):
+        return self._rows_batches(self.weight_rows, self.config.seed, epoch)
+
+    def arch_batch(self, step: int):
+        """The held-out batch for an architecture step: a pure function of the step, for exact resume."""
+        per_cycle = -(-len(self.arch_rows) // self.config.batch_size)
+        batches = self._rows_batches(self.arch_rows, self.config.seed + 1, step // per_cycle)
+        return batches[step % per_cycle]
+
+    # ---- the loss
+    def tau(self) -> float:
+
+        return temperature(self.state.step, self.total_steps, self.config.tau_start, self.config.tau_floor)
+
+    def loss(self, rows, model=None) -> tuple[torch.Tensor, dict]:
+        config = self.config
+        batch = device_batch(self.data.train, rows, self.device, batch_buckets("off", config.bucket))
+        teacher_logits, probe_logits = self.data.train_targets.rows(torch.as_tensor(rows))
+        probe_logits = probe_logits.to(self.device, non_blocking=True)
+        path = self.supernet.sample_path(self.sampler, self.tau(), self.generator)
+        with autocast(self.device, config.amp):
+            final, per_depth = (self.model if model is None else model)(**model_inputs(batch), path=path)
+        final, per_depth = final.float(), [logits.float() for logits in per_depth]
+        ce = task_loss(final, batch["labels"], self.task.is_regression)
+        kd = probes_kd(per_depth, probe_logits, self.data.probe_losses, config.kd_temperature, self.task.is_regression)
+        terms = {}
+        if self.latency is not None and self.latency.is_efficiency_term:
+            efficiency, terms["architecture/expected_latency_ms"] = self.latency.efficiency(path)
+        else:
+            efficiency = efficiency_loss(path.op_weights[: path.depth], path.depth_weights, self.op_costs)
+        total = (1 - config.gamma) * ce + config.gamma * kd + config.beta * efficiency
+        return total, {"ce": ce.item(), "kd": kd.item(), "efficiency": efficiency.item(), "depth": float(path.depth), **terms}
+
+    def step_loss(self, rows, phase: int = 0) -> tuple[torch.Tensor, dict]:
+        """The loss of one step's batch `rows` (phase 0: weight step, 1: architecture step).
+
+        A single process computes `loss(rows)`. Under torchrun each process computes its shard of
+        `rows`, weighted so that the gradients averaged across processes are those of the whole
+        batch, and the value returned is the whole batch's (see distributed.sharded_loss).
+        """
+        if self.processes is None:
+            return self.loss(rows)
+        # The architecture step runs the supernet itself, not DDP: it needs only the logits'
+        # gradients, which it averages by hand, while DDP would all-reduce every weight's too.
+        loss = self.loss if phase == 0 else functools.partial(self.loss, model=self.supernet)
+        # Dropout masks from a seed per (rank, step, phase): nothing to restore on resume, and
+        # the ranks do not repeat each other's masks. The path's generator is left alone.
+        torch.manual_seed(distributed.step_seed(self.config.seed, self.processes.rank, self.state.step, phase))
+        return distributed.sharded_loss(loss, rows, self.processes)
+
+    def architecture_step(self, state, _batch):
+        if state.epoch < self.config.warmup_epochs:
+            return {"architecture/temperature": self.tau()}
+        loss, _ = self.step_loss(self.arch_batch(state.step), phase=1)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"search stopped: the architecture loss became {loss.item()} at step {state.step}; "
+                                "the last good checkpoint is kept")
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        self.weight_optimizer.zero_grad(set_to_none=True)
+        # Gradients for the logits only. Under torchrun this also matters: a backward into the
+        # weights outside a DDP step would leave DDP expecting their gradients in the next one.
+        loss.backward(inputs=self.supernet.arch_parameters())
+        distributed.average_gradients(self.supernet.arch_parameters(), self.processes)
+        self.arch_optimizer.step()
+        self.weight_optimizer.zero_grad(set_to_none=True)  # the weights learn only from training batches
+        return {"architecture/temperature": self.tau(), "loss/arch": loss.item()}
+
+    # ---- evaluation and derivation
+    def derive(self, capped: bool = True):
+
+        config = self.config
+        cap = config.max_parameter_free if capped and config.max_parameter_free < KEPT_EDGES else None
+        genotype = derive_genotype(
+            self.supernet.op_logits.detach().cpu(), self.supernet.depth_logits.detach().cpu(), config.hidden_size,
+            self.supernet.space.ops, config.max_cells, max_parameter_free=cap,
+        )
+        if config.depth_choice == "budget":
+            genotype = replace(genotype, num_cells=config.max_cells)  # fit() below removes what does not fit
+        # With a latency budget the derived student must fit it: fewer cells, then cheaper ops.
+        return self.latency.fit(genotype) if capped and self.latency is not None else genotype
+
+    def evaluate(self, state) -> dict:
+        genotype = self.derive()
+        path = self.supernet.genotype_path(genotype)
+        forward = lambda inputs: self.supernet(**inputs, path=path)[0]  # noqa: E731
+        metrics = evaluate_splits(self.task, forward, self.data.dev, self.config.eval_batch_size, self.device, self.supernet)
+        metrics["parameter_free_share"] = genotype.parameter_free_share()
+        metrics["uncapped_parameter_free_share"] = self.derive(capped=False).parameter_free_share()
+        metrics["depth"] = genotype.num_cells
+        self.genotypes.append(genotype.to_dict())
+        self._log_epoch(state, genotype, metrics)
+        self.last_record = self._record_history(state.epoch + 1, genotype, metrics)
+        return metrics
+
+    def _record_history(self, epoch: int, genotype, metrics: dict) -> dict:
+        """Add this epoch to history.json. The checkpoint keeps only the latest logits, so this file
+        is where op probabilities over the epochs survive (the sweep draws them). A resumed run
+        redoes the epoch it stopped in, so records from that epoch on are replaced."""
+        import json
+
+        path = self.out / HISTORY
+        earlier = json.loads(path.read_text())["epochs"][: epoch - 1] if path.is_file() else []
+        op_probabilities = torch.softmax(self.supernet.op_logits.detach().cpu(), -1).mean(0)  # (edges, ops), cells averaged
+        depth_probabilities = torch.softmax(self.supernet.depth_logits.detach().cpu(), -1)  # (max_cells,)
+        record = {
+            "epoch": epoch, "metrics": metrics, "genotype": genotype.to_string(),
+            "op_probabilities": [[round(p, 5) for p in row] for row in op_probabilities.tolist()],
+            "depth_probabilities": [round(p, 5) for p in depth_probabilities.tolist()],
+        }
+        atomic.write_json(path, {"ops": list(self.supernet.space.ops), "epochs": earlier + [record]})
+        return record
+
+    def epoch_finished(self, state, metrics):
+        if self.on_epoch is not None and self.last_record is not None:
+            self.on_epoch(self.last_record)
+
+    def evaluate_on_main(self, state) -> dict:
+        """`evaluate` under torchrun: rank 0 scores dev (and logs, draws, records) while the others
+        wait; then every rank holds its metrics and derived genotype, so `best` agrees everywhere."""
+        replica = distributed.digest([*self.supernet.state_dict().values(), self.generator.get_state()])
+        distributed.check_identical(replica, self.processes, "weights, architecture logits or path generator")
+        main = distributed.is_main(self.processes)
+        metrics = self.evaluate(state) if main else None
+        metrics, genotype = distributed.broadcast_from_main((metrics, self.genotypes[-1] if main else None), self.processes)
+        if not main:
+            self.genotypes.append(genotype)
+        return metrics
+
+    def on_best(self, state, metrics):
+        self.best = (metrics[self.task.primary_metric], self.genotypes[-1], state.epoch + 1)
+        if distributed.is_main(self.processes):
+            atomic.save_torch(self.supernet.state_dict(), self.out / BEST_WEIGHTS)
+
+    def _log_epoch(self, state, genotype, metrics):
+
+        render(genotype, self.out / "cells" / f"epoch_{state.epoch + 1:03d}.dot")
+        if self.writer is None:
+            return
+
+        epoch = state.epoch + 1
+        probs = torch.softmax(self.supernet.op_logits.detach().cpu(), -1)
+        self.writer.add_figure("architecture/op_probabilities", op_probability_figure(probs.mean(0), self.supernet.space.ops), epoch)
+        depth = torch.softmax(self.supernet.depth_logits.detach().cpu(), -1)
+        self.writer.add_figure("architecture/depth_distribution", depth_figure(depth), epoch)
+        for k, p in enumerate(depth.tolist(), 1):
+            self.writer.add_scalar(f"depth/p_K{k}", p, epoch)
+        self.writer.add_scalar("architecture/parameter_free_share", metrics["parameter_free_share"], epoch)
+        self.writer.add_scalar("architecture/uncapped_parameter_free_share", metrics["uncapped_parameter_free_share"], epoch)
+        self.writer.add_text("architecture/genotype", str(genotype), epoch)
+
+    # ---- checkpoints
+    def checkpoint(self, state):
+        if not distributed.is_main(self.processes):
+            return  # rank 0's checkpoint is every rank's: the replicas are identical
+        atomic.save_torch(
+            {
+                "config": asdict(self.config),
+                "supernet": self.supernet.state_dict(),
+                "weight_optimizer": self.weight_optimizer.state_dict(),
+                "arch_optimizer": self.arch_optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "loop": state.to_dict(),
+                "generator": self.generator.get_state(),
+                "best": self.best,
+                "genotypes": self.genotypes,
+            },
+            self.out / CHECKPOINT,
+        )
+
+    def restore(self, path: Path):
+        saved = torch.load(path, map_location=self.device, weights_only=False)
+        if saved["config"] != asdict(self.config):
+            changed = sorted(k for k in saved["config"] if saved["config"][k] != asdict(self.config).get(k))
+            raise UserError(f"{path}: the checkpoint was made with other settings ({', '.join(changed)}); resume with the same ones")
+        self.supernet.load_state_dict(saved["supernet"])
+        self.weight_optimizer.load_state_dict(saved["weight_optimizer"])
+        self.arch_optimizer.load_state_dict(saved["arch_optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.state = LoopState.from_dict(saved["loop"])
+        self.generator.set_state(saved["generator"])
+        self.best, self.genotypes = saved["best"], saved["genotypes"]
+
+    # ---- the whole run
+    def run(self):
+        hooks = Hooks(
+            loss=self.step_loss,
+            epoch_batches=self.epoch_batches,
+            evaluate=self.evaluate if self.processes is None else self.evaluate_on_main,
+            after_step=self.architecture_step,
+            on_best=self.on_best,
+            on_epoch_end=self.epoch_finished,
+            checkpoint=self.checkpoint,
+        )
+        self.state = train_loop(
+            model=self.supernet, optimizer=self.weight_optimizer, scheduler=self.scheduler, hooks=hooks,
+            epochs=self.config.epochs, primary_metric=self.task.primary_metric, state=self.state,
+            writer=self.writer, description="search", show_progress=distributed.is_main(self.processes),
+        )
+        return self.state
+
+
+def run_search(args_task, data, teacher_dir, knowledge, config: SearchConfig, out: Path, device, resume: bool = False,
+               on_epoch=None, processes=None):
+    """Build everything, search (or resume), and write arch.json with costs and provenance.
+
+    `on_epoch(record)`, if given, is called after each epoch with that epoch's history.json record
+    (before its checkpoint is written); an exception it raises stops the search."""
+
+    task = data.task
+    # The latency table, and a budget no architecture can meet refused, before anything is loaded.
+    latency = search_latency(config, out, device, task.is_pair, tuple(OPS), processes)
+    torch.manual_seed(config.seed)
+    tokenizer = load_tokenizer(str(teacher_dir))
+    max_length = config.max_length or knowledge.max_length
+    distill = prepare(data, knowledge, tokenizer, max_length, config.use_augmented)
+    words, positions = teacher_embedding_tables(teacher_dir, task)
+    space = SearchSpace(config.hidden_size, config.max_cells, shared_cells=config.shared_cells, dropout=config.dropout)
+    supernet = SuperNet(space, words.shape[0], positions.shape[0] if positions is not None else 512, task.num_labels, task.is_pair)
+    supernet.embeddings.init_from_teacher(words, positions if positions is not None else supernet.embeddings.positions.weight)
+
+    main = distributed.is_main(processes)  # under torchrun only rank 0 writes; the others only read a checkpoint
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / CHECKPOINT
+    search = Search(config, task, distill, supernet, device, out, on_epoch=on_epoch, processes=processes, latency=latency)
+    if resume:
+        if not checkpoint.is_file():
+            raise UserError(f"--resume: no checkpoint in {out}")
+        search.restore(checkpoint)  # refuses other settings before anything in `out` is touched
+    distributed.barrier(processes)  # every rank has read the checkpoint before rank 0 may replace it
+    info = provenance(task=task.name, teacher=str(Path(teacher_dir).resolve()), knowledge=str(knowledge.folder.resolve()),
+                      seed=config.seed, config=asdict(config))
+    if main:
+        atomic.write_json(out / "config.json", info)
+        if latency is not None:
+            latency.keep_table(out)  # a table measured for this run, beside its config
+    writer = search.writer = tensorboard_writer(out / "tensorboard") if main else None
+    started = time.perf_counter()
+    state = search.run()
+    if writer is not None:
+        writer.close()
+    if search.best is None:
+        raise UserError("the search finished without a dev score; nothing to derive")
+    best_metric, best_genotype, best_epoch = search.best
+    genotype = _finalise(best_genotype, supernet, space, task, tokenizer, config, info,
+                         extra={"dev_metric": {task.primary_metric: best_metric}, "best_epoch": best_epoch,
+                                "search_seconds": round(time.perf_counter() - started, 1),
+                                "history": state.history, "max_length": max_length,
+                                **({"processes": processes.world_size} if processes else {})})
+    if latency is not None:
+        genotype = latency.record(genotype)  # predicted latency and budget; over the budget is an error
+    if main:
+        genotype.save(out / "arch.json")
+    distributed.barrier(processes)  # no process reports success before arch.json is written
+    return genotype, state
+
+
+def _finalise(genotype_dict, supernet, space, task, tokenizer, config, info, extra):
+    """Attach the final logits, costs and provenance to the best derived genotype."""
+    import dataclasses
+    import json
+
+
+    genotype = Genotype.from_json(json.dumps(genotype_dict), source="derived genotype")
+    costs = student_costs(genotype, vocab_size=supernet.embeddings.words.num_embeddings,
+                          max_positions=supernet.embeddings.positions.num_embeddings,
+                          num_labels=task.num_labels, pair=task.is_pair, seq_len=config.cost_seq_len)
+    return dataclasses.replace(
+        genotype,
+        op_logits=tuple(tuple(row) for block in supernet.op_logits.detach().cpu().tolist() for row in block),
+        depth_logits=tuple(supernet.depth_logits.detach().cpu().tolist()),
+        costs=costs, provenance=info, extra=extra,
+    )

@@ -1,0 +1,168 @@
+"""Training any student with KD from the cached teacher knowledge, and measuring it.
+
+Shared by `nas finetune` (the searched student) and the KD baselines: the same loop, the same
+evaluation, and the same metrics.json with the student's size, FLOPs and latency measured
+beside the teacher's in the same process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from kd.losses import regression_distillation, soft_cross_entropy
+from nas.compute.acceleration import Captured, adamw, autocast, batch_buckets, check_speed_settings
+from nas.data.batching import batch_order, device_batch, model_inputs
+from nas.data.evaluation import evaluate_splits, task_loss
+from nas.deploy.costs import count_flops, dummy_inputs, parameter_counts
+from nas.deploy.latency import speedups
+from nas.deploy.serving import measure_serving
+from nas.train.loop import Hooks, linear_warmup_decay, train_loop
+from nas.train.stage_checkpoint import EpochCheckpoint
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_ratio: float = 0.1
+    gamma: float = 0.8  # KD share of the loss, as in the search
+    kd_temperature: float = 1.0
+    init: str = "auto"  # auto: the search's weights when they are beside arch.json, else scratch; search; scratch
+    dropout: float = 0.1
+    max_length: int = 0  # 0: the length the knowledge was computed at
+    use_augmented: bool = True
+    latency_repeats: int = 20
+    latency_batch_sizes: tuple[int, ...] = (1, 32, 256)  # metrics.json latency, eager and optimised (nas/deploy/serving.py)
+    seed: int = 42
+    # Speed (nas/compute/acceleration.py). The defaults are exact and deterministic on CPU; on CUDA
+    # `--set compile=reduce-overhead --set amp=bf16` captures the step (buckets implied).
+    compile: str = "off"  # off, default, reduce-overhead, max-autotune: torch.compile of the student's forward
+    amp: str = "off"  # off or bf16: autocast of the forward
+    bucket: bool = False  # pad batches to bucket lengths (always on when compiled)
+    fused_optimizer: bool = True  # fused AdamW where torch has it (CPU and CUDA)
+
+    def __post_init__(self):
+        check_speed_settings(self.compile, self.amp)
+
+
+def kd_loss(student_logits, teacher_logits, labels, task, gamma: float, temperature: float):
+    """(1 - γ) · task loss + γ · distillation against the teacher's logits (Hinton et al. 2015)."""
+    hard = task_loss(student_logits, labels, task.is_regression)
+    if task.is_regression:
+        soft = regression_distillation(student_logits, teacher_logits)
+    else:
+        soft = soft_cross_entropy(student_logits, teacher_logits, temperature)
+    # Detached tensors, not floats: `.item()` here would wait for the GPU twice a step; the loop
+    # reads them only when it logs.
+    return (1 - gamma) * hard + gamma * soft, {"ce": hard.detach(), "kd": soft.detach()}
+
+
+def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None, on_best=None, description="finetune",
+                  checkpoint=None):
+    """Train `model` (a classifier taking tokenizer outputs) on `data` (DistillData) and keep its best epoch.
+
+    `checkpoint`: a file for epoch checkpoints (`nas run`), from which a stopped run continues."""
+    torch.manual_seed(config.seed)
+    model.to(device)
+    optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=config.fused_optimizer)
+    steps = -(-len(data.train) // config.batch_size) * config.epochs
+    scheduler = linear_warmup_decay(optimizer, steps, config.warmup_ratio)
+    forward = lambda inputs: model(**inputs).logits  # noqa: E731
+    resume = None
+    if checkpoint is not None:
+        resume = EpochCheckpoint(checkpoint, model, optimizer, scheduler, {"config": asdict(config), "rows": len(data.train)})
+    resumed_state = resume.restore() if resume else None
+
+    def best(state, metrics):
+        if resume:
+            resume.note_best()
+        if on_best:
+            on_best(state, metrics)
+
+    # Training runs the captured forward on bucketed batches; evaluation stays eager, since its
+    # length-sorted batches come in many shapes and run once an epoch.
+    captured = Captured(forward, config.compile, "student forward")
+    buckets = batch_buckets(config.compile, config.bucket)
+
+    def loss(rows):
+        batch = device_batch(data.train, rows, device, buckets)
+        teacher_logits = data.train_targets.logits[torch.as_tensor(rows)].to(device, non_blocking=True)
+        with autocast(device, config.amp):
+            logits = captured(model_inputs(batch))
+        return kd_loss(logits.float(), teacher_logits, batch["labels"], task, config.gamma, config.kd_temperature)
+
+    hooks = Hooks(
+        loss=loss,
+        epoch_batches=lambda epoch: batch_order(data.train.lengths, config.batch_size, config.seed, epoch),
+        evaluate=lambda state: evaluate_splits(task, forward, data.dev, config.eval_batch_size, device, model),
+        on_best=best,
+        checkpoint=resume.save if resume else None,
+    )
+    started = time.perf_counter()
+    state = train_loop(model=model, optimizer=optimizer, scheduler=scheduler, hooks=hooks, epochs=config.epochs,
+                       primary_metric=task.primary_metric, writer=writer, description=description, state=resumed_state)
+    if resume and on_best and state.best_epoch >= 0:  # a resumed run's output folder is new: save the best again
+        resume.load_best()
+        on_best(state, state.history[state.best_epoch])
+    return state, time.perf_counter() - started
+
+
+def measure_against_teacher(student, teacher, dev_split, device, pair: bool, repeats: int, seq_len: int = 64,
+                            sizes=(1, 32, 256)) -> dict:
+    """Params, FLOPs and latency of student and teacher, measured in one process the same way:
+    eager (the top-level `batch_<n>_ms`) and through the serving path (`optimised`, nas/deploy/serving.py)."""
+
+    student.eval()
+    teacher.eval().to(device)
+    serving = measure_serving({"student": student, "teacher": teacher}, dev_split, device, tuple(sizes), repeats)
+    latency, optimised = serving["eager"], serving["optimised"]
+    counts = {}
+    for name, model in (("student", student), ("teacher", teacher)):
+        embedding = model.get_input_embeddings()
+        cpu_model = model.to("cpu")
+        counts[name] = {
+            **parameter_counts(cpu_model),  # the same figures as arch.json's costs
+            "flops": count_flops(cpu_model, dummy_inputs(1, seq_len, pair, embedding.num_embeddings)),
+        }
+        model.to(device)
+    return {
+        "flops_seq_len": seq_len,
+        "latency_device": str(device),
+        "latency_threads": torch.get_num_threads(),
+        "student": {**counts["student"], **latency["student"]},
+        "teacher": {**counts["teacher"], **latency["teacher"]},
+        "speedup": speedups(latency, "teacher")["student"],
+        "optimised": {
+            "mode": serving["mode"], "capture_failed": serving["capture_failed"],
+            "student": optimised["student"], "teacher": optimised["teacher"],
+            "speedup": speedups(optimised, "teacher")["student"],
+        },
+        "compression": round(counts["teacher"]["params"] / counts["student"]["params"], 2),
+    }
+
+
+def student_record(task, state, knowledge, *, train_seconds, train_rows, init, genotype, measured) -> dict:
+    """The part of metrics.json that `nas finetune` and `nas distill` share, so their results compare."""
+    return {
+        "task": task.name,
+        "primary_metric": task.primary_metric,
+        "metrics": state.history[state.best_epoch],
+        "teacher_metrics": knowledge.manifest.get("teacher_dev_metrics"),
+        "best_epoch": state.best_epoch + 1,
+        "history": state.history,
+        "train_seconds": round(train_seconds, 1),
+        "train_rows": train_rows,
+        "init": init,
+        "genotype": str(genotype) if genotype is not None else None,
+        **measured,
+    }
+
+
+def config_dict(config) -> dict:
+    return asdict(config)
