@@ -3,7 +3,7 @@
 Usage: python experiments/teacher.py [--runs runs/teachers] [--tasks sst2,mrpc] [--force]
 
 Each task's teacher lands in RUNS/TASK; a task whose folder already holds metrics.json is not
-trained again (so an interrupted session can resume), unless --force.
+trained again, and a stopped one continues from its last epoch checkpoint, unless --force.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def main() -> int:
         command = [sys.executable, "-m", "nas", "teacher", "--task", task, "--model", "minilm", "--out", str(out), *SETTINGS[task]]
         if args.force or not (out / "metrics.json").is_file():
             print("$", " ".join(command), flush=True)
-            subprocess.run(command, check=True, cwd=ROOT)
+            # --resume: continue from the epoch checkpoint a stopped session left (SST-2 epochs are long here)
+            subprocess.run([*command, *([] if args.force else ["--resume"])], check=True, cwd=ROOT)
         metrics = json.loads((out / "metrics.json").read_text())
         shown = ["nas", *(str(Path(c).relative_to(ROOT)) if c.startswith(str(ROOT)) else c for c in command[3:])]
         rows.append((task, " ".join(shown), metrics))

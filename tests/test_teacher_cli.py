@@ -158,3 +158,39 @@ def test_an_interrupted_rerun_keeps_the_finished_folder(run_cli, sst2, tiny_glue
     assert seen.count("model.safetensors") == 2  # the finished folder's and the interrupted run's
     assert snapshot(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher"]
+
+
+def test_a_stopped_run_resumes_from_its_epoch_checkpoint(run_cli, tiny_glue, tiny_teacher, tmp_path, monkeypatch):
+    from test_stage_resume import stop_once_after_epoch
+
+    whole = train(tiny_glue, tiny_teacher, tmp_path / "whole", "--epochs", 2, "--max-train", 32)
+    out = tmp_path / "stopped"
+    checkpoint = tmp_path / "stopped.checkpoint.pt"
+    fired = stop_once_after_epoch(monkeypatch, checkpoint.name, 1)
+    code, _, _ = run_cli(*teacher_args(tiny_glue, tiny_teacher, out, "--epochs", 2, "--max-train", 32))
+    assert code == 130 and fired and checkpoint.is_file() and not out.exists()
+    starts = []
+    real = nas.train.teacher.train_loop
+    monkeypatch.setattr(nas.train.teacher, "train_loop", lambda **kw: (starts.append(kw["state"] and kw["state"].epoch), real(**kw))[1])
+    resumed = train(tiny_glue, tiny_teacher, out, "--epochs", 2, "--max-train", 32, "--resume")
+    assert starts == [1]  # continued after epoch 1 (a fresh start would pass None)
+    assert resumed["history"] == whole["history"]
+    assert same_weights(weights(tmp_path / "whole"), weights(out))
+    assert not checkpoint.exists()  # a finished run removes its checkpoint
+
+
+def test_without_resume_an_old_checkpoint_is_not_used(tiny_glue, tiny_teacher, tmp_path, monkeypatch):
+    out = tmp_path / "teacher"
+    (tmp_path / "teacher.checkpoint.pt").write_bytes(b"left by an older run")
+    starts = []
+    real = nas.train.teacher.train_loop
+    monkeypatch.setattr(nas.train.teacher, "train_loop", lambda **kw: (starts.append(kw["state"]), real(**kw))[1])
+    train(tiny_glue, tiny_teacher, out, "--epochs", 1, "--max-train", 16)
+    assert starts == [None] and not (tmp_path / "teacher.checkpoint.pt").exists()
+
+
+def test_resume_from_a_garbage_checkpoint_is_one_line(run_cli, tiny_glue, tiny_teacher, tmp_path):
+    (tmp_path / "teacher.checkpoint.pt").write_bytes(b"left by an older run")
+    code, _, err = run_cli(*teacher_args(tiny_glue, tiny_teacher, tmp_path / "teacher", "--epochs", 1, "--max-train", 16,
+                                         "--resume"))
+    assert code == 2 and "teacher.checkpoint.pt: not a readable checkpoint" in err and "Traceback" not in err

@@ -95,6 +95,8 @@ def flags(args, *names):
 def _teacher_args(parser):
     add_common(parser)
     parser.add_argument("--model", help="backbone: 'minilm' (default, offline), a local HF folder or a hub id")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the epoch checkpoint a stopped run left beside --out (OUT.checkpoint.pt)")
 
 
 @command("teacher", "fine-tune a Hugging Face backbone on a task (the teacher)", _teacher_args)
@@ -109,8 +111,14 @@ def run_teacher(args):
     task = resolve_task(args)
     out = require_out(args)
     data = load_data(args, task)
+    # An epoch of a large task is long on a CPU: every run leaves epoch checkpoints beside --out
+    # so that `--resume` continues a stopped one; a finished run removes them.
+    checkpoint = out.with_name(out.name + ".checkpoint.pt")
+    if not args.resume:
+        checkpoint.unlink(missing_ok=True)
     with atomic.staged_folder(out) as staging:
-        result = train_teacher(data, config, staging, pick_device(args.device))
+        result = train_teacher(data, config, staging, pick_device(args.device), checkpoint=checkpoint)
+    checkpoint.unlink(missing_ok=True)
     shown = ", ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
     print(f"teacher {task.name}: {shown} (epoch {result['best_epoch']}, {result['train_seconds']:.0f}s) -> {out}")
 

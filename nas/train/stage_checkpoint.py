@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 
 import torch
 
 from nas.base import atomic
+from nas.base.errors import UserError
+from nas.base.safe_files import one_line
 from nas.train.loop import LoopState
 
 
@@ -31,7 +34,11 @@ class EpochCheckpoint:
         """The loop state to continue from, with model, optimizer and schedule restored; None to start afresh."""
         if not self.path.is_file():
             return None
-        saved = torch.load(self.path, map_location="cpu", weights_only=False)
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=False)
+        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as error:
+            raise UserError(f"{self.path}: not a readable checkpoint ({one_line(str(error) or type(error).__name__, 120)}); "
+                            "remove it to start afresh") from None
         if saved.get("key") != self.key:
             return None
         self.model.load_state_dict(saved["model"])
