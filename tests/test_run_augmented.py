@@ -54,3 +54,4 @@ def test_nas_run_with_augment_resumes_each_stopped_stage(tiny_glue, tiny_teacher
     metrics = json.loads((out / "student" / "metrics.json").read_text())
     assert metrics["train_rows"] == 96 + 192 and len(metrics["history"]) == 2
     assert (out / "student" / "model.safetensors").is_file() and not (out / ".resume" / "finetune.pt").exists()
+    assert not (out / ".settings").exists()  # the stages got their settings in memory, three runs over

@@ -15,10 +15,12 @@ from pathlib import Path
 
 from kd.knowledge import Knowledge, KnowledgeConfig, build_knowledge, read_manifest
 from nas.base import atomic
+from nas.base.commands import RUN_STAGES
 from nas.base.errors import UserError
+from nas.base.safe_files import show_value
 from nas.data.glue_io import load_task_data
 from nas.data.tasks import resolve_data_dir
-from nas.run.config import build, read_config_file
+from nas.run.config import read_config_file, resolve
 from nas.train.finetune import run_finetune
 from nas.train.search import SearchConfig, run_search
 from nas.train.student_training import FinetuneConfig
@@ -55,26 +57,33 @@ def split_sets(sets) -> dict[str, list[str]]:
     return routed
 
 
+def stage_layers(files) -> dict[str, list[tuple[str, dict]]]:
+    """{section: [(file, its settings for the section), ...]}: a preset first, then the user's file on
+    top of it. The stages get them in memory (`config.resolve`), each value named by the file it came from."""
+    layers: dict[str, list[tuple[str, dict]]] = {}
+    for file in files:
+        for section, data in read_config_file(file).items():
+            if section not in ("run", *RUN_STAGES):
+                continue  # a file for `nas run` may also hold the sections of other commands
+            if not isinstance(data, dict):
+                raise UserError(f"{file}: {section}: expected a mapping of settings, got {show_value(data)}")
+            layers.setdefault(section, []).append((str(file), data))
+    return layers
+
+
 def run_pipeline(task, args, device, log=print) -> dict:
 
     files = [preset_file(args.preset)] if args.preset else []
     if args.config:
         files.append(Path(args.config))
     sets = split_sets(args.set)
-    unknown = set(sets) - {"run", "teacher", "knowledge", "search", "finetune"}
+    unknown = set(sets) - {"run", *RUN_STAGES}
     if unknown:
-        raise UserError(f"--set: unknown stage {sorted(unknown)[0]!r} (use teacher., knowledge., search., finetune.)")
+        raise UserError(f"--set: unknown stage {sorted(unknown)[0]!r} (use {', '.join(f'{s}.' for s in RUN_STAGES)})")
+    layers = stage_layers(files)
 
     def settings(cls, section, flags=None):
-        merged = {}
-        for file in files:  # a preset first, then the user's file on top of it
-            data = read_config_file(file).get(section, {})
-            merged.update(data)
-        staged = Path(args.out) / ".settings" / f"{section}.yaml"
-        import yaml
-
-        atomic.write_text(staged, yaml.safe_dump({section: merged}))
-        return build(cls, section, staged, flags, sets.get(section))
+        return resolve(cls, section, layers.get(section, []), flags, sets.get(section))
 
     run = settings(RunConfig, "run", {"max_train": args.max_train, "max_dev": args.max_dev})
     seed = {"seed": args.seed} if args.seed is not None else {}
