@@ -34,8 +34,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
+from kd.knowledge import Knowledge
 from nas.base import atomic
 from nas.base.errors import UserError
+from nas.data.glue_io import TaskData
 from nas.sweep.pareto import dominated_share
 from nas.sweep.sweep_space import SweepConfig, check_fixed_search_settings, default_budgets, sample_settings, trial_search_config
 from nas.sweep.sweep_storage import (
@@ -63,16 +67,16 @@ from searchspace.genotype import Genotype
 class SweepJob:
     """What one worker needs besides the settings: data, folders, storage, device."""
 
-    data: object  # TaskData
+    data: TaskData
     teacher_dir: Path
-    knowledge: object  # kd.knowledge.Knowledge
+    knowledge: Knowledge
     out: Path
     trials: int
     storage_url: str
     study_name: str
-    device: object  # torch.device
-    search: object  # SearchConfig: the settings every trial shares
-    finetune: object  # FinetuneConfig
+    device: torch.device | str
+    search: SearchConfig  # the settings every trial shares
+    finetune: FinetuneConfig
     sweep: SweepConfig
     latency_tables: tuple[str, ...] = ()
     baselines: str | None = None
