@@ -38,7 +38,7 @@ def test_nas_run_with_augment_resumes_each_stopped_stage(tiny_glue, tiny_teacher
     stop_once_after_epoch(monkeypatch, "finetune.pt", 1)
     assert run_cli(*args)[0] == 130
     assert (out / "teacher" / "model.safetensors").stat().st_mtime_ns == teacher_written  # not trained again
-    assert Knowledge(out / "knowledge").manifest["splits"]["augmented"] == 192
+    assert Knowledge(out / "knowledge").manifest.splits["augmented"] == 192
     assert (out / "search" / "arch.json").is_file() and (out / ".resume" / "finetune.pt").is_file()
     assert not (out / "student").exists()
 

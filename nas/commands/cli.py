@@ -148,9 +148,10 @@ def run_knowledge(args):
     if args.force and read_manifest(out):
         (out / "manifest.json").unlink()
     manifest = build_knowledge(args.teacher, data, config, out, pick_device(args.device))
-    probes = ", ".join(f"{a:.3f}" for a in manifest["probes"]["dev"].get("accuracy", manifest["probes"]["dev"]["loss"]))
-    state = "reused" if manifest.get("reused") else f"built in {manifest['seconds']:.0f}s"
-    print(f"knowledge {task.name}: {manifest['splits']} rows, {state}; probe dev by layer: {probes} -> {out}")
+    dev = manifest.probes_dev
+    probes = ", ".join(f"{a:.3f}" for a in (dev.accuracy if dev.accuracy is not None else dev.loss))
+    state = "reused" if manifest.reused else f"built in {manifest.seconds:.0f}s"
+    print(f"knowledge {task.name}: {manifest.splits} rows, {state}; probe dev by layer: {probes} -> {out}")
 
 
 # ---------------------------------------------------------------- nas search

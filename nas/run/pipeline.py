@@ -168,7 +168,7 @@ def _report(out: Path, task, genotype, manifest, timings) -> dict:
         f"{student['latency_threads']} threads); {student['compression']}x fewer parameters.",
         "",
         "Stage wall times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()) + ".",
-        f"Teacher knowledge on disk: {manifest['bytes'] / 1e6:.2f} MB.",
+        f"Teacher knowledge on disk: {manifest.bytes / 1e6:.2f} MB.",
         "",
     ]
     atomic.write_text(out / "report.md", "\n".join(lines))

@@ -151,7 +151,7 @@ def make_session(task_data, teacher_dir, knowledge, config: DistillConfig, devic
         teacher_out = adapt(teacher, inputs, need=needs, method=method.name)
     context = Context(
         teacher_layers=knowledge.num_teacher_layers, num_labels=task.num_labels, regression=task.is_regression,
-        probe_losses=tuple(data.probe_losses), pooling=knowledge.manifest["inputs"]["config"].get("pooling", "mean"),
+        probe_losses=tuple(data.probe_losses), pooling=knowledge.manifest.inputs.pooling,
     )
     method.setup(student_out, teacher_out, context).to(device)
     models = {stage: method.training_model(student, teacher, stage) for stage in method.stages}
