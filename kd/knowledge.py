@@ -30,10 +30,11 @@ from kd.probes import LayerProbes, ProbeSettings, probe_quality, train_probes
 from kd.teacher_pass import run_teacher
 from nas.base import atomic
 from nas.base.errors import UserError
-from nas.base.safe_files import DATA_CAP, open_regular, read_json, shorten, show_value, text_lines
+from nas.base.safe_files import DATA_CAP, open_regular, shorten, show_value, text_lines
 from nas.data.batching import EncodedSplit, labels_tensor
 from nas.data.evaluation import score
 from nas.data.glue_io import Example
+from nas.data.model_metrics import METRICS, TeacherMetrics
 from nas.data.models import count_parameters, folder_hash, load_classifier, load_tokenizer
 from nas.data.tasks import default_max_length
 from nas.data.token_arrays import CHUNK_ROWS, read_token_arrays, tokenize_stream, write_token_arrays
@@ -456,14 +457,13 @@ MAX_TEACHER_LENGTH = 8192  # tokens; beyond any BERT-family position table
 
 def _teacher_max_length(teacher_dir: Path) -> int | None:
     """The length the teacher was fine-tuned at (from its metrics.json), so its knowledge sees the same text."""
-    metrics = teacher_dir / "metrics.json"
+    metrics = teacher_dir / METRICS
     if not metrics.is_file():
         return None
-    value = read_json(metrics, "a teacher metrics file")
-    value = value.get("max_length") if isinstance(value, dict) else None
+    value = TeacherMetrics.load(metrics).max_length  # bounded, checked field by field
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TEACHER_LENGTH:
+    if not 1 <= value <= MAX_TEACHER_LENGTH:
         raise UserError(f"{metrics}: max_length: expected an integer in 1..{MAX_TEACHER_LENGTH}, got {show_value(value)}")
     return value
 

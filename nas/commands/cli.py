@@ -118,8 +118,8 @@ def run_teacher(args):
     data = load_data(args, task)
     with atomic.staged_folder(out) as staging:
         result = train_teacher(data, config, staging, pick_device(args.device))
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
-    print(f"teacher {task.name}: {shown} (epoch {result['best_epoch']}, {result['train_seconds']:.0f}s) -> {out}")
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
+    print(f"teacher {task.name}: {shown} (epoch {result.best_epoch}, {result.train_seconds:.0f}s) -> {out}")
 
 
 # ---------------------------------------------------------------- nas knowledge
@@ -212,6 +212,7 @@ def _finetune_args(parser):
 def run_finetune_command(args):
     from kd.knowledge import Knowledge
     from nas.run.config import build
+    from nas.data.model_metrics import METRICS, StudentMetrics
     from nas.train.finetune import run_finetune
     from nas.data.models import pick_device, quiet_transformers
     from nas.train.student_training import FinetuneConfig
@@ -224,11 +225,11 @@ def run_finetune_command(args):
     task = resolve_task(args)
     out = require_out(args)
     data = load_data(args, task)
-    result = run_finetune(args.arch, data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device))
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
-    speed = result["speedup"]
-    print(f"finetune {task.name}: {shown}; {result['student']['params']:,} params; "
-          f"{speed['batch_1_speedup']}x / {speed['batch_32_speedup']}x faster than the teacher at batch 1 / 32 -> {out}")
+    run_finetune(args.arch, data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device))
+    result = StudentMetrics.load(out / METRICS)
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
+    print(f"finetune {task.name}: {shown}; {result.student.params:,} params; "
+          f"{result.speedup_at(1)}x / {result.speedup_at(32)}x faster than the teacher at batch 1 / 32 -> {out}")
 
 
 # ---------------------------------------------------------------- nas distill
@@ -259,10 +260,9 @@ def run_distill_command(args):
     out = require_out(args)
     data = load_data(args, task)
     result = run_distill(data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device))
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
-    speed = result["speedup"]
-    print(f"distill {result['method']} {task.name}: {shown}; student {result['student_spec']}, "
-          f"{result['student']['params']:,} params; {speed['batch_1_speedup']}x / {speed['batch_32_speedup']}x "
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
+    print(f"distill {result.extra['method']} {task.name}: {shown}; student {result.extra['student_spec']}, "
+          f"{result.student.params:,} params; {result.speedup_at(1)}x / {result.speedup_at(32)}x "
           f"faster than the teacher at batch 1 / 32 -> {out}")
 
 

@@ -19,6 +19,7 @@ from nas.base.commands import RUN_STAGES
 from nas.base.errors import UserError
 from nas.base.safe_files import show_value
 from nas.data.glue_io import load_task_data
+from nas.data.model_metrics import METRICS, StudentMetrics, TeacherMetrics
 from nas.data.tasks import resolve_data_dir
 from nas.run.config import read_config_file, resolve
 from nas.train.finetune import run_finetune
@@ -96,7 +97,7 @@ def run_pipeline(task, args, device, log=print) -> dict:
     teacher_dir = out / "teacher"
     teacher_config = settings(TeacherConfig, "teacher", {"model": run.model, **seed})
     started = time.perf_counter()
-    if not (teacher_dir / "metrics.json").is_file():
+    if not (teacher_dir / METRICS).is_file():
         log(f"[1/5] teacher: fine-tuning {teacher_config.model} on {len(data.train)} rows")
         with atomic.staged_folder(teacher_dir) as staging:
             train_teacher(data, teacher_config, staging, device, checkpoint=resume_dir / "teacher.pt")
@@ -125,7 +126,7 @@ def run_pipeline(task, args, device, log=print) -> dict:
 
     student_dir = out / "student"
     started = time.perf_counter()
-    if not (student_dir / "metrics.json").is_file():
+    if not (student_dir / METRICS).is_file():
         log(f"[4/5] finetune: {genotype}")
         run_finetune(search_dir / "arch.json", data, teacher_dir, knowledge, settings(FinetuneConfig, "finetune", seed),
                      student_dir, device, checkpoint=resume_dir / "finetune.pt")
@@ -145,12 +146,10 @@ def _draw(render, genotype, stem: Path) -> Path:
 
 
 def _report(out: Path, task, genotype, manifest, timings) -> dict:
-    import json
-
-    student = json.loads((out / "student" / "metrics.json").read_text())
-    teacher_metrics = json.loads((out / "teacher" / "metrics.json").read_text())["metrics"]
+    student = StudentMetrics.load(out / "student" / METRICS)
+    teacher_metrics = TeacherMetrics.load(out / "teacher" / METRICS).metrics
     metric = task.primary_metric
-    s, t = student["student"], student["teacher"]
+    s, t = student.student, student.teacher
     lines = [
         f"# nas run: {task.name}",
         "",
@@ -158,14 +157,14 @@ def _report(out: Path, task, genotype, manifest, timings) -> dict:
         "",
         "| model | dev " + metric + " | params | params w/o embeddings | FLOPs (64 tokens) | latency b=1 (ms) | latency b=32 (ms) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
-        f"| teacher | {teacher_metrics[metric]:.4f} | {t['params']:,} | {t['params_without_embeddings']:,} | {t['flops']:,} "
-        f"| {t['batch_1_ms']:.2f} | {t['batch_32_ms']:.2f} |",
-        f"| student | {student['metrics'][metric]:.4f} | {s['params']:,} | {s['params_without_embeddings']:,} | {s['flops']:,} "
-        f"| {s['batch_1_ms']:.2f} | {s['batch_32_ms']:.2f} |",
+        f"| teacher | {teacher_metrics[metric]:.4f} | {t.params:,} | {t.params_without_embeddings:,} | {t.flops:,} "
+        f"| {t.ms(1):.2f} | {t.ms(32):.2f} |",
+        f"| student | {student.metrics[metric]:.4f} | {s.params:,} | {s.params_without_embeddings:,} | {s.flops:,} "
+        f"| {s.ms(1):.2f} | {s.ms(32):.2f} |",
         "",
-        f"Student speed-up over the teacher: {student['speedup']['batch_1_speedup']}x at batch 1, "
-        f"{student['speedup']['batch_32_speedup']}x at batch 32 (measured side by side on {student['latency_device']}, "
-        f"{student['latency_threads']} threads); {student['compression']}x fewer parameters.",
+        f"Student speed-up over the teacher: {student.speedup_at(1)}x at batch 1, "
+        f"{student.speedup_at(32)}x at batch 32 (measured side by side on {student.latency_device}, "
+        f"{student.latency_threads} threads); {student.compression}x fewer parameters.",
         "",
         "Stage wall times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()) + ".",
         f"Teacher knowledge on disk: {manifest.bytes / 1e6:.2f} MB.",
