@@ -70,6 +70,9 @@ class ProbeScores:
 
 @dataclass(frozen=True)
 class KnowledgeManifest:
+    """What a knowledge folder holds and what it was made from (`manifest.json`, format 2).
+    JSON's `probes.dev` and `probes.train` are `probes_dev` and `probes_train` here."""
+
     task: str
     inputs: ManifestInputs
     splits: dict[str, int]  # split name -> rows
@@ -131,7 +134,7 @@ class KnowledgeManifest:
         return {k: v for k, v in data.items() if k in required or v is not None}
 
 
-# Top-level fields that `nas knowledge` writes but a hand-made folder may lack, with their checks.
+# Top-level fields that `nas knowledge` writes but a hand-made folder may lack (checked by check_manifest when present).
 _OPTIONAL = ("teacher_hash", "key", "num_labels", "dtype", "teacher", "teacher_params", "teacher_dev_metrics",
              "seconds", "bytes")
 

@@ -4,6 +4,8 @@ Each stage writes its own folder under the run folder and is skipped when that f
 holds a finished result, so an interrupted `nas run` picks up where it stopped; inside a stage
 it continues from the last finished epoch (teacher, search, finetune, kept in `.resume/` and the
 search folder) or shard of augmented rows (knowledge, kept in `knowledge.partial/`).
+Each stage function is called with its settings resolved in memory (preset, `--config`, flags,
+`--set STAGE.KEY=VALUE`; `config.resolve`), and records them in its own output folder.
 """
 
 from __future__ import annotations
