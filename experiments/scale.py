@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from kd.knowledge_manifest import KnowledgeManifest  # noqa: E402
 from nas.base.run_info import machine  # noqa: E402
 
 PYTHON = sys.executable
@@ -101,10 +102,10 @@ def knowledge(work: Path, name: str, task: str, teacher: Path, rows: int, dev_ro
               "--augment", augment, "--device", "cpu", "--force", "--out", out, *extra, env=env, check=check)
     if run["returncode"] != 0:
         return run
-    manifest = json.loads((out / "manifest.json").read_text())
-    total_rows = sum(manifest["splits"].values())
-    return {**run, "folder": str(out), "splits": manifest["splits"], "build_seconds": manifest["seconds"],
-            "rows_per_s": round(total_rows / manifest["seconds"], 1), "npy_bytes": manifest["bytes"],
+    manifest = KnowledgeManifest.load(out / "manifest.json")
+    total_rows = sum(manifest.splits.values())
+    return {**run, "folder": str(out), "splits": manifest.splits, "build_seconds": manifest.seconds,
+            "rows_per_s": round(total_rows / manifest.seconds, 1), "npy_bytes": manifest.bytes,
             "folder_bytes": sum(f.stat().st_size for f in out.iterdir() if f.is_file())}
 
 
@@ -189,7 +190,7 @@ def measure_resume(work: Path, args) -> dict:
     from kd.knowledge import KnowledgeConfig
 
     shard_rows = KnowledgeConfig().shard_rows
-    shards = -(-json.loads((reference / "manifest.json").read_text())["splits"]["augmented"] // shard_rows)
+    shards = -(-KnowledgeManifest.load(reference / "manifest.json").splits["augmented"] // shard_rows)
     kill_after = max(1, shards // 4)
     killed = knowledge(work, "k_resume", "sst2", teacher, args.memory_rows, SST2_DEV, 20,
                        env={**ONE_THREAD, "NAS_KNOWLEDGE_KILL_AFTER_SHARDS": str(kill_after)}, check=False)

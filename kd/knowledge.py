@@ -18,27 +18,28 @@ import json
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from kd.augment import AugmentSettings, iter_augmented
-from kd.knowledge_manifest import FORMAT_VERSION, MANIFEST, read_manifest
+from kd.knowledge_manifest import FORMAT_VERSION, MANIFEST, KnowledgeManifest, ManifestInputs, ProbeScores, read_manifest
 from kd.probes import LayerProbes, ProbeSettings, probe_quality, train_probes
 from kd.teacher_pass import run_teacher
 from nas.base import atomic
 from nas.base.errors import UserError
-from nas.base.safe_files import DATA_CAP, open_regular, read_json, shorten, show_value, text_lines
+from nas.base.safe_files import DATA_CAP, open_regular, shorten, show_value, text_lines
 from nas.data.batching import EncodedSplit, labels_tensor
 from nas.data.evaluation import score
 from nas.data.glue_io import Example
+from nas.data.model_metrics import METRICS, TeacherMetrics
 from nas.data.models import count_parameters, folder_hash, load_classifier, load_tokenizer
 from nas.data.tasks import default_max_length
 from nas.data.token_arrays import CHUNK_ROWS, read_token_arrays, tokenize_stream, write_token_arrays
 
-__all__ = ["FORMAT_VERSION", "MANIFEST", "read_manifest", "Knowledge", "KnowledgeConfig", "build_knowledge"]
+__all__ = ["FORMAT_VERSION", "MANIFEST", "KnowledgeManifest", "read_manifest", "Knowledge", "KnowledgeConfig", "build_knowledge"]
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,11 @@ class KnowledgeConfig:
             raise UserError(f"setting 'augment': expected 0 or more, got {self.augment}")
 
 
-def manifest_key(manifest: dict) -> str:
-    """The part of a manifest that decides reuse (sizes and timings are results, not inputs)."""
-    inputs = {k: manifest[k] for k in ("format_version", "teacher_hash", "task", "inputs")}
+def manifest_key(manifest: KnowledgeManifest) -> str:
+    """The part of a manifest that decides reuse (sizes and timings are results, not inputs), hashed
+    as JSON holds it: a folder written before the record existed keeps its key."""
+    data = manifest.to_dict()
+    inputs = {k: data.get(k) for k in ("format_version", "teacher_hash", "task", "inputs")}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
@@ -100,31 +103,31 @@ class Knowledge:
         manifest = read_manifest(self.folder, strict=True)  # bounded, checked field by field
         if manifest is None:
             raise UserError(f"{self.folder}: not a knowledge folder (no {MANIFEST}; run `nas knowledge` first)")
-        self.manifest = manifest
+        self.manifest: KnowledgeManifest = manifest
         self._splits: dict[str, SplitKnowledge] = {}
 
     @property
     def task(self) -> str:
-        return self.manifest["task"]
+        return self.manifest.task
 
     @property
     def max_length(self) -> int:
         """The token length the teacher's knowledge was computed at; students default to it."""
-        return self.manifest["inputs"]["max_length"]
+        return self.manifest.inputs.max_length
 
     @property
     def probe_dev_loss(self) -> list[float]:
-        return self.manifest["probes"]["dev"]["loss"]
+        return list(self.manifest.probes_dev.loss)
 
     @property
     def num_teacher_layers(self) -> int:
-        return self.manifest["num_layers"]  # transformer layers, embedding output not counted
+        return self.manifest.num_layers  # transformer layers, embedding output not counted
 
     def split(self, name: str) -> SplitKnowledge:
         if name not in self._splits:
-            if name not in self.manifest["splits"]:
-                raise UserError(f"{self.folder}: no knowledge for split {name!r} (has: {', '.join(self.manifest['splits'])})")
-            rows = self.manifest["splits"][name]
+            if name not in self.manifest.splits:
+                raise UserError(f"{self.folder}: no knowledge for split {name!r} (has: {', '.join(self.manifest.splits)})")
+            rows = self.manifest.splits[name]
             self._splits[name] = SplitKnowledge(self._array(name, "logits", rows, 2), self._array(name, "probe_logits", rows, 3))
         return self._splits[name]
 
@@ -146,7 +149,7 @@ class Knowledge:
 
         self.check_rows(name, rows)
         ids, types = read_token_arrays(self.folder, name)
-        return EncodedSplit(ids[:rows], types[:rows], labels, self.manifest["pad_id"])
+        return EncodedSplit(ids[:rows], types[:rows], labels, self.manifest.pad_id)
 
     def teacher_labels(self, name: str, rows: int, regression: bool) -> torch.Tensor:
         """Labels for rows without gold ones: the teacher's class (or its score, for regression)."""
@@ -173,7 +176,7 @@ class Knowledge:
         ]
 
     def check_rows(self, split: str, rows: int) -> None:
-        have = self.manifest["splits"][split]
+        have = self.manifest.splits[split]
         if rows > have:
             raise UserError(f"{self.folder}: knowledge covers {have} {split} rows but {rows} were asked for (rebuild it with more)")
 
@@ -195,7 +198,7 @@ def export_logits_tsv(path: Path, examples, logits: torch.Tensor) -> None:
     atomic.write_text(path, "\n".join(lines) + "\n")
 
 
-def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> dict:
+def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> KnowledgeManifest:
     """Run the teacher over every split once, fit the layer probes, and write the knowledge folder.
 
     The work happens in `<out>.partial` in steps that each leave files behind (augmented texts,
@@ -215,23 +218,23 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
         n=config.augment, seed=config.augment_seed, p_mask=config.p_mask,
         p_pos_replace=config.p_pos_replace, p_ngram=config.p_ngram,
     )
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "teacher_hash": folder_hash(teacher_dir),
-        "task": task.name,
-        "inputs": {
-            "config": asdict(config),
-            "augmentation": augment_settings.as_dict(),
-            "max_length": max_length,
-            "train_rows": len(data.train),
-            "dev_rows": {name: len(rows) for name, rows in data.dev.items()},
-            "labels": list(task.labels) if task.labels else None,
-        },
-    }
+    manifest = KnowledgeManifest(
+        teacher_hash=folder_hash(teacher_dir),
+        task=task.name,
+        inputs=ManifestInputs(
+            config=asdict(config),
+            augmentation=augment_settings.as_dict(),
+            max_length=max_length,
+            train_rows=len(data.train),
+            dev_rows={name: len(rows) for name, rows in data.dev.items()},
+            labels=tuple(task.labels) if task.labels else None,
+        ),
+        splits={}, num_layers=0, pad_id=0, probes_dev=ProbeScores(()),  # results, filled in once built
+    )
     key = manifest_key(manifest)
     previous = read_manifest(out)
-    if previous and previous.get("key") == key:
-        return {**previous, "reused": True}
+    if previous and previous.key == key:
+        return replace(previous, reused=True)
 
     out = Path(out)
     staging = atomic.resumable_folder(out, key)
@@ -265,7 +268,8 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
             progress.mark("augmented_export", started)
 
     results = progress.get("results")
-    manifest.update(
+    manifest = replace(
+        manifest,
         key=key,
         splits={name: _rows(staging, name) for name in names},
         num_layers=results["num_layers"],
@@ -274,13 +278,14 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
         pad_id=pad_id,
         teacher=str(teacher_dir.resolve()),
         teacher_params=count_parameters(teacher),
-        probes=results["probes"],
+        probes_dev=ProbeScores.from_dict(results["probes"]["dev"]),
+        probes_train=ProbeScores.from_dict(results["probes"]["train"]),
         teacher_dev_metrics=results["teacher_dev_metrics"],
         seconds=round(time.perf_counter() - started, 1),
         bytes=sum(f.stat().st_size for f in staging.iterdir() if f.suffix == ".npy"),
     )
     progress.remove()
-    atomic.write_json(staging / MANIFEST, manifest)
+    manifest.save(staging / MANIFEST)
     atomic.publish(staging, out)
     return manifest
 
@@ -452,14 +457,13 @@ MAX_TEACHER_LENGTH = 8192  # tokens; beyond any BERT-family position table
 
 def _teacher_max_length(teacher_dir: Path) -> int | None:
     """The length the teacher was fine-tuned at (from its metrics.json), so its knowledge sees the same text."""
-    metrics = teacher_dir / "metrics.json"
+    metrics = teacher_dir / METRICS
     if not metrics.is_file():
         return None
-    value = read_json(metrics, "a teacher metrics file")
-    value = value.get("max_length") if isinstance(value, dict) else None
+    value = TeacherMetrics.load(metrics).max_length  # bounded, checked field by field
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TEACHER_LENGTH:
+    if not 1 <= value <= MAX_TEACHER_LENGTH:
         raise UserError(f"{metrics}: max_length: expected an integer in 1..{MAX_TEACHER_LENGTH}, got {show_value(value)}")
     return value
 

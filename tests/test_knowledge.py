@@ -230,3 +230,13 @@ def test_a_folder_without_manifest_is_a_user_error(tmp_path):
     (tmp_path / "train.logits.npy").write_bytes(b"")
     with pytest.raises(UserError, match="manifest.json"):
         Knowledge(tmp_path)
+
+
+def test_a_built_manifest_has_the_keys_of_format_2_in_their_order(built):
+    """The manifest is written from a record now; its JSON is what it was (tests/fixtures/knowledge
+    holds one written before), so older readers and the reuse key see no difference."""
+    old = json.loads((Path(__file__).parent / "fixtures" / "knowledge" / "manifest.json").read_text())
+    new = manifest(built)
+    assert list(new) == list(old)
+    assert list(new["inputs"]) == list(old["inputs"]) and list(new["inputs"]["config"]) == list(old["inputs"]["config"])
+    assert list(new["probes"]) == ["dev", "train"] and list(new["probes"]["dev"]) == ["loss", "accuracy"]

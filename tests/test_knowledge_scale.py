@@ -94,8 +94,8 @@ def test_the_folder_holds_every_splits_ids(built, teacher, tiny_glue):
     for name, examples in (("train", data.train), ("dev", data.dev["dev"]), ("augmented", augmented)):
         stored, _ = read_token_arrays(built, name)
         assert stored == encode(examples, tokenizer, knowledge.max_length).input_ids
-        assert knowledge.manifest["splits"][name] == len(stored)
-    assert knowledge.manifest["format_version"] == 2 and knowledge.manifest["pad_id"] == tokenizer.pad_token_id
+        assert knowledge.manifest.splits[name] == len(stored)
+    assert knowledge.manifest.format_version == 2 and knowledge.manifest.pad_id == tokenizer.pad_token_id
 
 
 class Tokenised(Exception):
@@ -199,7 +199,7 @@ def test_other_inputs_start_the_staging_folder_afresh(teacher, tiny_glue, tmp_pa
         build(teacher, tiny_glue, out)
     monkeypatch.setattr(kd.knowledge, "after_shard", lambda done: None)
     assert build(teacher, tiny_glue, out, "--set", "p_mask=0.5") == 0
-    assert Knowledge(out).manifest["inputs"]["augmentation"]["p_mask"] == 0.5
+    assert Knowledge(out).manifest.inputs.augmentation["p_mask"] == 0.5
     assert len(Knowledge(out).split("augmented")) == 192
 
 

@@ -38,7 +38,7 @@ def test_nas_run_with_augment_resumes_each_stopped_stage(tiny_glue, tiny_teacher
     stop_once_after_epoch(monkeypatch, "finetune.pt", 1)
     assert run_cli(*args)[0] == 130
     assert (out / "teacher" / "model.safetensors").stat().st_mtime_ns == teacher_written  # not trained again
-    assert Knowledge(out / "knowledge").manifest["splits"]["augmented"] == 192
+    assert Knowledge(out / "knowledge").manifest.splits["augmented"] == 192
     assert (out / "search" / "arch.json").is_file() and (out / ".resume" / "finetune.pt").is_file()
     assert not (out / "student").exists()
 
@@ -54,3 +54,4 @@ def test_nas_run_with_augment_resumes_each_stopped_stage(tiny_glue, tiny_teacher
     metrics = json.loads((out / "student" / "metrics.json").read_text())
     assert metrics["train_rows"] == 96 + 192 and len(metrics["history"]) == 2
     assert (out / "student" / "model.safetensors").is_file() and not (out / ".resume" / "finetune.pt").exists()
+    assert not (out / ".settings").exists()  # the stages got their settings in memory, three runs over

@@ -50,7 +50,7 @@ def test_a_stopped_teacher_resumes_to_the_uninterrupted_weights(tiny_glue, tiny_
     monkeypatch.setattr(nas.train.teacher, "train_loop", lambda **kw: (starts.append(kw["state"].epoch), real(**kw))[1])
     resumed = train_teacher(data, config, tmp_path / "resumed", "cpu", checkpoint=checkpoint)
     assert starts == [1]  # it continued; a restart from scratch would end the same, so this is what tells
-    assert resumed["history"] == whole["history"] and resumed["best_epoch"] == whole["best_epoch"]
+    assert resumed.history == whole.history and resumed.best_epoch == whole.best_epoch
     a, b = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(tmp_path / "resumed" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -66,4 +66,4 @@ def test_a_checkpoint_of_other_settings_is_ignored(tiny_glue, tiny_teacher, tmp_
     (tmp_path / "b").mkdir()
     other = train_teacher(data, TeacherConfig(model=str(tiny_teacher), epochs=2, batch_size=8, lr=1e-3),
                           tmp_path / "b", "cpu", checkpoint=checkpoint)
-    assert len(other["history"]) == 2
+    assert len(other.history) == 2

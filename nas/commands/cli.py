@@ -15,15 +15,21 @@ import os
 import sys
 
 from nas.base import __version__, run_info
+from nas.base.commands import COMMAND_NAMES, SECTION
 from nas.base.errors import UserError
 from nas.base.safe_files import one_line
 
-COMMANDS = {}  # name -> (help, add_arguments, run)
+COMMANDS = {}  # name -> (help, add_arguments, run, settings class as (module, name) or None)
 
 
-def command(name: str, help: str, add_arguments):
+def command(name: str, help: str, add_arguments, settings: tuple[str, str] | None = None):
+    """Register a subcommand under a name from `nas.base.commands`; `settings` says where its settings
+    dataclass lives, so that `nas NAME --help` lists its keys without importing it otherwise."""
+    if name not in COMMAND_NAMES:
+        raise ValueError(f"command {name!r} is not in nas.base.commands.COMMANDS")
+
     def register(run):
-        COMMANDS[name] = (help, add_arguments, run)
+        COMMANDS[name] = (help, add_arguments, run, settings)
         return run
 
     return register
@@ -99,7 +105,8 @@ def _teacher_args(parser):
                         help="continue from the epoch checkpoint a stopped run left beside --out (OUT.checkpoint.pt)")
 
 
-@command("teacher", "fine-tune a Hugging Face backbone on a task (the teacher)", _teacher_args)
+@command("teacher", "fine-tune a Hugging Face backbone on a task (the teacher)", _teacher_args,
+         settings=("nas.train.teacher", "TeacherConfig"))
 def run_teacher(args):
     from nas.base import atomic
     from nas.run.config import build
@@ -119,8 +126,8 @@ def run_teacher(args):
     with atomic.staged_folder(out) as staging:
         result = train_teacher(data, config, staging, pick_device(args.device), checkpoint=checkpoint)
     checkpoint.unlink(missing_ok=True)
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
-    print(f"teacher {task.name}: {shown} (epoch {result['best_epoch']}, {result['train_seconds']:.0f}s) -> {out}")
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
+    print(f"teacher {task.name}: {shown} (epoch {result.best_epoch}, {result.train_seconds:.0f}s) -> {out}")
 
 
 # ---------------------------------------------------------------- nas knowledge
@@ -133,7 +140,8 @@ def _knowledge_args(parser):
     parser.add_argument("--force", action="store_true", help="rebuild even when the cached knowledge matches")
 
 
-@command("knowledge", "cache the teacher's logits and per-layer probe logits for distillation", _knowledge_args)
+@command("knowledge", "cache the teacher's logits and per-layer probe logits for distillation", _knowledge_args,
+         settings=("kd.knowledge", "KnowledgeConfig"))
 def run_knowledge(args):
     from kd.knowledge import KnowledgeConfig, build_knowledge, read_manifest
     from nas.run.config import build
@@ -148,9 +156,10 @@ def run_knowledge(args):
     if args.force and read_manifest(out):
         (out / "manifest.json").unlink()
     manifest = build_knowledge(args.teacher, data, config, out, pick_device(args.device))
-    probes = ", ".join(f"{a:.3f}" for a in manifest["probes"]["dev"].get("accuracy", manifest["probes"]["dev"]["loss"]))
-    state = "reused" if manifest.get("reused") else f"built in {manifest['seconds']:.0f}s"
-    print(f"knowledge {task.name}: {manifest['splits']} rows, {state}; probe dev by layer: {probes} -> {out}")
+    dev = manifest.probes_dev
+    probes = ", ".join(f"{a:.3f}" for a in (dev.accuracy if dev.accuracy is not None else dev.loss))
+    state = "reused" if manifest.reused else f"built in {manifest.seconds:.0f}s"
+    print(f"knowledge {task.name}: {manifest.splits} rows, {state}; probe dev by layer: {probes} -> {out}")
 
 
 # ---------------------------------------------------------------- nas search
@@ -168,7 +177,8 @@ def _search_args(parser):
                         help="latency table from `nas latency-table` (default: measured into --out when needed)")
 
 
-@command("search", "differentiable architecture search with knowledge distillation; writes arch.json", _search_args)
+@command("search", "differentiable architecture search with knowledge distillation; writes arch.json", _search_args,
+         settings=("nas.train.search", "SearchConfig"))
 def run_search_command(args):
     from kd.knowledge import Knowledge
     from nas.compute import distributed
@@ -205,10 +215,12 @@ def _finetune_args(parser):
     parser.add_argument("--knowledge", help="knowledge folder from `nas knowledge`")
 
 
-@command("finetune", "compile arch.json into a student, train it with KD, measure it beside the teacher", _finetune_args)
+@command("finetune", "compile arch.json into a student, train it with KD, measure it beside the teacher", _finetune_args,
+         settings=("nas.train.student_training", "FinetuneConfig"))
 def run_finetune_command(args):
     from kd.knowledge import Knowledge
     from nas.run.config import build
+    from nas.data.model_metrics import METRICS, StudentMetrics
     from nas.train.finetune import run_finetune
     from nas.data.models import pick_device, quiet_transformers
     from nas.train.student_training import FinetuneConfig
@@ -221,11 +233,11 @@ def run_finetune_command(args):
     task = resolve_task(args)
     out = require_out(args)
     data = load_data(args, task)
-    result = run_finetune(args.arch, data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device))
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
-    speed = result["speedup"]
-    print(f"finetune {task.name}: {shown}; {result['student']['params']:,} params; "
-          f"{speed['batch_1_speedup']}x / {speed['batch_32_speedup']}x faster than the teacher at batch 1 / 32 -> {out}")
+    run_finetune(args.arch, data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device))
+    result = StudentMetrics.load(out / METRICS)
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
+    print(f"finetune {task.name}: {shown}; {result.student.params:,} params; "
+          f"{result.speedup_at(1)}x / {result.speedup_at(32)}x faster than the teacher at batch 1 / 32 -> {out}")
 
 
 # ---------------------------------------------------------------- nas distill
@@ -241,7 +253,8 @@ def _distill_args(parser):
     parser.add_argument("--knowledge", help="knowledge folder from `nas knowledge`")
 
 
-@command("distill", "train a student with a KD baseline method, measure it beside the teacher", _distill_args)
+@command("distill", "train a student with a KD baseline method, measure it beside the teacher", _distill_args,
+         settings=("nas.train.distill", "DistillConfig"))
 def run_distill_command(args):
     from nas.train.distill import DistillConfig, run_distill
     from kd.knowledge import Knowledge
@@ -255,10 +268,9 @@ def run_distill_command(args):
     out = require_out(args)
     data = load_data(args, task)
     result = run_distill(data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device))
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
-    speed = result["speedup"]
-    print(f"distill {result['method']} {task.name}: {shown}; student {result['student_spec']}, "
-          f"{result['student']['params']:,} params; {speed['batch_1_speedup']}x / {speed['batch_32_speedup']}x "
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
+    print(f"distill {result.extra['method']} {task.name}: {shown}; student {result.extra['student_spec']}, "
+          f"{result.student.params:,} params; {result.speedup_at(1)}x / {result.speedup_at(32)}x "
           f"faster than the teacher at batch 1 / 32 -> {out}")
 
 
@@ -307,7 +319,8 @@ def _latency_table_args(parser):
 
 
 @command("latency-table", "time every op, the cell overhead, embeddings and head on a device; writes a JSON "
-         "table for latency prediction and budgets (--out FILE)", _latency_table_args)
+         "table for latency prediction and budgets (--out FILE)", _latency_table_args,
+         settings=("nas.deploy.latency_measure", "LatencyTableConfig"))
 def run_latency_table(args):
     import time
 
@@ -316,7 +329,7 @@ def run_latency_table(args):
     from nas.deploy.latency_table import save_latency_table
     from nas.data.models import pick_device
 
-    config = build(LatencyTableConfig, "latency", args.config, flags(args, "seed"), args.set)
+    config = build(LatencyTableConfig, SECTION["latency-table"], args.config, flags(args, "seed"), args.set)
     out = require_out(args)
     device = pick_device(args.device)
     started = time.perf_counter()
@@ -338,7 +351,8 @@ def _run_args(parser):
                         help="teacher-labelled variants per training row; search and finetune train on them too")
 
 
-@command("run", "the whole pipeline: teacher -> knowledge -> search -> finetune -> plot -> report", _run_args)
+@command("run", "the whole pipeline: teacher -> knowledge -> search -> finetune -> plot -> report", _run_args,
+         settings=("nas.run.pipeline", "RunConfig"))
 def run_run(args):
     from nas.data.models import pick_device, quiet_transformers
     from nas.run.pipeline import run_pipeline
@@ -372,7 +386,8 @@ def _sweep_args(parser):
     parser.add_argument("--baselines", help="JSON list of {name, latency_ms, metric}: KD baselines drawn in pareto.png")
 
 
-@command("sweep", "Optuna multi-objective sweep of search settings: dev metric vs measured latency", _sweep_args)
+@command("sweep", "Optuna multi-objective sweep of search settings: dev metric vs measured latency", _sweep_args,
+         settings=("nas.sweep.sweep_space", "SweepConfig"))
 def run_sweep_command(args):
     from pathlib import Path
 
@@ -422,24 +437,11 @@ def build_parser(describe_settings: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (help_text, add_arguments, _) in COMMANDS.items():
+    for name, (help_text, add_arguments, _, _) in COMMANDS.items():
         epilog = settings_epilog(name) if describe_settings else None
         add_arguments(sub.add_parser(name, help=help_text, description=help_text, epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
-
-
-# Where each command's settings dataclass lives: `nas SUB --help` lists its keys and defaults.
-SETTINGS = {
-    "teacher": ("nas.train.teacher", "TeacherConfig"),
-    "knowledge": ("kd.knowledge", "KnowledgeConfig"),
-    "search": ("nas.train.search", "SearchConfig"),
-    "finetune": ("nas.train.student_training", "FinetuneConfig"),
-    "distill": ("nas.train.distill", "DistillConfig"),
-    "run": ("nas.run.pipeline", "RunConfig"),
-    "latency-table": ("nas.deploy.latency_measure", "LatencyTableConfig"),
-    "sweep": ("nas.sweep.sweep_space", "SweepConfig"),
-}
 
 
 def settings_epilog(name: str) -> str | None:
@@ -447,9 +449,9 @@ def settings_epilog(name: str) -> str | None:
     import importlib
     import textwrap
 
-    if name not in SETTINGS:
+    if COMMANDS[name][3] is None:
         return None
-    module, cls = SETTINGS[name]
+    module, cls = COMMANDS[name][3]
     fields = dataclasses.fields(getattr(importlib.import_module(module), cls))
     shown = ", ".join(f"{f.name}={f.default}" for f in fields if f.default is not dataclasses.MISSING)
     extra = {

@@ -7,11 +7,11 @@ drawn beside the card (`cell.svg` when graphviz' `dot` is installed, else its DO
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from nas.base import atomic
+from nas.data.model_metrics import METRICS, StudentMetrics
 from searchspace.drawing import render
 from searchspace.genotype import Genotype
 
@@ -28,6 +28,10 @@ def fmt_count(value) -> str:
 
 def fmt_ms(value) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def shown(value, missing: str = "n/a"):
+    return missing if value is None else value
 
 
 def ratio(slow, fast) -> str:
@@ -78,13 +82,12 @@ def draw_cell(folder: Path, genotype) -> str:
 
 def card_text(folder: Path, drawing: str) -> str:
 
-    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    record = StudentMetrics.load(folder / METRICS)
     genotype = Genotype.load(folder / "arch.json")
-    provenance = metrics.get("provenance", {})
-    student, teacher = metrics.get("student", {}), metrics.get("teacher", {})
-    teacher_metrics = metrics.get("teacher_metrics") or {}
-    speedup = metrics.get("speedup", {})
-    task = metrics["task"]
+    provenance = record.provenance or {}
+    student, teacher = record.student, record.teacher
+    teacher_metrics = record.teacher_metrics or {}
+    task = record.task
 
     lines = [
         f"# AdaBERT student for {task}",
@@ -93,7 +96,7 @@ def card_text(folder: Path, drawing: str) -> str:
         "architecture search with knowledge distillation (AdaBERT) and trained by distillation from its teacher, "
         "with [adabert-nas](https://arxiv.org/abs/2001.04246).",
         "",
-        f"- Task: `{task}` (primary metric: {metrics.get('primary_metric')})",
+        f"- Task: `{task}` (primary metric: {record.primary_metric})",
         f"- Teacher: `{provenance.get('teacher', 'unknown')}`",
         f"- Genotype: `{genotype}`",  # a code span outside a table: no escaping
         "",
@@ -106,7 +109,7 @@ def card_text(folder: Path, drawing: str) -> str:
         "| metric | student | teacher |",
         "| --- | --- | --- |",
     ]
-    for name, value in metrics["metrics"].items():
+    for name, value in record.metrics.items():
         if name == "loss":
             continue
         lines.append(f"| {name} | {fmt_metric(value)} | {fmt_metric(teacher_metrics.get(name))} |")
@@ -116,16 +119,16 @@ def card_text(folder: Path, drawing: str) -> str:
         "",
         "| | student | teacher | teacher / student |",
         "| --- | --- | --- | --- |",
-        f"| params | {fmt_count(student.get('params'))} | {fmt_count(teacher.get('params'))} | "
-        f"{metrics.get('compression', 'n/a')}x |",
-        f"| FLOPs (one sequence of {metrics.get('flops_seq_len', 'n/a')} tokens) | {fmt_count(student.get('flops'))} | "
-        f"{fmt_count(teacher.get('flops'))} | |",
-        f"| latency, batch 1 (ms) | {fmt_ms(student.get('batch_1_ms'))} | {fmt_ms(teacher.get('batch_1_ms'))} | "
-        f"{speedup.get('batch_1_speedup', 'n/a')}x |",
-        f"| latency, batch 32 (ms) | {fmt_ms(student.get('batch_32_ms'))} | {fmt_ms(teacher.get('batch_32_ms'))} | "
-        f"{speedup.get('batch_32_speedup', 'n/a')}x |",
+        f"| params | {fmt_count(student.params)} | {fmt_count(teacher.params)} | "
+        f"{shown(record.compression)}x |",
+        f"| FLOPs (one sequence of {shown(record.flops_seq_len)} tokens) | {fmt_count(student.flops)} | "
+        f"{fmt_count(teacher.flops)} | |",
+        f"| latency, batch 1 (ms) | {fmt_ms(student.ms(1))} | {fmt_ms(teacher.ms(1))} | "
+        f"{shown(record.speedup_at(1))}x |",
+        f"| latency, batch 32 (ms) | {fmt_ms(student.ms(32))} | {fmt_ms(teacher.ms(32))} | "
+        f"{shown(record.speedup_at(32))}x |",
     ]
-    onnx = metrics.get("onnx")
+    onnx = record.onnx
     if onnx and onnx.get("file"):
         ort, torch_ms = onnx["latency_ms"]["onnxruntime"], onnx["latency_ms"]["pytorch"]
         lines += [
@@ -136,7 +139,7 @@ def card_text(folder: Path, drawing: str) -> str:
         ]
     lines += [
         "",
-        f"Latency was measured on {metrics.get('latency_device', 'n/a')} with {metrics.get('latency_threads', 'n/a')} "
+        f"Latency was measured on {shown(record.latency_device)} with {shown(record.latency_threads)} "
         f"threads ({provenance.get('machine', 'machine not recorded')}), on {provenance.get('date', 'n/a')}, "
         "student and teacher in the same process on dev batches.",
         "",
@@ -149,8 +152,8 @@ def card_text(folder: Path, drawing: str) -> str:
         "",
         f"adabert-nas {provenance.get('package_version', '?')}, git commit {provenance.get('git_commit') or 'unknown'}, "
         f"torch {provenance.get('torch', '?')}; architecture from `{provenance.get('arch', 'arch.json')}`. "
-        f"Best epoch {metrics.get('best_epoch', 'n/a')} of training on {metrics.get('train_rows', 'n/a')} rows "
-        f"({metrics.get('train_seconds', 'n/a')} s). Everything above is read from `metrics.json` and `arch.json`.",
+        f"Best epoch {shown(record.best_epoch)} of training on {shown(record.train_rows)} rows "
+        f"({shown(record.train_seconds)} s). Everything above is read from `metrics.json` and `arch.json`.",
         "",
         "## How to load it",
         "",

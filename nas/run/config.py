@@ -16,12 +16,9 @@ from pathlib import Path
 
 import yaml
 
+from nas.base.commands import CONFIG_SECTIONS  # one section per command that has settings
 from nas.base.errors import UserError
 from nas.base.safe_files import check_depth, parse_json, read_text, shorten, show_value
-
-
-# Sections a settings file may hold, one per command that has settings; `nas run` reads several.
-CONFIG_SECTIONS = frozenset({"teacher", "knowledge", "search", "finetune", "distill", "run", "sweep", "latency"})
 
 
 def read_config_file(path) -> dict:
@@ -154,23 +151,31 @@ def _coerce(value, hint, key: str):
 
 def build(cls, section: str, file=None, flags=None, sets=None):
     """Resolve an instance of the dataclass `cls` from defaults, file, flags and --set."""
+    return resolve(cls, section, [file_layer(file, section)] if file else [], flags, sets)
+
+
+def file_layer(file, section: str) -> tuple[str, dict]:
+    """(the file's name, its settings for `section`): the section of that name, else its flat keys."""
+    data = read_config_file(file)
+    sections = {k for k, v in data.items() if isinstance(v, dict)}
+    unknown = sections - CONFIG_SECTIONS
+    if unknown:
+        raise UserError(f"{file}: unknown section {_name(sorted(unknown)[0])} (known: {', '.join(sorted(CONFIG_SECTIONS))})")
+    if section in data and isinstance(data[section], dict):
+        data = data[section]
+    else:
+        # A file written for `nas run` holds other commands' sections too; skip those.
+        data = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    return str(file), data
+
+
+def resolve(cls, section: str, layers, flags=None, sets=None):
+    """An instance of `cls` from `layers` of (origin, {key: value}), lowest priority first, then
+    flags and --set. Settings are handed to a stage in memory this way (`nas run`); a value that
+    does not fit is named with the origin it came from."""
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
-    layers = []
-    if file:
-        data = read_config_file(file)
-        sections = {k for k, v in data.items() if isinstance(v, dict)}
-        unknown = sections - CONFIG_SECTIONS
-        if unknown:
-            raise UserError(f"{file}: unknown section {_name(sorted(unknown)[0])} (known: {', '.join(sorted(CONFIG_SECTIONS))})")
-        if section in data and isinstance(data[section], dict):
-            data = data[section]
-        else:
-            # A file written for `nas run` holds other commands' sections too; skip those.
-            data = {k: v for k, v in data.items() if not isinstance(v, dict)}
-        layers.append((str(file), data))
-    layers.append(("flags", {k: v for k, v in (flags or {}).items() if v is not None}))
-    layers.append(("--set", parse_sets(sets)))
+    layers = [*layers, ("flags", {k: v for k, v in (flags or {}).items() if v is not None}), ("--set", parse_sets(sets))]
     values = {}
     for origin, data in layers:
         for key, value in data.items():
@@ -181,7 +186,7 @@ def build(cls, section: str, file=None, flags=None, sets=None):
                 values[name] = _coerce(value, hints[name], key)
             except UserError as error:
                 # Name the file a bad value came from (flags and --set name themselves).
-                raise UserError(f"{origin}: {error}" if origin == str(file) else str(error)) from None
+                raise UserError(str(error) if origin in ("flags", "--set") else f"{origin}: {error}") from None
     return cls(**values)
 
 

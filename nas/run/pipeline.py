@@ -4,6 +4,8 @@ Each stage writes its own folder under the run folder and is skipped when that f
 holds a finished result, so an interrupted `nas run` picks up where it stopped; inside a stage
 it continues from the last finished epoch (teacher, search, finetune, kept in `.resume/` and the
 search folder) or shard of augmented rows (knowledge, kept in `knowledge.partial/`).
+Each stage function is called with its settings resolved in memory (preset, `--config`, flags,
+`--set STAGE.KEY=VALUE`; `config.resolve`), and records them in its own output folder.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from pathlib import Path
 
 from kd.knowledge import Knowledge, KnowledgeConfig, build_knowledge, read_manifest
 from nas.base import atomic
+from nas.base.commands import RUN_STAGES
 from nas.base.errors import UserError
+from nas.base.safe_files import show_value
 from nas.data.glue_io import load_task_data
+from nas.data.model_metrics import METRICS, StudentMetrics, TeacherMetrics
 from nas.data.tasks import resolve_data_dir
-from nas.run.config import build, read_config_file
+from nas.run.config import read_config_file, resolve
 from nas.train.finetune import run_finetune
 from nas.train.search import SearchConfig, run_search
 from nas.train.student_training import FinetuneConfig
@@ -55,26 +60,33 @@ def split_sets(sets) -> dict[str, list[str]]:
     return routed
 
 
+def stage_layers(files) -> dict[str, list[tuple[str, dict]]]:
+    """{section: [(file, its settings for the section), ...]}: a preset first, then the user's file on
+    top of it. The stages get them in memory (`config.resolve`), each value named by the file it came from."""
+    layers: dict[str, list[tuple[str, dict]]] = {}
+    for file in files:
+        for section, data in read_config_file(file).items():
+            if section not in ("run", *RUN_STAGES):
+                continue  # a file for `nas run` may also hold the sections of other commands
+            if not isinstance(data, dict):
+                raise UserError(f"{file}: {section}: expected a mapping of settings, got {show_value(data)}")
+            layers.setdefault(section, []).append((str(file), data))
+    return layers
+
+
 def run_pipeline(task, args, device, log=print) -> dict:
 
     files = [preset_file(args.preset)] if args.preset else []
     if args.config:
         files.append(Path(args.config))
     sets = split_sets(args.set)
-    unknown = set(sets) - {"run", "teacher", "knowledge", "search", "finetune"}
+    unknown = set(sets) - {"run", *RUN_STAGES}
     if unknown:
-        raise UserError(f"--set: unknown stage {sorted(unknown)[0]!r} (use teacher., knowledge., search., finetune.)")
+        raise UserError(f"--set: unknown stage {sorted(unknown)[0]!r} (use {', '.join(f'{s}.' for s in RUN_STAGES)})")
+    layers = stage_layers(files)
 
     def settings(cls, section, flags=None):
-        merged = {}
-        for file in files:  # a preset first, then the user's file on top of it
-            data = read_config_file(file).get(section, {})
-            merged.update(data)
-        staged = Path(args.out) / ".settings" / f"{section}.yaml"
-        import yaml
-
-        atomic.write_text(staged, yaml.safe_dump({section: merged}))
-        return build(cls, section, staged, flags, sets.get(section))
+        return resolve(cls, section, layers.get(section, []), flags, sets.get(section))
 
     run = settings(RunConfig, "run", {"max_train": args.max_train, "max_dev": args.max_dev})
     seed = {"seed": args.seed} if args.seed is not None else {}
@@ -87,7 +99,7 @@ def run_pipeline(task, args, device, log=print) -> dict:
     teacher_dir = out / "teacher"
     teacher_config = settings(TeacherConfig, "teacher", {"model": run.model, **seed})
     started = time.perf_counter()
-    if not (teacher_dir / "metrics.json").is_file():
+    if not (teacher_dir / METRICS).is_file():
         log(f"[1/5] teacher: fine-tuning {teacher_config.model} on {len(data.train)} rows")
         with atomic.staged_folder(teacher_dir) as staging:
             train_teacher(data, teacher_config, staging, device, checkpoint=resume_dir / "teacher.pt")
@@ -116,7 +128,7 @@ def run_pipeline(task, args, device, log=print) -> dict:
 
     student_dir = out / "student"
     started = time.perf_counter()
-    if not (student_dir / "metrics.json").is_file():
+    if not (student_dir / METRICS).is_file():
         log(f"[4/5] finetune: {genotype}")
         run_finetune(search_dir / "arch.json", data, teacher_dir, knowledge, settings(FinetuneConfig, "finetune", seed),
                      student_dir, device, checkpoint=resume_dir / "finetune.pt")
@@ -136,12 +148,10 @@ def _draw(render, genotype, stem: Path) -> Path:
 
 
 def _report(out: Path, task, genotype, manifest, timings) -> dict:
-    import json
-
-    student = json.loads((out / "student" / "metrics.json").read_text())
-    teacher_metrics = json.loads((out / "teacher" / "metrics.json").read_text())["metrics"]
+    student = StudentMetrics.load(out / "student" / METRICS)
+    teacher_metrics = TeacherMetrics.load(out / "teacher" / METRICS).metrics
     metric = task.primary_metric
-    s, t = student["student"], student["teacher"]
+    s, t = student.student, student.teacher
     lines = [
         f"# nas run: {task.name}",
         "",
@@ -149,17 +159,17 @@ def _report(out: Path, task, genotype, manifest, timings) -> dict:
         "",
         "| model | dev " + metric + " | params | params w/o embeddings | FLOPs (64 tokens) | latency b=1 (ms) | latency b=32 (ms) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
-        f"| teacher | {teacher_metrics[metric]:.4f} | {t['params']:,} | {t['params_without_embeddings']:,} | {t['flops']:,} "
-        f"| {t['batch_1_ms']:.2f} | {t['batch_32_ms']:.2f} |",
-        f"| student | {student['metrics'][metric]:.4f} | {s['params']:,} | {s['params_without_embeddings']:,} | {s['flops']:,} "
-        f"| {s['batch_1_ms']:.2f} | {s['batch_32_ms']:.2f} |",
+        f"| teacher | {teacher_metrics[metric]:.4f} | {t.params:,} | {t.params_without_embeddings:,} | {t.flops:,} "
+        f"| {t.ms(1):.2f} | {t.ms(32):.2f} |",
+        f"| student | {student.metrics[metric]:.4f} | {s.params:,} | {s.params_without_embeddings:,} | {s.flops:,} "
+        f"| {s.ms(1):.2f} | {s.ms(32):.2f} |",
         "",
-        f"Student speed-up over the teacher: {student['speedup']['batch_1_speedup']}x at batch 1, "
-        f"{student['speedup']['batch_32_speedup']}x at batch 32 (measured side by side on {student['latency_device']}, "
-        f"{student['latency_threads']} threads); {student['compression']}x fewer parameters.",
+        f"Student speed-up over the teacher: {student.speedup_at(1)}x at batch 1, "
+        f"{student.speedup_at(32)}x at batch 32 (measured side by side on {student.latency_device}, "
+        f"{student.latency_threads} threads); {student.compression}x fewer parameters.",
         "",
         "Stage wall times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()) + ".",
-        f"Teacher knowledge on disk: {manifest['bytes'] / 1e6:.2f} MB.",
+        f"Teacher knowledge on disk: {manifest.bytes / 1e6:.2f} MB.",
         "",
     ]
     atomic.write_text(out / "report.md", "\n".join(lines))

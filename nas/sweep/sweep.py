@@ -34,8 +34,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
+from kd.knowledge import Knowledge
 from nas.base import atomic
 from nas.base.errors import UserError
+from nas.data.glue_io import TaskData
+from nas.data.model_metrics import METRICS, StudentMetrics
 from nas.sweep.pareto import dominated_share
 from nas.sweep.sweep_space import SweepConfig, check_fixed_search_settings, default_budgets, sample_settings, trial_search_config
 from nas.sweep.sweep_storage import (
@@ -63,16 +68,16 @@ from searchspace.genotype import Genotype
 class SweepJob:
     """What one worker needs besides the settings: data, folders, storage, device."""
 
-    data: object  # TaskData
+    data: TaskData
     teacher_dir: Path
-    knowledge: object  # kd.knowledge.Knowledge
+    knowledge: Knowledge
     out: Path
     trials: int
     storage_url: str
     study_name: str
-    device: object  # torch.device
-    search: object  # SearchConfig: the settings every trial shares
-    finetune: object  # FinetuneConfig
+    device: torch.device | str
+    search: SearchConfig  # the settings every trial shares
+    finetune: FinetuneConfig
     sweep: SweepConfig
     latency_tables: tuple[str, ...] = ()
     baselines: str | None = None
@@ -302,14 +307,15 @@ def objective(trial, study, job: SweepJob, tables, budgets, log) -> tuple[float,
                    on_epoch=after_epoch)
     arch = search_dir / "arch.json"
     genotype = Genotype.load(arch)
-    result = run_finetune(arch, job.data, job.teacher_dir, job.knowledge, job.finetune, folder / "student", job.device)
-    metric = float(result["metrics"][task.primary_metric])
+    run_finetune(arch, job.data, job.teacher_dir, job.knowledge, job.finetune, folder / "student", job.device)
+    result = StudentMetrics.load(folder / "student" / METRICS)
+    metric = float(result.metrics[task.primary_metric])
     measured = time_student(folder / "student", task, config.latency_batch_size, config.latency_seq_len, job.device)
     predicted_ms = (genotype.costs or {}).get("predicted_latency_ms") or round(predicted(genotype), 4)
     trial.set_user_attr("result", {
         "metric": metric, "latency_ms": measured, "predicted_ms": predicted_ms,
-        "params": result["student"]["params"], "flops": result["student"]["flops"],
-        "genotype": genotype.to_string(), "genotype_text": str(genotype), "metrics": result["metrics"],
+        "params": result.student.params, "flops": result.student.flops,
+        "genotype": genotype.to_string(), "genotype_text": str(genotype), "metrics": result.metrics,
     })
     log(f"trial {trial.number}: dev {task.primary_metric} {metric:.4f}, {measured:.3f} ms measured, "
         f"{predicted_ms:.3f} ms predicted (budget {sampled['latency_budget_ms']:g} ms): {genotype}")

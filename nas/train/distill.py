@@ -29,6 +29,7 @@ from nas.base.run_info import provenance, tensorboard_writer
 from nas.compute.acceleration import adamw, batch_buckets
 from nas.data.batching import batch_order, collate, device_batch, model_inputs, to_device
 from nas.data.evaluation import evaluate_splits
+from nas.data.model_metrics import METRICS, StudentMetrics
 from nas.data.models import load_classifier, load_tokenizer
 from nas.train.distill_data import DistillData, Targets, prepare
 from nas.train.loop import Hooks, LoopState, linear_warmup_decay, train_loop
@@ -151,7 +152,7 @@ def make_session(task_data, teacher_dir, knowledge, config: DistillConfig, devic
         teacher_out = adapt(teacher, inputs, need=needs, method=method.name)
     context = Context(
         teacher_layers=knowledge.num_teacher_layers, num_labels=task.num_labels, regression=task.is_regression,
-        probe_losses=tuple(data.probe_losses), pooling=knowledge.manifest["inputs"]["config"].get("pooling", "mean"),
+        probe_losses=tuple(data.probe_losses), pooling=knowledge.manifest.inputs.pooling,
     )
     method.setup(student_out, teacher_out, context).to(device)
     models = {stage: method.training_model(student, teacher, stage) for stage in method.stages}
@@ -184,8 +185,8 @@ def train_stage(session: Session, stage: str, config: DistillConfig, *, epoch_of
     return state, time.perf_counter() - started
 
 
-def run_distill(task_data, teacher_dir, knowledge, config: DistillConfig, out, device) -> dict:
-    """Distil, keep the final stage's best epoch, measure it beside the teacher; returns metrics.json's content."""
+def run_distill(task_data, teacher_dir, knowledge, config: DistillConfig, out, device) -> StudentMetrics:
+    """Distil, keep the final stage's best epoch, measure it beside the teacher; returns metrics.json's record."""
 
     session = make_session(task_data, teacher_dir, knowledge, config, device)
     task, method, spec = session.task, session.method, session.spec
@@ -213,7 +214,7 @@ def run_distill(task_data, teacher_dir, knowledge, config: DistillConfig, out, d
         if spec.kind == "arch":
             genotype = best.config.arch
             genotype.save(staging / "arch.json")
-        result = {
+        result = StudentMetrics.from_dict({
             **student_record(task, state, knowledge, train_seconds=sum(s["train_seconds"] for s in stages),
                              train_rows=len(session.data.train), init=spec.get("init", "scratch"), genotype=genotype,
                              measured=measured),
@@ -224,6 +225,6 @@ def run_distill(task_data, teacher_dir, knowledge, config: DistillConfig, out, d
             "config": asdict(config),
             "provenance": provenance(task=task.name, method=method.name, student=str(spec),
                                      teacher=str(Path(teacher_dir).resolve())),
-        }
-        atomic.write_json(staging / "metrics.json", result)
+        }, staging / METRICS)  # checked as a later reader would check it
+        result.save(staging / METRICS)
     return result

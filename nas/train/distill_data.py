@@ -54,9 +54,9 @@ def prepare(data: TaskData, knowledge: Knowledge, tokenizer, max_length: int, us
     knowledge.check_rows("train", len(data.train))
     for name, rows in data.dev.items():
         knowledge.check_rows(name, len(rows))
-    labels = knowledge.manifest["inputs"].get("labels")
-    if labels and task.labels and list(task.labels) != labels:
-        raise UserError(f"{knowledge.folder}: knowledge was made with labels {labels}, the task has {list(task.labels)}")
+    labels = knowledge.manifest.inputs.labels
+    if labels and task.labels and tuple(task.labels) != labels:
+        raise UserError(f"{knowledge.folder}: knowledge was made with labels {list(labels)}, the task has {list(task.labels)}")
 
     stored = max_length == knowledge.max_length
     regression = task.is_regression
@@ -69,8 +69,8 @@ def prepare(data: TaskData, knowledge: Knowledge, tokenizer, max_length: int, us
     rows = len(data.train)
     train = tokens("train", data.train, labels_tensor(data.train, regression))
     targets = _targets(knowledge, "train", rows)
-    if use_augmented and "augmented" in knowledge.manifest["splits"]:
-        extra_rows = knowledge.manifest["inputs"]["augmentation"]["n"] * rows  # only variants of rows in use
+    if use_augmented and "augmented" in knowledge.manifest.splits:
+        extra_rows = knowledge.manifest.inputs.variants * rows  # only variants of rows in use
         extra_labels = knowledge.teacher_labels("augmented", extra_rows, regression)
         if stored:
             augmented = knowledge.encoded("augmented", extra_rows, extra_labels)

@@ -153,7 +153,7 @@ def student_record(task, state, knowledge, *, train_seconds, train_rows, init, g
         "task": task.name,
         "primary_metric": task.primary_metric,
         "metrics": state.history[state.best_epoch],
-        "teacher_metrics": knowledge.manifest.get("teacher_dev_metrics"),
+        "teacher_metrics": knowledge.manifest.teacher_dev_metrics,
         "best_epoch": state.best_epoch + 1,
         "history": state.history,
         "train_seconds": round(train_seconds, 1),

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
-from nas.base import atomic
 from nas.base.run_info import provenance, tensorboard_writer
 from nas.data.batching import batches, encode, model_inputs, to_device
 from nas.data.evaluation import evaluate_splits, hf_forward, task_loss
 from nas.data.glue_io import TaskData
+from nas.data.model_metrics import METRICS, TeacherMetrics
 from nas.data.models import count_parameters, load_classifier, load_tokenizer, resolve_model
 from nas.data.tasks import default_max_length
 from nas.train.loop import Hooks, linear_warmup_decay, train_loop
@@ -31,7 +31,7 @@ class TeacherConfig:
     seed: int = 42
 
 
-def train_teacher(data: TaskData, config: TeacherConfig, out, device, checkpoint=None) -> dict:
+def train_teacher(data: TaskData, config: TeacherConfig, out, device, checkpoint=None) -> TeacherMetrics:
     """Fine-tune, keep the best epoch on dev, and write a model folder with metrics.json into `out`.
 
     `checkpoint`: a file for epoch checkpoints (`nas run`), from which a stopped run continues."""
@@ -88,20 +88,20 @@ def train_teacher(data: TaskData, config: TeacherConfig, out, device, checkpoint
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
     writer.close()
-    result = {
-        "task": task.name,
-        "metrics": state.history[state.best_epoch],
-        "primary_metric": task.primary_metric,
-        "best_epoch": state.best_epoch + 1,
-        "history": state.history,
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "params": count_parameters(model),
-        "train_rows": len(train),
-        "dev_rows": {name: len(split) for name, split in dev.items()},
-        "max_length": max_length,
-        "source_model": source,
-        "config": config.__dict__,
-        "provenance": provenance(),
-    }
-    atomic.write_json(out / "metrics.json", result)
+    result = TeacherMetrics(
+        task=task.name,
+        metrics=state.history[state.best_epoch],
+        primary_metric=task.primary_metric,
+        best_epoch=state.best_epoch + 1,
+        history=state.history,
+        train_seconds=round(time.perf_counter() - started, 1),
+        params=count_parameters(model),
+        train_rows=len(train),
+        dev_rows={name: len(split) for name, split in dev.items()},
+        max_length=max_length,
+        source_model=source,
+        config=config.__dict__,
+        provenance=provenance(),
+    )
+    result.save(out / METRICS)
     return result
