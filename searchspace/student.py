@@ -98,6 +98,27 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
             key = f"heads.{self.depth - 1}." + name.removeprefix("head.") if name.startswith("head.") else name
             target[name].copy_(source[key])
 
+    def frame_logits(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """The logits (B, C) of this student's forward pass with its cells left out: every cell
+        passes its second input through unchanged, so what runs is the part no choice of cells
+        changes (the embeddings, the split of a sentence pair into the first cell's two inputs,
+        the cell loop's own bookkeeping for one cell, the head).
+
+        Latency measurement times it as the table's `frame_ms` (nas/deploy/latency_measure.py),
+        a student's latency being predicted as the frame plus its cells; its outputs mean
+        nothing for a task. Run in the same steps as `forward`, so the two cost the same bar the cells.
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        embedded = self.embeddings(input_ids)
+        outputs, mask = run_cells(_PASS_THROUGH, embedded, attention_mask, token_type_ids, self.config.pair,
+                                  lambda index: None, 1)
+        return self.head(outputs[-1], mask)  # (B, C)
+
+
+# One cell that hands back its second input: `frame_logits` runs the cell loop through it.
+_PASS_THROUGH = (lambda s0, s1, mask0, mask1, mask, choices: s1,)
+
 
 def compile_genotype(genotype: Genotype, *, vocab_size: int, max_positions: int, num_labels: int, pair: bool,
                      dropout: float = 0.1, pad_token_id: int = 0, id2label=None) -> AdaBertStudentForSequenceClassification:
