@@ -389,7 +389,7 @@ class Search:
         return self.state
 
 
-def run_search(args_task, data, teacher_dir, knowledge, config: SearchConfig, out: Path, device, resume: bool = False,
+def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, device, resume: bool = False,
                on_epoch=None, processes=None):
     """Build everything, search (or resume), and write arch.json with costs and provenance.
 
