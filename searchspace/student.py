@@ -12,6 +12,8 @@ split the two sentences.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -123,6 +125,8 @@ _PASS_THROUGH = (lambda s0, s1, mask0, mask1, mask, choices: s1,)
 def compile_genotype(genotype: Genotype, *, vocab_size: int, max_positions: int, num_labels: int, pair: bool,
                      dropout: float = 0.1, pad_token_id: int = 0, id2label=None) -> AdaBertStudentForSequenceClassification:
     """Build the student of `genotype` (fresh weights)."""
+    # A model folder does not hold the search's weights, so its config does not point at them.
+    genotype = replace(genotype, search_weights=None) if genotype.search_weights is not None else genotype
     extra = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}} if id2label else {}
     config = AdaBertStudentConfig(
         genotype=genotype.to_dict(), vocab_size=vocab_size, max_position_embeddings=max_positions, pair=pair,
