@@ -100,26 +100,28 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
             key = f"heads.{self.depth - 1}." + name.removeprefix("head.") if name.startswith("head.") else name
             target[name].copy_(source[key])
 
-    def frame_logits(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        """The logits (B, C) of this student's forward pass with its cells left out: every cell
-        passes its second input through unchanged, so what runs is the part no choice of cells
-        changes (the embeddings, the split of a sentence pair into the first cell's two inputs,
-        the cell loop's own bookkeeping for one cell, the head).
+    def without_cells(self) -> AdaBertStudentForSequenceClassification:
+        """A student that runs this one's forward pass less its cells: the same config, sharing
+        this student's embeddings and head, each of its cells handing back its second input
+        unchanged. What runs is what no choice of cells changes (the embeddings, the split of a
+        sentence pair into the first cell's inputs, the cell loop's own bookkeeping, the head,
+        the model call and its output), through `forward` itself, so it cannot drift from it.
 
-        Latency measurement times it as the table's `frame_ms` (nas/deploy/latency_measure.py),
-        a student's latency being predicted as the frame plus its cells; its outputs mean
-        nothing for a task. Run in the same steps as `forward`, so the two cost the same bar the cells.
+        Latency measurement times it as the table's `frame_ms` (nas/deploy/latency_measure.py):
+        a student's latency is predicted as the frame plus its cells. Its logits mean nothing
+        for a task; this student is left as it was.
         """
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        embedded = self.embeddings(input_ids)
-        outputs, mask = run_cells(_PASS_THROUGH, embedded, attention_mask, token_type_ids, self.config.pair,
-                                  lambda index: None, 1)
-        return self.head(outputs[-1], mask)  # (B, C)
+        frame = type(self)(self.config)
+        frame.embeddings, frame.head = self.embeddings, self.head
+        frame.cells = torch.nn.ModuleList(_PassThrough() for _ in range(self.depth))
+        return frame.train(self.training)
 
 
-# One cell that hands back its second input: `frame_logits` runs the cell loop through it.
-_PASS_THROUGH = (lambda s0, s1, mask0, mask1, mask, choices: s1,)
+class _PassThrough(torch.nn.Module):
+    """A cell of `without_cells`: hands back its second input."""
+
+    def forward(self, s0, s1, mask0, mask1, mask, choices):
+        return s1
 
 
 def compile_genotype(genotype: Genotype, *, vocab_size: int, max_positions: int, num_labels: int, pair: bool,

@@ -8,8 +8,8 @@ random inputs of the configured batch sizes and lengths, with all tokens real:
     with its share of the cell's edge loop and the addition into its node;
     both timed as a stack of `stack_cells` distinct cells run by `run_cells`, then divided by
     it, since a cell among others runs slower than one alone whose weights stay in cache;
-  * `frame_ms` / `frame_pair_ms`: the student's forward pass less its cells (the student's
-    `frame_logits`): embeddings, the pair split, the head;
+  * `frame_ms` / `frame_pair_ms`: the student's whole forward pass less its one cell (the
+    student's `without_cells()`): embeddings, the pair split, the head, the model wrapper;
   * `embedding_ms`, `head_ms`: the frame's two big parts on their own, for reading.
 
 The parts are timed by the one timing loop (nas/deploy/timing.py): warm-up calls, then
@@ -82,12 +82,12 @@ def uniform_edges(op: str) -> dict[tuple[int, int], tuple[str, ...]]:
 
 
 def _frame_student(hidden: int, pair: bool, device):
-    """A one-cell student, whose `frame_logits` is its forward pass less the cell."""
+    """A one-cell student less its cell: its forward is everything but the cells."""
 
     genotype = Genotype(num_cells=1, hidden_size=hidden, cell=[[["identity", 0], ["identity", 1]]] * 3)
     student = compile_genotype(genotype, vocab_size=VOCAB_SIZE, max_positions=MAX_POSITIONS,
                                num_labels=NUM_LABELS, pair=pair)
-    return student.to(device).eval()
+    return student.without_cells().to(device).eval()
 
 
 def measure_entry(config: LatencyTableConfig, batch: int, seq_len: int, device, generator) -> LatencyEntry:
@@ -113,7 +113,7 @@ def measure_entry(config: LatencyTableConfig, batch: int, seq_len: int, device, 
 
     single, pair = _frame_student(hidden, False, device), _frame_student(hidden, True, device)
     parts = {"cell": stack_forward({}), **{op: stack_forward(uniform_edges(op)) for op in OP_NAMES},
-             "frame": lambda: single.frame_logits(**inputs), "frame_pair": lambda: pair.frame_logits(**inputs),
+             "frame": lambda: single(**inputs), "frame_pair": lambda: pair(**inputs),
              "embedding": lambda: single.embeddings(ids), "head": lambda: single.head(x, mask)}
     mode = serving_mode(device) if config.optimised else "off"
     if mode != "off":
