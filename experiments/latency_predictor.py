@@ -16,6 +16,7 @@ rerun whole, so it does not resume.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -30,6 +31,7 @@ from nas.deploy.costs import dummy_inputs  # noqa: E402
 from nas.deploy.latency import compare_latency  # noqa: E402
 from nas.deploy.latency_measure import VOCAB_SIZE, LatencyTableConfig, build_latency_table  # noqa: E402
 from nas.deploy.latency_table import cpu_model, predict_latency_ms, save_latency_table  # noqa: E402
+from nas.deploy.timing import interleaved_medians  # noqa: E402
 from nas.base.markdown import markdown_cell  # noqa: E402
 from nas.data.models import quiet_transformers  # noqa: E402
 from nas.base.run_info import machine  # noqa: E402
@@ -39,29 +41,19 @@ from searchspace.student import compile_genotype  # noqa: E402
 TARGET = 0.15  # mean absolute relative error we aim for
 
 
-@torch.no_grad()
 def warm_latency(models: dict, inputs: dict, repeats: int, warmup: int = 3) -> dict:
     """{name: {batch size: median ms}} of each model as it runs on its own, its weights in cache.
 
-    `compare_latency`'s method, the models taking turns call by call so that a slow spell of the
-    shared machine hits them alike, except that each turn makes one untimed call first: the
-    timed call then finds the model's weights in cache, as a deployed student does, instead of
-    evicted by the other models' calls.
+    `compare_latency`'s method (the one timing loop, nas/deploy/timing.py: the models taking
+    turns call by call so that a slow spell of the shared machine hits them alike), except that
+    each turn makes one untimed call first (`prime`): the timed call then finds the model's
+    weights in cache, as a deployed student does, instead of evicted by the other models' calls.
     """
     out = {name: {} for name in models}
     for size, batch in inputs.items():
-        for forward in models.values():
-            for _ in range(warmup):
-                forward(batch)
-        times = {name: [] for name in models}
-        for _ in range(repeats):
-            for name, forward in models.items():
-                forward(batch)  # brings this model's weights back into cache
-                began = time.perf_counter()
-                forward(batch)
-                times[name].append((time.perf_counter() - began) * 1000)
-        for name, values in times.items():
-            out[name][size] = statistics.median(values)
+        calls = {name: functools.partial(forward, batch) for name, forward in models.items()}
+        for name, ms in interleaved_medians(calls, warmup=warmup, repeats=repeats, prime=True).items():
+            out[name][size] = ms
     return out
 
 

@@ -39,7 +39,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from kd.layer_map import uniform, validate
 from nas.base import atomic
 from nas.base.errors import UserError
-from searchspace.embeddings import principal_projection
+from searchspace.embeddings import principal_projection, teacher_tables
 from searchspace.genotype import Genotype
 from searchspace.student import compile_genotype
 
@@ -157,13 +157,6 @@ def _labels(task) -> dict:
             "label2id": {label: i for i, label in enumerate(task.labels)}, "problem_type": "single_label_classification"}
 
 
-def _teacher_tables(teacher) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The teacher's word (V, D) and learned position (P, D) tables, detached copies."""
-    words = teacher.get_input_embeddings().weight.detach().clone()
-    positions = getattr(getattr(teacher.base_model, "embeddings", None), "position_embeddings", None)
-    return words, (positions.weight.detach().clone() if positions is not None else None)
-
-
 def _transformer(spec, teacher, task, tokenizer, init_layers):
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -181,7 +174,7 @@ def _transformer(spec, teacher, task, tokenizer, init_layers):
         if spec.get("init") == "teacher":
             _copy_teacher(student, teacher, init_layers)
         else:
-            words, positions = _teacher_tables(teacher)
+            words, positions = teacher_tables(teacher)
             projection = principal_projection(words, config.hidden_size)  # (D, hidden), shared by both tables
             student.get_input_embeddings().weight.copy_(words.float() @ projection)
             if positions is not None:
@@ -213,7 +206,7 @@ def _copy_teacher(student, teacher, init_layers) -> None:
 
 
 def _bilstm(spec, teacher, task, tokenizer):
-    words, _ = _teacher_tables(teacher)
+    words, _ = teacher_tables(teacher)
     width = min(words.shape[1], EMBEDDING_WIDTH)
     student = BiLSTMClassifier(
         vocab_size=words.shape[0], embedding_dim=width, hidden=spec.get("hidden"), layers=spec.get("layers"),
@@ -229,7 +222,7 @@ def _bilstm(spec, teacher, task, tokenizer):
 def _searched(spec, teacher, task, tokenizer):
 
     genotype = Genotype.load(Path(spec.path))
-    words, positions = _teacher_tables(teacher)
+    words, positions = teacher_tables(teacher)
     student = compile_genotype(
         genotype, vocab_size=words.shape[0], max_positions=teacher.config.max_position_embeddings,
         num_labels=task.num_labels, pair=task.is_pair, pad_token_id=tokenizer.pad_token_id or 0,
@@ -334,12 +327,6 @@ def load_student(folder) -> nn.Module:
     import searchspace.student  # noqa: F401  (registers the searched student with the Auto classes)
 
     return AutoModelForSequenceClassification.from_pretrained(folder)
-
-
-def count_parameters(model: nn.Module, embeddings: bool = True) -> int:
-    """Parameters of `model`, with or without its input word-embedding table."""
-    total = sum(p.numel() for p in model.parameters())
-    return total if embeddings else total - model.get_input_embeddings().weight.numel()
 
 
 def default_lr(spec: StudentSpec) -> float:

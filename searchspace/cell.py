@@ -113,3 +113,11 @@ def run_cells(cells, embedded, attention_mask, token_type_ids, pair, cell_choice
         s0 = embedded * mask.unsqueeze(-1).to(embedded.dtype) if index == 0 else s1
         s1, m0, m1 = out, mask, mask
     return outputs, mask
+
+
+def fixed_choices(edge_ops: dict[tuple[int, int], tuple[str, ...]]):
+    """`cell_choices` for `run_cells` when the architecture is fixed, as in a compiled student:
+    every cell computes every op built on each of its edges, unweighted. Latency measurement
+    runs stacks of bare cells with it (nas/deploy/latency_measure.py)."""
+    fixed = {edge: [(op, None) for op in ops] for edge, ops in edge_ops.items()}
+    return lambda index: fixed.__getitem__

@@ -23,6 +23,18 @@ def principal_projection(table: torch.Tensor, width: int) -> torch.Tensor:
     return projection
 
 
+def teacher_tables(teacher) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The word (V, D) and learned position (P, D) embedding tables of a Hugging Face teacher,
+    as detached copies (None for positions when it has no learned table, e.g. rotary ones).
+
+    Every student initialised from the teacher reads them here: the searched student and the
+    supernet (`nas search`, `nas finetune`) and the KD baselines (kd/students.py).
+    """
+    words = teacher.get_input_embeddings().weight.detach().clone()
+    positions = getattr(getattr(teacher.base_model, "embeddings", None), "position_embeddings", None)
+    return words, (positions.weight.detach().clone() if positions is not None else None)
+
+
 class StudentEmbeddings(nn.Module):
     def __init__(self, vocab_size: int, max_positions: int, hidden: int, dropout: float = 0.1):
         super().__init__()

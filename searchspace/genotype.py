@@ -45,7 +45,7 @@ MAX_CELLS = 24
 
 REQUIRED_KEYS = ("schema_version", "num_cells", "hidden_size", "cell")
 JSON_KEYS = REQUIRED_KEYS + ("ops", "max_cells", "op_logits", "depth_logits",
-                             "costs", "provenance", "extra")
+                             "costs", "provenance", "extra", "search_weights")
 # Op names are written into the compact string form, so they must not contain its separators.
 _OP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -73,7 +73,9 @@ class Genotype:
     `cell[i]` holds the two in-edges of node `i + 2`. `op_logits` (one row per search edge,
     in `derive.edge_index()` order, possibly one block of 9 rows per searched cell) and
     `depth_logits` (one per depth 1..max_cells) record what the search saw; `costs`,
-    `provenance` and `extra` are read-only JSON-like mappings.
+    `provenance` and `extra` are read-only JSON-like mappings. `search_weights` is where the
+    search left its supernet's weights, a path relative to the arch.json's folder that stays
+    inside it (`nas finetune` starts from them).
     """
 
     num_cells: int
@@ -88,6 +90,7 @@ class Genotype:
     costs: Mapping[str, Any] | None = field(default=None, hash=False)
     provenance: Mapping[str, Any] | None = field(default=None, hash=False)
     extra: Mapping[str, Any] | None = field(default=None, hash=False)
+    search_weights: str | None = None
 
     def __post_init__(self):
         for name, value in _validated(self).items():
@@ -113,9 +116,9 @@ class Genotype:
         return sum(op in parameter_free for op in kept) / len(kept)
 
     def architecture(self) -> Genotype:
-        """The same network without what the search recorded (logits, costs, provenance)."""
+        """The same network without what the search recorded (logits, costs, provenance, weights)."""
         return replace(self, op_logits=None, depth_logits=None,
-                       costs=None, provenance=None, extra=None)
+                       costs=None, provenance=None, extra=None, search_weights=None)
 
     def canonical(self) -> Genotype:
         """The architecture with each node's in-edges sorted by (input, op).
@@ -242,7 +245,22 @@ def _validated(g: Genotype) -> dict[str, Any]:
         if value is not None and not isinstance(value, Mapping):
             raise InvalidGenotype(name, f"expected an object, got {_kind(value)}")
         out[name] = None if value is None else _freeze(value, name)
+    out["search_weights"] = None if g.search_weights is None else _inside_path(g.search_weights, "search_weights")
     return out
+
+
+def _inside_path(value, name: str) -> str:
+    """A relative path that stays inside the arch.json's folder: a file the search wrote beside
+    it. An absolute path or `..` could make a copied arch.json point at any file on the machine."""
+    if not isinstance(value, str):
+        raise InvalidGenotype(name, f"expected a file name relative to arch.json's folder, got {_kind(value)}")
+    parts = value.replace("\\", "/").split("/")
+    if not value or len(value) > 255 or any(ord(c) < 32 for c in value):
+        raise InvalidGenotype(name, f"expected a file name of 1..255 printable characters, got {_show(value)}")
+    if value.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", value) or ".." in parts or parts[-1] in ("", "."):
+        raise InvalidGenotype(name, f"expected a file inside arch.json's folder (a relative path without '..'), "
+                              f"got {_show(value)}")
+    return value
 
 
 def _schema_version(value) -> int:

@@ -12,6 +12,8 @@ split the two sentences.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -98,10 +100,35 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
             key = f"heads.{self.depth - 1}." + name.removeprefix("head.") if name.startswith("head.") else name
             target[name].copy_(source[key])
 
+    def without_cells(self) -> AdaBertStudentForSequenceClassification:
+        """A student that runs this one's forward pass less its cells: the same config, sharing
+        this student's embeddings and head, each of its cells handing back its second input
+        unchanged. What runs is what no choice of cells changes (the embeddings, the split of a
+        sentence pair into the first cell's inputs, the cell loop's own bookkeeping, the head,
+        the model call and its output), through `forward` itself, so it cannot drift from it.
+
+        Latency measurement times it as the table's `frame_ms` (nas/deploy/latency_measure.py):
+        a student's latency is predicted as the frame plus its cells. Its logits mean nothing
+        for a task; this student is left as it was.
+        """
+        frame = type(self)(self.config)
+        frame.embeddings, frame.head = self.embeddings, self.head
+        frame.cells = torch.nn.ModuleList(_PassThrough() for _ in range(self.depth))
+        return frame.train(self.training)
+
+
+class _PassThrough(torch.nn.Module):
+    """A cell of `without_cells`: hands back its second input."""
+
+    def forward(self, s0, s1, mask0, mask1, mask, choices):
+        return s1
+
 
 def compile_genotype(genotype: Genotype, *, vocab_size: int, max_positions: int, num_labels: int, pair: bool,
                      dropout: float = 0.1, pad_token_id: int = 0, id2label=None) -> AdaBertStudentForSequenceClassification:
     """Build the student of `genotype` (fresh weights)."""
+    # A model folder does not hold the search's weights, so its config does not point at them.
+    genotype = replace(genotype, search_weights=None) if genotype.search_weights is not None else genotype
     extra = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}} if id2label else {}
     config = AdaBertStudentConfig(
         genotype=genotype.to_dict(), vocab_size=vocab_size, max_position_embeddings=max_positions, pair=pair,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from nas.base.errors import UserError
 from nas.commands.cli import main
+from nas.train.finetune import initial_weights
+from nas.train.student_training import FinetuneConfig
 from searchspace.genotype import Genotype
 
 ARCH = {"schema_version": 1, "num_cells": 2, "hidden_size": 16,
@@ -59,6 +63,62 @@ def test_finetune_from_the_search_writes_a_loadable_student_and_its_measurements
     for size in ("params", "params_without_embeddings", "flops"):
         assert metrics["student"][size] == costs[size], size
     assert metrics["student"]["params_without_embeddings"] < metrics["student"]["params"]
+
+
+# ----- where the search's weights are: recorded in arch.json, the file name only for older files
+
+def test_the_search_records_where_it_left_its_weights(searched, run_cli):
+    arch = searched["sst2"] / "arch.json"
+    recorded = Genotype.load(arch).search_weights
+    assert recorded == "supernet_best.pt" and (arch.parent / recorded).is_file()
+    code, out, err = run_cli("validate", arch)
+    assert code == 0, err
+
+
+def _arch(folder, **fields):
+    folder.mkdir(parents=True, exist_ok=True)
+    return Genotype.from_json(json.dumps({**ARCH, **fields})).save(folder / "arch.json")
+
+
+@pytest.mark.parametrize("init", ["auto", "search"])
+def test_recorded_weights_are_found_by_the_record_not_the_file_name(init, tmp_path):
+    arch = _arch(tmp_path, search_weights="weights/best.pt")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "best.pt").write_bytes(b"x")
+    (tmp_path / "supernet_best.pt").write_bytes(b"x")  # another file under the old name: not what is recorded
+    config = FinetuneConfig(init=init)
+    assert initial_weights(config, arch, Genotype.load(arch)) == tmp_path / "weights" / "best.pt"
+    assert initial_weights(FinetuneConfig(init="scratch"), arch, Genotype.load(arch)) is None
+
+
+def test_an_arch_json_from_before_the_record_finds_supernet_best_beside_it(tmp_path):
+    arch = _arch(tmp_path)
+    assert "search_weights" not in json.loads(arch.read_text())
+    assert initial_weights(FinetuneConfig(), arch, Genotype.load(arch)) is None  # nothing beside it: scratch
+    (tmp_path / "supernet_best.pt").write_bytes(b"x")
+    assert initial_weights(FinetuneConfig(init="search"), arch, Genotype.load(arch)) == tmp_path / "supernet_best.pt"
+
+
+def test_recorded_weights_that_are_gone_start_from_scratch_or_fail_under_init_search(tmp_path):
+    arch = _arch(tmp_path, search_weights="weights/best.pt")
+    (tmp_path / "supernet_best.pt").write_bytes(b"x")  # not a fallback when arch.json records a location
+    assert initial_weights(FinetuneConfig(), arch, Genotype.load(arch)) is None
+    with pytest.raises(UserError, match="records the search's weights at .*weights/best.pt, not a file"):
+        initial_weights(FinetuneConfig(init="search"), arch, Genotype.load(arch))
+
+
+def test_finetune_starts_from_moved_weights_the_arch_json_records(prepared, searched, tiny_glue, tmp_path):
+    search = tmp_path / "search"
+    (search / "kept").mkdir(parents=True)
+    (search / "kept" / "best.pt").write_bytes((searched["sst2"] / "supernet_best.pt").read_bytes())
+    arch = dataclasses.replace(Genotype.load(searched["sst2"] / "arch.json"), search_weights="kept/best.pt")
+    arch.save(search / "arch.json")
+    out = tmp_path / "student"
+    assert finetune(prepared, tiny_glue, "sst2", search / "arch.json", out, "--set", "init=search") == 0
+    assert json.loads((out / "metrics.json").read_text())["init"] == "search"
+    # The student's folder holds no search weights, so neither its arch.json nor its config points at any.
+    assert Genotype.load(out / "arch.json").search_weights is None
+    assert "search_weights" not in json.loads((out / "config.json").read_text())["genotype"]
 
 
 def test_a_hand_written_arch_trains_from_scratch(prepared, tiny_glue, tmp_path):

@@ -103,6 +103,14 @@ def test_to_json_is_stable_and_leaves_out_unset_fields():
     assert a == b and a.to_json() == b.to_json()
 
 
+@pytest.mark.parametrize("where", ["supernet_best.pt", "weights/epoch_3.pt"])
+def test_search_weights_are_recorded_relative_to_the_file_and_are_not_architecture(where, tmp_path):
+    g = minimal(search_weights=where)
+    assert Genotype.load(g.save(tmp_path / "arch.json")).search_weights == where
+    assert g.architecture().search_weights is None and g.canonical() == minimal().canonical()
+    assert minimal().search_weights is None  # an arch.json written before the record: none
+
+
 def test_construction_normalises_and_equals_the_loaded_form():
     built = Genotype(num_cells=3, hidden_size=128, cell=MINIMAL["cell"])
     assert built == minimal()
@@ -256,6 +264,13 @@ CASES = [
     ("costs_not_object", _set("costs", [1, 2]), "costs", "expected an object"),
     ("costs_infinite", _set("costs", {"flops": float("inf")}), "costs.flops", "finite number"),
     ("provenance_string", _set("provenance", "git"), "provenance", "expected an object"),
+    ("search_weights_number", _set("search_weights", 3), "search_weights", "expected a file name relative"),
+    ("search_weights_empty", _set("search_weights", ""), "search_weights", "1..255 printable characters"),
+    ("search_weights_newline", _set("search_weights", "a\nb.pt"), "search_weights", "printable characters"),
+    ("search_weights_absolute", _set("search_weights", "/etc/passwd"), "search_weights", "inside arch.json's folder"),
+    ("search_weights_windows", _set("search_weights", "C:\\w.pt"), "search_weights", "inside arch.json's folder"),
+    ("search_weights_parent", _set("search_weights", "runs/../../w.pt"), "search_weights", "without '..'"),
+    ("search_weights_folder", _set("search_weights", "weights/"), "search_weights", "inside arch.json's folder"),
 ]
 
 

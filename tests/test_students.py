@@ -10,12 +10,14 @@ from transformers import BertForSequenceClassification
 
 from kd.adaptor import adapt
 from kd.layer_map import every_other, uniform
-from kd.students import (BiLSTMClassifier, build_student, count_parameters, load_student, parse_student_spec,
+from kd.students import (BiLSTMClassifier, build_student, load_student, parse_student_spec,
                          resolve_spec, save_student)
 from nas.base.errors import UserError
 from nas.data.models import load_tokenizer
 from nas.data.tasks import get_task
-from searchspace.embeddings import principal_projection
+from nas.deploy.costs import parameter_counts
+from nas.train.distill_data import teacher_embedding_tables
+from searchspace.embeddings import principal_projection, teacher_tables
 
 ARCH = {"schema_version": 1, "num_cells": 2, "hidden_size": 16,
         "cell": [[["cnn3", 0], ["max_pool", 1]], [["dilated_cnn5", 2], ["identity", 0]], [["cnn7", 3], ["avg_pool", 2]]]}
@@ -29,6 +31,42 @@ def teacher(tiny_teacher):
 @pytest.fixture(scope="module")
 def tokenizer(tiny_teacher):
     return load_tokenizer(str(tiny_teacher))
+
+
+# ----- the teacher's tables, read in one place
+
+def test_teacher_tables_are_detached_copies_of_the_word_and_position_tables(teacher):
+    words, positions = teacher_tables(teacher)
+    assert torch.equal(words, teacher.bert.embeddings.word_embeddings.weight)
+    assert torch.equal(positions, teacher.bert.embeddings.position_embeddings.weight)
+    assert not words.requires_grad and not positions.requires_grad
+    words.zero_()  # a copy: the teacher keeps its table
+    assert teacher.bert.embeddings.word_embeddings.weight.abs().sum() > 0
+
+
+def test_a_teacher_without_learned_positions_gives_none(teacher):
+    class Rotary(torch.nn.Module):  # a base model whose embeddings hold only a word table
+        def __init__(self):
+            super().__init__()
+            self.embeddings = torch.nn.Module()
+            self.embeddings.word_embeddings = teacher.bert.embeddings.word_embeddings
+
+    model = torch.nn.Module()
+    model.base_model = Rotary()
+    model.get_input_embeddings = lambda: model.base_model.embeddings.word_embeddings
+    words, positions = teacher_tables(model)
+    assert positions is None and torch.equal(words, teacher.get_input_embeddings().weight)
+
+
+def test_search_and_the_kd_students_read_the_same_tables(teacher, tiny_teacher, tokenizer):
+    """`nas search`/`nas finetune` load the tables from the teacher folder; `nas distill` students
+    from the loaded teacher: one helper, the same tables."""
+    words, positions = teacher_embedding_tables(str(tiny_teacher), get_task("sst2"))
+    assert torch.equal(words, teacher_tables(teacher)[0]) and torch.equal(positions, teacher_tables(teacher)[1])
+    lstm = build_student(parse_student_spec("bilstm:hidden=8"), teacher, get_task("sst2"), tokenizer)
+    width = lstm.words.embedding_dim
+    expected = words if width == words.shape[1] else words @ principal_projection(words, width)
+    assert torch.allclose(lstm.words.weight, expected, atol=1e-5)
 
 
 # ----- specs
@@ -108,7 +146,8 @@ def test_a_narrower_student_starts_from_projected_teacher_embeddings(teacher, to
     expected = words @ principal_projection(words, 16)
     assert torch.allclose(student.get_input_embeddings().weight, expected, atol=1e-5)
     assert student.config.hidden_size == 16 and student.config.vocab_size == teacher.config.vocab_size
-    assert count_parameters(student) - count_parameters(student, embeddings=False) == words.shape[0] * 16
+    sizes = parameter_counts(student)  # the figure metrics.json records: the projected table is the whole difference
+    assert sizes["params"] - sizes["params_without_embeddings"] == words.shape[0] * 16
 
 
 def test_transformer_student_folder_round_trips(teacher, tokenizer, tmp_path):

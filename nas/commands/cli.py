@@ -195,7 +195,7 @@ def run_search_command(args):
     # Under `torchrun --nproc_per_node N -m nas search` the N processes run one search together.
     with distributed.joined(args.device) as processes:
         device = processes.device if processes else pick_device(args.device)
-        genotype, _ = run_search(task, data, args.teacher, Knowledge(args.knowledge), config, out, device, args.resume,
+        genotype, _ = run_search(data, args.teacher, Knowledge(args.knowledge), config, out, device, args.resume,
                                  processes=processes)
     if not distributed.is_main(processes):
         return

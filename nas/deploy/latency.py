@@ -3,12 +3,12 @@ on the same inputs, interleaved repeat by repeat, so machine noise hits them ali
 
 from __future__ import annotations
 
-import statistics
-import time
+import functools
 
 import torch
 
 from nas.data.batching import EncodedSplit, collate, model_inputs, to_device
+from nas.deploy.timing import interleaved_medians
 
 
 def latency_batches(split: EncodedSplit, sizes=(1, 32)) -> dict[int, dict]:
@@ -17,36 +17,21 @@ def latency_batches(split: EncodedSplit, sizes=(1, 32)) -> dict[int, dict]:
     return {size: model_inputs(collate(split, [i % len(split) for i in range(size)])) for size in sizes}
 
 
-def synchronise(device) -> None:
-    """Wait for the device's queued work, so a clock read afterwards counts it (no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @torch.no_grad()
 def compare_latency(models: dict, inputs: dict[int, dict], device, warmup: int = 5, repeats: int = 20) -> dict:
     """Median milliseconds per forward pass: {model name: {"batch_<size>_ms": ms}}.
 
-    `models` maps a name to a callable taking the tokenizer's keys. On CUDA the clock is read
-    after a device synchronisation, so queued kernels are counted.
+    `models` maps a name to a callable taking the tokenizer's keys. Timed by the one timing
+    loop (nas/deploy/timing.py): warm-up calls, then rounds of one call each, the models taking
+    turns, the median over rounds; on CUDA the clock is read after a device synchronisation.
     """
     results = {name: {} for name in models}
     for size, batch in inputs.items():
         batch = to_device(batch, device)
-        calls, rounds = calls_at(size, warmup), calls_at(size, repeats)
-        for forward in models.values():
-            for _ in range(calls):
-                forward(batch)
-        timings = {name: [] for name in models}
-        for _ in range(rounds):
-            for name, forward in models.items():
-                synchronise(device)
-                start = time.perf_counter()
-                forward(batch)
-                synchronise(device)
-                timings[name].append((time.perf_counter() - start) * 1000)
-        for name, values in timings.items():
-            results[name][f"batch_{size}_ms"] = round(statistics.median(values), 3)
+        calls = {name: functools.partial(forward, batch) for name, forward in models.items()}
+        ms = interleaved_medians(calls, device, warmup=calls_at(size, warmup), repeats=calls_at(size, repeats))
+        for name, value in ms.items():
+            results[name][f"batch_{size}_ms"] = round(value, 3)
     return results
 
 

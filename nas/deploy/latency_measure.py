@@ -8,21 +8,19 @@ random inputs of the configured batch sizes and lengths, with all tokens real:
     with its share of the cell's edge loop and the addition into its node;
     both timed as a stack of `stack_cells` distinct cells run by `run_cells`, then divided by
     it, since a cell among others runs slower than one alone whose weights stay in cache;
-  * `frame_ms` / `frame_pair_ms`: the student's whole forward pass with its one cell replaced by
-    a pass-through: embeddings, the pair split, the head, the model wrapper;
+  * `frame_ms` / `frame_pair_ms`: the student's whole forward pass less its one cell (the
+    student's `without_cells()`): embeddings, the pair split, the head, the model wrapper;
   * `embedding_ms`, `head_ms`: the frame's two big parts on their own, for reading.
 
-Each part gets warm-up calls, then `repeats` rounds of enough calls to last `min_repeat_ms`
-(so a 20 µs op is not lost in the clock's resolution), the parts taking turns within each
-round so that a slow spell of a shared machine hits them all alike. A round is timed with
-perf_counter on CPU and with CUDA events on a GPU (read once the device has finished); each
-part keeps the median over rounds of its mean time per call.
+The parts are timed by the one timing loop (nas/deploy/timing.py): warm-up calls, then
+`repeats` rounds of enough calls to last `min_repeat_ms` (so a 20 µs op is not lost in the
+clock's resolution), the parts taking turns within each round so that a slow spell of a shared
+machine hits them all alike, the clock read after a device synchronisation on a GPU; each part
+keeps the median over rounds of its mean time per call.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -32,11 +30,11 @@ from torch import nn
 
 from nas.base.errors import UserError
 from nas.compute.acceleration import Captured
-from nas.deploy.latency import synchronise
 from nas.deploy.latency_table import LatencyEntry, LatencyTable, describe_device
 from nas.deploy.serving import serving_mode
+from nas.deploy.timing import interleaved_medians
 from ops import OP_NAMES
-from searchspace.cell import Cell, run_cells
+from searchspace.cell import Cell, fixed_choices, run_cells
 from searchspace.genotype import Genotype
 from searchspace.student import compile_genotype
 from searchspace.topology import CHAIN_EDGES
@@ -75,60 +73,7 @@ class LatencyTableConfig:
             raise UserError(f"setting 'seq_lens': at most {MAX_POSITIONS} tokens (the student's positions)")
 
 
-# ---------------------------------------------------------------- timing
-
-
-def _round_ms(forward, calls: int, device) -> float:
-    """Mean milliseconds per call over `calls` back-to-back calls of `forward()`."""
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(calls):
-            forward()
-        end.record()
-        end.synchronize()  # waits for every queued call
-        return start.elapsed_time(end) / calls
-    began = time.perf_counter()
-    for _ in range(calls):
-        forward()
-    return (time.perf_counter() - began) * 1000 / calls
-
-
-@torch.no_grad()
-def interleaved_medians(parts: dict, device, warmup: int, repeats: int, min_repeat_ms: float) -> dict[str, float]:
-    """For each `parts[name]()`, the median over `repeats` rounds of its mean milliseconds per
-    call, a round running it enough times to last `min_repeat_ms`.
-
-    The parts take turns within every round, so a slow spell of the machine (another process,
-    a clock change) lands on all of them alike instead of on whichever part ran then. Within a
-    round the mean is kept, not the median call: means add up, so the sum of the parts pays
-    for the small interruptions a whole forward pass runs into, where the median of a 50 µs
-    call would skip them (on this project's shared CPU, medians of single calls made batch-1
-    predictions about 5% lower). The median over rounds drops the rounds a long interruption
-    fell on.
-    """
-    calls = {}
-    for name, forward in parts.items():
-        for _ in range(warmup):
-            forward()
-        synchronise(device)
-        once = _round_ms(forward, 1, device)
-        calls[name] = max(1, math.ceil(min_repeat_ms / max(once, 1e-3)))
-    samples = {name: [] for name in parts}
-    for _ in range(repeats):
-        for name, forward in parts.items():
-            samples[name].append(_round_ms(forward, calls[name], device))
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
 # ---------------------------------------------------------------- the parts
-
-
-class _PassThrough(nn.Module):
-    """Stands in for a cell in the frame measurement: returns its second input untouched."""
-
-    def forward(self, s0, s1, mask0, mask1, mask, choices):
-        return s1
 
 
 def uniform_edges(op: str) -> dict[tuple[int, int], tuple[str, ...]]:
@@ -137,13 +82,12 @@ def uniform_edges(op: str) -> dict[tuple[int, int], tuple[str, ...]]:
 
 
 def _frame_student(hidden: int, pair: bool, device):
-    """A one-cell student whose cell is a pass-through: its forward is everything but the cells."""
+    """A one-cell student less its cell: its forward is everything but the cells."""
 
     genotype = Genotype(num_cells=1, hidden_size=hidden, cell=[[["identity", 0], ["identity", 1]]] * 3)
     student = compile_genotype(genotype, vocab_size=VOCAB_SIZE, max_positions=MAX_POSITIONS,
                                num_labels=NUM_LABELS, pair=pair)
-    student.cells = nn.ModuleList([_PassThrough()])
-    return student.to(device).eval()
+    return student.without_cells().to(device).eval()
 
 
 def measure_entry(config: LatencyTableConfig, batch: int, seq_len: int, device, generator) -> LatencyEntry:
@@ -164,8 +108,8 @@ def measure_entry(config: LatencyTableConfig, batch: int, seq_len: int, device, 
         # cell run again and again keeps its weights in cache and times about 5% faster at batch 1.
         # (run_cells' own couple of element-wise ops, in the frame too, add under 1% to a cell.)
         cells = nn.ModuleList(Cell(hidden, edge_ops) for _ in range(depth)).to(device).eval()
-        fixed = {edge: [(op, None) for op in ops] for edge, ops in edge_ops.items()}  # as the student's
-        return lambda: run_cells(cells, x, inputs["attention_mask"], None, False, lambda _: fixed.__getitem__, depth)
+        choices = fixed_choices(edge_ops)  # what a compiled student computes on each edge
+        return lambda: run_cells(cells, x, inputs["attention_mask"], None, False, choices, depth)
 
     single, pair = _frame_student(hidden, False, device), _frame_student(hidden, True, device)
     parts = {"cell": stack_forward({}), **{op: stack_forward(uniform_edges(op)) for op in OP_NAMES},
@@ -174,7 +118,8 @@ def measure_entry(config: LatencyTableConfig, batch: int, seq_len: int, device, 
     mode = serving_mode(device) if config.optimised else "off"
     if mode != "off":
         parts = {name: _captured(forward, mode, name) for name, forward in parts.items()}
-    ms = interleaved_medians(parts, device, config.warmup, config.repeats, config.min_repeat_ms)
+    ms = interleaved_medians(parts, device, warmup=config.warmup, repeats=config.repeats,
+                             min_round_ms=config.min_repeat_ms)
     # A difference of medians can dip below zero for the cheapest ops when the machine is noisy.
     ops = {op: max(0.0, (ms[op] - ms["cell"]) / (depth * len(uniform_edges(op)))) for op in OP_NAMES}
     return LatencyEntry(frame_ms=ms["frame"], frame_pair_ms=ms["frame_pair"], embedding_ms=ms["embedding"],
@@ -198,7 +143,7 @@ def build_latency_table(config: LatencyTableConfig, device, progress=None) -> La
                 progress(f"batch {batch}, length {seq_len}")
             entries[(batch, seq_len)] = measure_entry(config, batch, seq_len, device, generator)
     method = {
-        "clock": "cuda events" if device.type == "cuda" else "time.perf_counter",
+        "clock": "time.perf_counter after a device synchronisation" if device.type == "cuda" else "time.perf_counter",
         "statistic": "median over rounds of the mean time per call, parts interleaved",
         "warmup": config.warmup, "repeats": config.repeats, "min_repeat_ms": config.min_repeat_ms,
         "stack_cells": config.stack_cells, "capture": serving_mode(device) if config.optimised else "off",

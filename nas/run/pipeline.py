@@ -122,7 +122,7 @@ def run_pipeline(task, args, device, log=print) -> dict:
     if not (search_dir / "arch.json").is_file():
         resume = (search_dir / "checkpoint.pt").is_file()
         log(f"[3/5] search: {search_config.epochs} epochs{' (resuming)' if resume else ''}")
-        run_search(task, data, teacher_dir, knowledge, search_config, search_dir, device, resume=resume)
+        run_search(data, teacher_dir, knowledge, search_config, search_dir, device, resume=resume)
     genotype = Genotype.load(search_dir / "arch.json")
     timings["search"] = time.perf_counter() - started
 

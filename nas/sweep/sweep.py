@@ -297,13 +297,13 @@ def objective(trial, study, job: SweepJob, tables, budgets, log) -> tuple[float,
 
     after_epoch = epoch_reporter(trial, study, config, task.primary_metric, predicted)
     try:
-        run_search(task, job.data, job.teacher_dir, job.knowledge, search_config, search_dir, job.device,
+        run_search(job.data, job.teacher_dir, job.knowledge, search_config, search_dir, job.device,
                    resume=resume, on_epoch=after_epoch)
     except UserError as error:
         if not resume or "other settings" not in str(error):
             raise
         log(f"trial {trial.number}: cannot resume trial {earlier} ({error}); starting afresh")
-        run_search(task, job.data, job.teacher_dir, job.knowledge, search_config, search_dir, job.device,
+        run_search(job.data, job.teacher_dir, job.knowledge, search_config, search_dir, job.device,
                    on_epoch=after_epoch)
     arch = search_dir / "arch.json"
     genotype = Genotype.load(arch)

@@ -18,6 +18,7 @@ from nas.base.errors import UserError
 from nas.data.batching import EncodedSplit, encode, join, labels_tensor
 from nas.data.glue_io import TaskData
 from nas.data.models import load_classifier
+from searchspace.embeddings import teacher_tables
 
 
 @dataclass
@@ -84,9 +85,5 @@ def prepare(data: TaskData, knowledge: Knowledge, tokenizer, max_length: int, us
 
 
 def teacher_embedding_tables(teacher_dir: str, task) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The teacher's word and (learned) position embedding tables, for initialising students."""
-
-    teacher = load_classifier(str(teacher_dir), task, new_head=False)
-    words = teacher.get_input_embeddings().weight.detach().clone()
-    positions = getattr(getattr(teacher.base_model, "embeddings", None), "position_embeddings", None)
-    return words, (positions.weight.detach().clone() if positions is not None else None)
+    """The embedding tables (`searchspace.embeddings.teacher_tables`) of the teacher saved in `teacher_dir`."""
+    return teacher_tables(load_classifier(str(teacher_dir), task, new_head=False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from pathlib import Path
 
@@ -22,13 +23,21 @@ from searchspace.remote_code import write_remote_code
 from searchspace.student import AdaBertStudentForSequenceClassification, compile_genotype
 
 
-def initial_weights(config: FinetuneConfig, arch_path: Path) -> Path | None:
-    """The search's weights to start from, or None to start from scratch (teacher-initialised embeddings)."""
-    weights = arch_path.parent / BEST_WEIGHTS
+def initial_weights(config: FinetuneConfig, arch_path: Path, genotype: Genotype) -> Path | None:
+    """The search's weights to start from, or None to start from scratch (teacher-initialised embeddings).
+
+    Where they are is what arch.json records (`search_weights`, relative to its folder). The
+    file-name lookup, `supernet_best.pt` beside arch.json, is the fallback for files written
+    before the record existed.
+    """
+    recorded = genotype.search_weights
+    weights = arch_path.parent / (recorded or BEST_WEIGHTS)
     if config.init == "scratch":
         return None
     if config.init == "search" and not weights.is_file():
-        raise UserError(f"init=search: no {BEST_WEIGHTS} beside {arch_path} (give a search run's arch.json, or --set init=scratch)")
+        missing = f"{arch_path} records the search's weights at {weights}, not a file" if recorded else \
+            f"no {BEST_WEIGHTS} beside {arch_path}"
+        raise UserError(f"init=search: {missing} (give a search run's arch.json, or --set init=scratch)")
     if config.init not in ("auto", "search"):
         raise UserError(f"setting 'init': expected auto, search or scratch, got {config.init!r}")
     return weights if weights.is_file() else None
@@ -49,7 +58,7 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
         num_labels=task.num_labels, pair=task.is_pair, dropout=config.dropout,
         pad_token_id=tokenizer.pad_token_id or 0, id2label=dict(enumerate(task.labels)) if task.labels else None,
     )
-    weights = initial_weights(config, arch_path)
+    weights = initial_weights(config, arch_path, genotype)
     if weights is not None:
         open_regular(weights, "the search's weights (.pt)", DATA_CAP).close()
         try:
@@ -79,7 +88,8 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
         teacher = load_classifier(str(teacher_dir), task, new_head=False, sdpa=True)
         measured = measure_against_teacher(best, teacher, distill.dev["dev"], device, task.is_pair, config.latency_repeats,
                                            sizes=config.latency_batch_sizes)
-        genotype.save(staging / "arch.json")
+        # The copy beside the student has no search weights beside it: it does not record any.
+        dataclasses.replace(genotype, search_weights=None).save(staging / "arch.json")
         onnx = onnx_beside(best, distill.dev["dev"], staging, config.latency_repeats)  # None without the deploy extra
         result = {
             **student_record(task, state, knowledge, train_seconds=seconds, train_rows=len(distill.train),

@@ -389,7 +389,7 @@ class Search:
         return self.state
 
 
-def run_search(args_task, data, teacher_dir, knowledge, config: SearchConfig, out: Path, device, resume: bool = False,
+def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, device, resume: bool = False,
                on_epoch=None, processes=None):
     """Build everything, search (or resume), and write arch.json with costs and provenance.
 
@@ -460,4 +460,5 @@ def _finalise(genotype_dict, supernet, space, task, tokenizer, config, info, ext
         op_logits=tuple(tuple(row) for block in supernet.op_logits.detach().cpu().tolist() for row in block),
         depth_logits=tuple(supernet.depth_logits.detach().cpu().tolist()),
         costs=costs, provenance=info, extra=extra,
+        search_weights=BEST_WEIGHTS,  # written beside arch.json by `on_best`; `nas finetune` reads the record
     )

@@ -33,7 +33,7 @@ class FinetuneConfig:
     warmup_ratio: float = 0.1
     gamma: float = 0.8  # KD share of the loss, as in the search
     kd_temperature: float = 1.0
-    init: str = "auto"  # auto: the search's weights when they are beside arch.json, else scratch; search; scratch
+    init: str = "auto"  # auto: the search's weights when arch.json records them (older files: supernet_best.pt beside it), else scratch; search; scratch
     dropout: float = 0.1
     max_length: int = 0  # 0: the length the knowledge was computed at
     use_augmented: bool = True
