@@ -442,8 +442,10 @@ def settings_epilog(name: str) -> str | None:
     if name not in SETTINGS:
         return None
     module, cls = SETTINGS[name]
-    fields = dataclasses.fields(getattr(importlib.import_module(module), cls))
-    shown = ", ".join(f"{f.name}={f.default}" for f in fields if f.default is not dataclasses.MISSING)
+    from nas.run.config import settings_fields
+
+    fields = settings_fields(getattr(importlib.import_module(module), cls))
+    shown = ", ".join(f"{name}={default}" for name, _, default in fields if default is not dataclasses.MISSING)
     extra = {
         "run": " `nas run` also takes the other stages' settings as --set STAGE.KEY=VALUE.",
         "sweep": " --set search.KEY=VALUE and --set finetune.KEY=VALUE fix those stages' settings for every trial.",

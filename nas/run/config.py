@@ -154,8 +154,8 @@ def _coerce(value, hint, key: str):
 
 def build(cls, section: str, file=None, flags=None, sets=None):
     """Resolve an instance of the dataclass `cls` from defaults, file, flags and --set."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
+    hints = {name: hint for name, hint, _ in settings_fields(cls)}
+    fields = set(hints)
     layers = []
     if file:
         data = read_config_file(file)
@@ -185,5 +185,14 @@ def build(cls, section: str, file=None, flags=None, sets=None):
     return cls(**values)
 
 
+def settings_fields(cls) -> list[tuple[str, object, object]]:
+    """(name, type, default) of each setting of `cls`: its fields, or the flat view of a class
+    that holds another settings object (`settings_fields()`, nas/base/flat_settings.py)."""
+    if hasattr(cls, "settings_fields"):
+        return cls.settings_fields()
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name], f.default) for f in dataclasses.fields(cls)]
+
+
 def as_dict(config) -> dict:
-    return dataclasses.asdict(config)
+    return config.to_dict() if hasattr(config, "settings_fields") else dataclasses.asdict(config)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ import torch
 from kd.losses import efficiency_loss, probes_kd
 from nas.base import atomic
 from nas.base.errors import UserError
+from nas.base.flat_settings import flat_dict, flat_fields, flat_init
 from nas.base.run_info import provenance, tensorboard_writer
 from nas.compute import distributed
 from nas.compute.acceleration import adamw, autocast, batch_buckets, check_speed_settings
@@ -48,12 +49,22 @@ BEST_WEIGHTS = "supernet_best.pt"
 HISTORY = "history.json"  # per epoch: dev metrics, derived genotype, op and depth probabilities
 
 
-@dataclass(frozen=True)
+# The SearchSpace fields that are search settings, named flat (`--set hidden_size=64`); the
+# space's `ops` is not a setting (the search always offers the whole registry).
+SPACE_SETTINGS = ("hidden_size", "max_cells", "shared_cells", "dropout")
+
+
+@dataclass(frozen=True, init=False)
 class SearchConfig:
-    hidden_size: int = 128
-    max_cells: int = 8
-    shared_cells: bool = True
-    dropout: float = 0.1
+    """The search's settings. It holds the `SearchSpace` it searches (`space`); the space's
+    settings keep their flat names everywhere: `SearchConfig(hidden_size=64)`, `--set
+    hidden_size=64`, `config.hidden_size`, and the flat records of `to_dict()` (config.json,
+    provenance, checkpoints), the same keys as before the space was nested
+    (nas/base/flat_settings.py)."""
+
+    NESTED = ("space", SPACE_SETTINGS)
+
+    space: SearchSpace = SearchSpace()
     gamma: float = 0.8  # KD share of the loss (AdaBERT's default)
     beta: float = 4.0  # efficiency weight (AdaBERT's default)
     kd_temperature: float = 1.0
@@ -102,6 +113,24 @@ class SearchConfig:
     amp: str = "off"  # off or bf16: autocast of the supernet's forward
     bucket: bool = False  # pad batches to bucket lengths (nas.data.batching.BUCKETS)
     fused_optimizer: bool = True  # fused AdamW for the weights where torch has it
+
+    def __init__(self, space: SearchSpace | None = None, /, **settings):
+        flat_init(self, space, **settings)
+
+    # The space's settings read flat, as they were before the space was nested.
+    hidden_size = property(lambda self: self.space.hidden_size)
+    max_cells = property(lambda self: self.space.max_cells)
+    shared_cells = property(lambda self: self.space.shared_cells)
+    dropout = property(lambda self: self.space.dropout)
+
+    @classmethod
+    def settings_fields(cls) -> list[tuple[str, object, object]]:
+        """(flat name, type, default) of every setting: what `--set` and settings files name."""
+        return flat_fields(cls)
+
+    def to_dict(self) -> dict:
+        """The flat record of the settings (config.json, provenance, checkpoints)."""
+        return flat_dict(self)
 
     def __post_init__(self):
         check_speed_settings("off", self.amp)
@@ -344,7 +373,7 @@ class Search:
             return  # rank 0's checkpoint is every rank's: the replicas are identical
         atomic.save_torch(
             {
-                "config": asdict(self.config),
+                "config": self.config.to_dict(),
                 "supernet": self.supernet.state_dict(),
                 "weight_optimizer": self.weight_optimizer.state_dict(),
                 "arch_optimizer": self.arch_optimizer.state_dict(),
@@ -359,8 +388,8 @@ class Search:
 
     def restore(self, path: Path):
         saved = torch.load(path, map_location=self.device, weights_only=False)
-        if saved["config"] != asdict(self.config):
-            changed = sorted(k for k in saved["config"] if saved["config"][k] != asdict(self.config).get(k))
+        if saved["config"] != self.config.to_dict():
+            changed = sorted(k for k in saved["config"] if saved["config"][k] != self.config.to_dict().get(k))
             raise UserError(f"{path}: the checkpoint was made with other settings ({', '.join(changed)}); resume with the same ones")
         self.supernet.load_state_dict(saved["supernet"])
         self.weight_optimizer.load_state_dict(saved["weight_optimizer"])
@@ -404,7 +433,7 @@ def run_search(args_task, data, teacher_dir, knowledge, config: SearchConfig, ou
     max_length = config.max_length or knowledge.max_length
     distill = prepare(data, knowledge, tokenizer, max_length, config.use_augmented)
     words, positions = teacher_embedding_tables(teacher_dir, task)
-    space = SearchSpace(config.hidden_size, config.max_cells, shared_cells=config.shared_cells, dropout=config.dropout)
+    space = config.space
     supernet = SuperNet(space, words.shape[0], positions.shape[0] if positions is not None else 512, task.num_labels, task.is_pair)
     supernet.embeddings.init_from_teacher(words, positions if positions is not None else supernet.embeddings.positions.weight)
 
@@ -419,7 +448,7 @@ def run_search(args_task, data, teacher_dir, knowledge, config: SearchConfig, ou
         search.restore(checkpoint)  # refuses other settings before anything in `out` is touched
     distributed.barrier(processes)  # every rank has read the checkpoint before rank 0 may replace it
     info = provenance(task=task.name, teacher=str(Path(teacher_dir).resolve()), knowledge=str(knowledge.folder.resolve()),
-                      seed=config.seed, config=asdict(config))
+                      seed=config.seed, config=config.to_dict())
     if main:
         atomic.write_json(out / "config.json", info)
         if latency is not None:
