@@ -33,7 +33,7 @@ from nas.data.models import load_tokenizer
 from nas.deploy.costs import student_costs
 from nas.train.distill_data import prepare, teacher_embedding_tables
 from nas.train.figures import depth_figure, op_probability_figure
-from nas.train.latency_budget import search_latency
+from nas.train.width_latency import any_search_latency, width_efficiency_loss, width_op_costs
 from nas.train.loop import Hooks, LoopState, NonFiniteLoss, linear_warmup_decay, train_loop
 from ops import OPS
 from searchspace.derive import derive_genotype
@@ -51,7 +51,7 @@ HISTORY = "history.json"  # per epoch: dev metrics, derived genotype, op and dep
 
 # The SearchSpace fields that are search settings, named flat (`--set hidden_size=64`); the
 # space's `ops` is not a setting (the search always offers the whole registry).
-SPACE_SETTINGS = ("hidden_size", "max_cells", "shared_cells", "dropout")
+SPACE_SETTINGS = ("hidden_size", "max_cells", "shared_cells", "dropout", "widths")
 
 
 @dataclass(frozen=True, init=False)
@@ -122,6 +122,7 @@ class SearchConfig:
     max_cells = property(lambda self: self.space.max_cells)
     shared_cells = property(lambda self: self.space.shared_cells)
     dropout = property(lambda self: self.space.dropout)
+    widths = property(lambda self: self.space.widths)
 
     @classmethod
     def settings_fields(cls) -> list[tuple[str, object, object]]:
@@ -129,8 +130,9 @@ class SearchConfig:
         return flat_fields(cls)
 
     def to_dict(self) -> dict:
-        """The flat record of the settings (config.json, provenance, checkpoints)."""
-        return flat_dict(self)
+        """The flat record of the settings (config.json, provenance, checkpoints). `widths` is
+        left out when not searched, so a record is the same as before widths were searchable."""
+        return flat_dict(self, omit_when_default=("widths",))
 
     def __post_init__(self):
         check_speed_settings("off", self.amp)
@@ -154,6 +156,11 @@ class SearchConfig:
             raise UserError(f"setting 'max_cells': expected 1..{MAX_CELLS}, got {self.max_cells}")
         if not 1 <= self.hidden_size <= MAX_HIDDEN_SIZE:
             raise UserError(f"setting 'hidden_size': expected 1..{MAX_HIDDEN_SIZE}, got {self.hidden_size}")
+        if self.widths and (len(set(self.widths)) != len(self.widths) or min(self.widths) < 1
+                            or max(self.widths) != self.hidden_size):
+            # The supernet is built at hidden_size; each width runs on its leading channels.
+            raise UserError(f"setting 'widths': expected distinct hidden sizes whose widest is hidden_size "
+                            f"({self.hidden_size}), got {','.join(map(str, self.widths))}")
         if not 0.0 < self.arch_fraction < 1.0:
             raise UserError(f"setting 'arch_fraction': expected a value in (0, 1), got {self.arch_fraction}")
         if self.tau_floor <= 0 or self.tau_start <= 0:
@@ -185,9 +192,12 @@ class Search:
         self.writer, self.provenance = writer, provenance or {}
         self.sampler = SAMPLERS[config.mode]()
         self.generator = torch.Generator().manual_seed(config.seed + 17)
-        self.op_costs = normalised_op_costs(supernet.space.ops, config.hidden_size, config.cost_seq_len).to(device)
+        if supernet.widths:  # (W, O): the ops' costs at each searched width (nas/train/width_latency.py)
+            self.op_costs = width_op_costs(supernet.space.ops, supernet.widths, config.cost_seq_len).to(device)
+        else:
+            self.op_costs = normalised_op_costs(supernet.space.ops, config.hidden_size, config.cost_seq_len).to(device)
         # Latency table, efficiency term and budget (nas/train/latency_budget.py); None when not asked for.
-        self.latency = latency or search_latency(config, out, device, task.is_pair, supernet.space.ops, processes)
+        self.latency = latency or any_search_latency(config, out, device, task.is_pair, supernet.space.ops, processes)
         # The held-out slice is the tail of the task's own training rows; their augmented variants
         # are left out of weight training too, so architecture steps score text the weights never saw.
         n, original = len(data.train), data.original_rows
@@ -245,6 +255,8 @@ class Search:
         terms = {}
         if self.latency is not None and self.latency.is_efficiency_term:
             efficiency, terms["architecture/expected_latency_ms"] = self.latency.efficiency(path)
+        elif path.width_weights is not None:
+            efficiency = width_efficiency_loss(path, self.op_costs)
         else:
             efficiency = efficiency_loss(path.op_weights[: path.depth], path.depth_weights, self.op_costs)
         total = (1 - config.gamma) * ce + config.gamma * kd + config.beta * efficiency
@@ -289,9 +301,11 @@ class Search:
 
         config = self.config
         cap = config.max_parameter_free if capped and config.max_parameter_free < KEPT_EDGES else None
+        widths = self.supernet.widths
         genotype = derive_genotype(
             self.supernet.op_logits.detach().cpu(), self.supernet.depth_logits.detach().cpu(), config.hidden_size,
             self.supernet.space.ops, config.max_cells, max_parameter_free=cap,
+            width_logits=self.supernet.width_logits.detach().cpu() if widths else None, widths=widths or None,
         )
         if config.depth_choice == "budget":
             genotype = replace(genotype, num_cells=config.max_cells)  # fit() below removes what does not fit
@@ -306,6 +320,8 @@ class Search:
         metrics["parameter_free_share"] = genotype.parameter_free_share()
         metrics["uncapped_parameter_free_share"] = self.derive(capped=False).parameter_free_share()
         metrics["depth"] = genotype.num_cells
+        if self.supernet.widths:
+            metrics["width"] = genotype.hidden_size
         self.genotypes.append(genotype.to_dict())
         self._log_epoch(state, genotype, metrics)
         self.last_record = self._record_history(state.epoch + 1, genotype, metrics)
@@ -326,6 +342,9 @@ class Search:
             "op_probabilities": [[round(p, 5) for p in row] for row in op_probabilities.tolist()],
             "depth_probabilities": [round(p, 5) for p in depth_probabilities.tolist()],
         }
+        if self.supernet.widths:
+            widths = torch.softmax(self.supernet.width_logits.detach().cpu(), -1).tolist()
+            record["width_probabilities"] = {str(w): round(p, 5) for w, p in zip(self.supernet.widths, widths)}
         atomic.write_json(path, {"ops": list(self.supernet.space.ops), "epochs": earlier + [record]})
         return record
 
@@ -427,7 +446,7 @@ def run_search(args_task, data, teacher_dir, knowledge, config: SearchConfig, ou
 
     task = data.task
     # The latency table, and a budget no architecture can meet refused, before anything is loaded.
-    latency = search_latency(config, out, device, task.is_pair, tuple(OPS), processes)
+    latency = any_search_latency(config, out, device, task.is_pair, tuple(OPS), processes)
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(str(teacher_dir))
     max_length = config.max_length or knowledge.max_length
@@ -488,5 +507,6 @@ def _finalise(genotype_dict, supernet, space, task, tokenizer, config, info, ext
         genotype,
         op_logits=tuple(tuple(row) for block in supernet.op_logits.detach().cpu().tolist() for row in block),
         depth_logits=tuple(supernet.depth_logits.detach().cpu().tolist()),
+        **({"width_logits": tuple(supernet.width_logits.detach().cpu().tolist())} if supernet.widths else {}),
         costs=costs, provenance=info, extra=extra,
     )
