@@ -14,6 +14,7 @@ on dev with that path fixed; `arch.json` is the best-scoring one.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from nas.data.models import load_tokenizer
 from nas.deploy.costs import student_costs
 from nas.train.distill_data import prepare, teacher_embedding_tables
 from nas.train.figures import depth_figure, op_probability_figure
+from nas.train.perturbation import select_after_search
 from nas.train.width_latency import any_search_latency, width_efficiency_loss, width_op_costs
 from nas.train.loop import Hooks, LoopState, NonFiniteLoss, linear_warmup_decay, train_loop
 from ops import OPS
@@ -108,6 +110,12 @@ class SearchConfig:
     # (on SST-2 K=1 wins although the same cell stacked 4 or 8 times scores higher once trained:
     # experiments/results/depth.md), so under a budget the spare latency is better spent on depth.
     depth_choice: str = "logits"
+    # How the cell is chosen once the search has trained the supernet. "argmax": the strongest op
+    # logits (DARTS' rule, searchspace/derive.py). "perturbation": DARTS-PT's rule, the ops and
+    # edges whose removal hurts the supernet's held-out loss most (nas/train/perturbation.py),
+    # scored on at most `perturbation_rows` held-out rows.
+    selection: str = "argmax"
+    perturbation_rows: int = 512
     # Speed (nas/compute/acceleration.py). No `compile`: every step samples another path through the
     # supernet, so a captured graph would be specialised to one path and recaptured each step.
     amp: str = "off"  # off or bf16: autocast of the supernet's forward
@@ -142,6 +150,10 @@ class SearchConfig:
             raise UserError("setting 'depth_choice': budget needs a latency budget (--latency-budget MS)")
         if not 0.0 <= self.latency_margin < 1.0:
             raise UserError(f"setting 'latency_margin': expected a value in [0, 1), got {self.latency_margin}")
+        if self.selection not in ("argmax", "perturbation"):
+            raise UserError(f"setting 'selection': expected argmax or perturbation, got {self.selection!r}")
+        if self.perturbation_rows < 1:
+            raise UserError(f"setting 'perturbation_rows': expected 1 or more, got {self.perturbation_rows}")
         if self.efficiency not in ("cost", "latency"):
             raise UserError(f"setting 'efficiency': expected cost or latency, got {self.efficiency!r}")
         if self.latency_budget_ms < 0 or self.latency_batch_size < 1 or self.latency_seq_len < 1:
@@ -241,12 +253,14 @@ class Search:
 
         return temperature(self.state.step, self.total_steps, self.config.tau_start, self.config.tau_floor)
 
-    def loss(self, rows, model=None) -> tuple[torch.Tensor, dict]:
+    def loss(self, rows, model=None, path=None) -> tuple[torch.Tensor, dict]:
+        """The loss of training rows `rows` on a sampled path, or on `path` when given."""
         config = self.config
         batch = device_batch(self.data.train, rows, self.device, batch_buckets("off", config.bucket))
         teacher_logits, probe_logits = self.data.train_targets.rows(torch.as_tensor(rows))
         probe_logits = probe_logits.to(self.device, non_blocking=True)
-        path = self.supernet.sample_path(self.sampler, self.tau(), self.generator)
+        if path is None:
+            path = self.supernet.sample_path(self.sampler, self.tau(), self.generator)
         with autocast(self.device, config.amp):
             final, per_depth = (self.model if model is None else model)(**model_inputs(batch), path=path)
         final, per_depth = final.float(), [logits.float() for logits in per_depth]
@@ -480,8 +494,14 @@ def run_search(args_task, data, teacher_dir, knowledge, config: SearchConfig, ou
     if search.best is None:
         raise UserError("the search finished without a dev score; nothing to derive")
     best_metric, best_genotype, best_epoch = search.best
+    selection = {}
+    if config.selection == "perturbation":
+        distributed.barrier(processes)  # rank 0 has written the best epoch's weights
+        best_metric, chosen, record = select_after_search(
+            search, Genotype.from_json(json.dumps(best_genotype), source="derived genotype"), out / BEST_WEIGHTS)
+        best_genotype, selection = chosen.to_dict(), {"selection": record}
     genotype = _finalise(best_genotype, supernet, space, task, tokenizer, config, info,
-                         extra={"dev_metric": {task.primary_metric: best_metric}, "best_epoch": best_epoch,
+                         extra={"dev_metric": {task.primary_metric: best_metric}, "best_epoch": best_epoch, **selection,
                                 "search_seconds": round(time.perf_counter() - started, 1),
                                 "history": state.history, "max_length": max_length,
                                 **({"processes": processes.world_size} if processes else {})})
