@@ -46,3 +46,10 @@ def test_space_itself_and_its_ops_are_not_settings(bad):
     key, value = next(iter(bad.items()))
     with pytest.raises(Exception, match=f"unknown setting '{key}'"):
         build(SearchConfig, "search", None, {}, [f"{key}={value}"])
+
+
+def test_newer_settings_are_recorded_only_when_set():
+    record = SearchConfig(widths=(64, 128), selection="perturbation", perturbation_rows=64).to_dict()
+    assert tuple(record)[-3:] != RECORD_KEYS[-3:] and record["selection"] == "perturbation"
+    assert record["widths"] == (64, 128) and record["perturbation_rows"] == 64
+    assert SearchConfig(**record).to_dict() == record

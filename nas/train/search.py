@@ -138,9 +138,10 @@ class SearchConfig:
         return flat_fields(cls)
 
     def to_dict(self) -> dict:
-        """The flat record of the settings (config.json, provenance, checkpoints). `widths` is
-        left out when not searched, so a record is the same as before widths were searchable."""
-        return flat_dict(self, omit_when_default=("widths",))
+        """The flat record of the settings (config.json, provenance, checkpoints). Settings added
+        with the width search and perturbation selection are left out at their defaults, so a
+        default search records (and a resume compares) the same keys as before they existed."""
+        return flat_dict(self, omit_when_default=("widths", "selection", "perturbation_rows"))
 
     def __post_init__(self):
         check_speed_settings("off", self.amp)
