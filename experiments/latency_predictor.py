@@ -76,7 +76,9 @@ def main() -> int:
 
     started = time.perf_counter()
     table = build_latency_table(LatencyTableConfig(hidden_size=args.hidden, batch_sizes=tuple(batches)), device)
-    table_path = Path(args.out).with_name("latency_table_cpu.json")
+    # One table per hidden size, so a run at another width leaves the default's table alone.
+    table_name = "latency_table_cpu.json" if args.hidden == 128 else f"latency_table_cpu_h{args.hidden}.json"
+    table_path = Path(args.out).resolve().with_name(table_name)
     save_latency_table(table, table_path)
     table_seconds = time.perf_counter() - started
 

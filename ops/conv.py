@@ -48,9 +48,20 @@ class SeqConv(nn.Module):
         # the windows; `cat` backward is k slices, far cheaper than `unfold`'s scatter.
         taps = [padded[:, j * self.dilation : j * self.dilation + length] for j in range(self.kernel)]
         windows = torch.cat(taps, -1).view(batch * length, self.kernel * hidden)  # (B*T, k * H_in)
-        weight = self.conv.weight.permute(2, 1, 0).reshape(self.kernel * hidden, hidden)  # (k * H_in, H_out)
-        y = torch.addmm(self.conv.bias, windows, weight)  # (B*T, H_out)
-        y = self.norm(y.view(batch, length, hidden))  # (B, T, H)
+        conv_weight, bias, norm_weight, norm_bias = self.conv.weight, self.conv.bias, self.norm.weight, self.norm.bias
+        if hidden != self.conv.out_channels:
+            # A narrower input runs on the leading `hidden` channels of the weights, and the
+            # LayerNorm normalises over those channels only: exactly the op built at width
+            # `hidden` with these slices as its weights. The supernet's width search shares
+            # weights this way (searchspace/width.py).
+            conv_weight, bias = conv_weight[:hidden, :hidden], bias[:hidden]
+            norm_weight, norm_bias = norm_weight[:hidden], norm_bias[:hidden]
+        weight = conv_weight.permute(2, 1, 0).reshape(self.kernel * hidden, hidden)  # (k * H_in, H_out)
+        y = torch.addmm(bias, windows, weight)  # (B*T, H_out)
+        if hidden != self.conv.out_channels:
+            y = F.layer_norm(y.view(batch, length, hidden), (hidden,), norm_weight, norm_bias, self.norm.eps)
+        else:
+            y = self.norm(y.view(batch, length, hidden))  # (B, T, H)
         return torch.where(real, y, 0.0)  # (B, T, H)
 
 

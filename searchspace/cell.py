@@ -15,6 +15,7 @@ None (a fixed architecture). An edge with an empty list is not computed at all.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ops import build_op
@@ -80,7 +81,13 @@ class ClassifierHead(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         pooled = masked_mean(x, mask)  # (B, H)
-        return self.out(self.dropout(torch.tanh(self.dense(pooled))))  # (B, C)
+        width = x.shape[-1]
+        if width == self.dense.in_features:
+            return self.out(self.dropout(torch.tanh(self.dense(pooled))))  # (B, C)
+        # A narrower input (the supernet's width search) runs on the leading channels of the
+        # layers: the head built at that width with these slices as its weights.
+        hidden = torch.tanh(F.linear(pooled, self.dense.weight[:width, :width], self.dense.bias[:width]))  # (B, w)
+        return F.linear(self.dropout(hidden), self.out.weight[:, :width], self.out.bias)  # (B, C)
 
 
 def cell_inputs(embedded: torch.Tensor, attention_mask: torch.Tensor, token_type_ids, pair: bool):

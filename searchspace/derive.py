@@ -76,20 +76,33 @@ def derive_depth(depth_logits) -> int:
     return _argmax(logits, range(len(logits))) + 1
 
 
+def derive_width(width_logits, widths: tuple[int, ...]) -> int:
+    """The width the search chose: the argmax of the logits (ties go to the narrower width)."""
+    logits = _finite(_plain(width_logits), "width_logits")
+    if len(logits) != len(widths):
+        raise ValueError(f"width_logits has {len(logits)} entries for {len(widths)} widths")
+    return widths[_argmax(logits, range(len(logits)))]
+
+
 def derive_genotype(op_logits, depth_logits, hidden_size: int, ops: Sequence[str] = DEFAULT_OPS,
                     max_cells: int | None = None, *, max_parameter_free: int | None = None,
-                    costs=None, provenance=None, extra=None) -> Genotype:
+                    costs=None, provenance=None, extra=None, width_logits=None,
+                    widths: tuple[int, ...] | None = None) -> Genotype:
     """The genotype the search chose: cell from `op_logits` (per-cell blocks of 9 rows are
     averaged, see `derive_cell`), depth from `depth_logits`. The logits are kept in the
-    genotype as they were (all blocks), and `max_cells` defaults to len(depth_logits)."""
+    genotype as they were (all blocks), and `max_cells` defaults to len(depth_logits).
+    With `width_logits` over `widths` (a searched width), `hidden_size` is the chosen width."""
+    if width_logits is not None:
+        hidden_size = derive_width(width_logits, tuple(widths))
+        width_logits, widths = tuple(_finite(_plain(width_logits), "width_logits")), tuple(widths)
     rows = _rows(op_logits, len(ops))
     num_cells = derive_depth(depth_logits)
     depth = _finite(_plain(depth_logits), "depth_logits")
     return Genotype(num_cells=num_cells, hidden_size=hidden_size,
                     cell=derive_cell(rows, ops, max_parameter_free=max_parameter_free),
                     ops=tuple(ops), max_cells=len(depth) if max_cells is None else max_cells,
-                    op_logits=rows, depth_logits=depth,
-                    costs=costs, provenance=provenance, extra=extra)
+                    op_logits=rows, depth_logits=depth, widths=widths if width_logits is not None else None,
+                    width_logits=width_logits, costs=costs, provenance=provenance, extra=extra)
 
 
 def _plain(values):

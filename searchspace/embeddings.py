@@ -10,6 +10,7 @@ that is 3x fewer embedding parameters and one matmul less per token at inference
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -51,7 +52,13 @@ class StudentEmbeddings(nn.Module):
         rows = min(positions.shape[0], self.positions.num_embeddings)
         self.positions.weight[:rows].copy_(positions[:rows].float() @ projection)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        """(B, T) ids -> (B, T, H), or (B, T, width) from the leading `width` channels of the
+        tables and the LayerNorm (the supernet's width search, searchspace/width.py)."""
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.words(input_ids) + self.positions(positions)[None]  # (B, T, H)
-        return self.dropout(self.norm(x))
+        if width is None or width == self.words.embedding_dim:
+            x = self.words(input_ids) + self.positions(positions)[None]  # (B, T, H)
+            return self.dropout(self.norm(x))
+        x = F.embedding(input_ids, self.words.weight[:, :width]) + self.positions.weight[positions, :width][None]
+        x = F.layer_norm(x, (width,), self.norm.weight[:width], self.norm.bias[:width], self.norm.eps)  # (B, T, w)
+        return self.dropout(x)

@@ -44,7 +44,7 @@ MAX_HIDDEN_SIZE = 1024
 MAX_CELLS = 24
 
 REQUIRED_KEYS = ("schema_version", "num_cells", "hidden_size", "cell")
-JSON_KEYS = REQUIRED_KEYS + ("ops", "max_cells", "op_logits", "depth_logits",
+JSON_KEYS = REQUIRED_KEYS + ("ops", "max_cells", "op_logits", "depth_logits", "widths", "width_logits",
                              "costs", "provenance", "extra", "search_weights")
 # Op names are written into the compact string form, so they must not contain its separators.
 _OP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -90,6 +90,10 @@ class Genotype:
     costs: Mapping[str, Any] | None = field(default=None, hash=False)
     provenance: Mapping[str, Any] | None = field(default=None, hash=False)
     extra: Mapping[str, Any] | None = field(default=None, hash=False)
+    # A searched width (searchspace/width.py): the choices, narrowest first, and their logits;
+    # `hidden_size` is one of them. Optional: files from searches without a width choice lack them.
+    widths: tuple[int, ...] | None = None
+    width_logits: tuple[float, ...] | None = None
     search_weights: str | None = None
 
     def __post_init__(self):
@@ -117,7 +121,7 @@ class Genotype:
 
     def architecture(self) -> Genotype:
         """The same network without what the search recorded (logits, costs, provenance, weights)."""
-        return replace(self, op_logits=None, depth_logits=None,
+        return replace(self, op_logits=None, depth_logits=None, widths=None, width_logits=None,
                        costs=None, provenance=None, extra=None, search_weights=None)
 
     def canonical(self) -> Genotype:
@@ -240,6 +244,7 @@ def _validated(g: Genotype) -> dict[str, Any]:
     out["op_logits"] = None if g.op_logits is None else _op_logits(g.op_logits, len(out["ops"]), out["max_cells"])
     out["depth_logits"] = None if g.depth_logits is None else _numbers(
         g.depth_logits, "depth_logits", out["max_cells"], "one per depth 1..max_cells")
+    out["widths"], out["width_logits"] = _widths(g.widths, g.width_logits, out["hidden_size"])
     for name in ("costs", "provenance", "extra"):
         value = getattr(g, name)
         if value is not None and not isinstance(value, Mapping):
@@ -261,6 +266,23 @@ def _inside_path(value, name: str) -> str:
         raise InvalidGenotype(name, f"expected a file inside arch.json's folder (a relative path without '..'), "
                               f"got {_show(value)}")
     return value
+
+
+def _widths(widths, logits, hidden_size: int):
+    """The searched widths (distinct, increasing, holding `hidden_size`) and one logit per width."""
+    if widths is None:
+        if logits is not None:
+            raise InvalidGenotype("width_logits", "given without 'widths' (the widths they score)")
+        return None, None
+    items = _list(widths, "widths", "a list of hidden sizes")
+    values = tuple(_int(w, f"widths[{i}]", low=1, high=MAX_HIDDEN_SIZE) for i, w in enumerate(items))
+    if not values or list(values) != sorted(set(values)):
+        raise InvalidGenotype("widths", f"expected distinct hidden sizes in increasing order, got {_show(list(values))}")
+    if hidden_size not in values:
+        raise InvalidGenotype("hidden_size", f"{hidden_size} is not one of the searched widths {_show(list(values))}")
+    if logits is None:
+        return values, None
+    return values, _numbers(logits, "width_logits", len(values), "one per width")
 
 
 def _schema_version(value) -> int:

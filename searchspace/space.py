@@ -14,3 +14,16 @@ class SearchSpace:
     ops: tuple[str, ...] = OP_NAMES
     shared_cells: bool = True  # one set of op logits for every cell (AdaBERT); False: one per cell
     dropout: float = 0.1
+    # Hidden sizes the search chooses among (searchspace/width.py); empty: hidden_size only, no
+    # width choice. The supernet is built at hidden_size, the widest of them; a narrower width
+    # runs on the leading channels of the shared weights.
+    widths: tuple[int, ...] = ()
+
+    @property
+    def width_choices(self) -> tuple[int, ...]:
+        """The widths a searched student can have, narrowest first."""
+        return tuple(sorted(self.widths)) if self.widths else (self.hidden_size,)
+
+    @property
+    def searches_width(self) -> bool:
+        return len(self.width_choices) > 1

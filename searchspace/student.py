@@ -21,6 +21,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from searchspace.cell import Cell, ClassifierHead, run_cells
 from searchspace.embeddings import StudentEmbeddings
 from searchspace.genotype import Genotype
+from searchspace.width import leading_slice
 
 
 class AdaBertStudentConfig(PretrainedConfig):
@@ -93,12 +94,14 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
     @torch.no_grad()
     def inherit_from_supernet(self, supernet) -> None:
         """Copy the weights of the chosen ops, cells, embeddings and depth-K head from a supernet
-        (the module or its state dict): names match because both are built by the same `Cell`."""
+        (the module or its state dict): names match because both are built by the same `Cell`.
+        A student narrower than the supernet (a searched width) takes the leading channels of
+        each weight, the part the supernet ran at its width (searchspace/width.py)."""
         source = supernet if isinstance(supernet, dict) else supernet.state_dict()
         target = self.state_dict()
         for name in target:
             key = f"heads.{self.depth - 1}." + name.removeprefix("head.") if name.startswith("head.") else name
-            target[name].copy_(source[key])
+            target[name].copy_(leading_slice(source[key], target[name].shape))
 
     def without_cells(self) -> AdaBertStudentForSequenceClassification:
         """A student that runs this one's forward pass less its cells: the same config, sharing

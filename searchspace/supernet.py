@@ -17,6 +17,7 @@ from torch import nn
 from searchspace.cell import Cell, ClassifierHead, dag_edges, run_cells
 from searchspace.embeddings import StudentEmbeddings
 from searchspace.space import SearchSpace
+from searchspace.width import mix_widths, width_one_hot
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Path:
 
     op_weights: torch.Tensor
     depth_weights: torch.Tensor
+    # (W,) over the space's width choices, narrowest first; None when the width is not searched.
+    width_weights: torch.Tensor | None = None
 
     @property
     def depth(self) -> int:
@@ -49,10 +52,15 @@ class SuperNet(nn.Module):
         logit_sets = 1 if space.shared_cells else space.max_cells
         self.op_logits = nn.Parameter(1e-3 * torch.randn(logit_sets, len(self.edges), len(space.ops)))
         self.depth_logits = nn.Parameter(torch.zeros(space.max_cells))
+        # The width choice exists only when searched, so a search without one draws the same
+        # Gumbel noise and holds the same parameters as before widths were searchable.
+        self.widths = space.width_choices if space.searches_width else ()
+        if self.widths:
+            self.width_logits = nn.Parameter(torch.zeros(len(self.widths)))
 
     # ---- parameter groups
     def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.op_logits, self.depth_logits]
+        return [self.op_logits, self.depth_logits, *([self.width_logits] if self.widths else [])]
 
     def weight_parameters(self) -> list[nn.Parameter]:
         arch = {id(p) for p in self.arch_parameters()}
@@ -63,7 +71,9 @@ class SuperNet(nn.Module):
         op_weights = sampler(self.op_logits, tau, generator)  # (sets, E, O)
         if op_weights.shape[0] == 1:
             op_weights = op_weights.expand(self.space.max_cells, -1, -1)
-        return Path(op_weights, sampler(self.depth_logits, tau, generator))
+        depth_weights = sampler(self.depth_logits, tau, generator)
+        width_weights = sampler(self.width_logits, tau, generator) if self.widths else None
+        return Path(op_weights, depth_weights, width_weights)
 
     def genotype_path(self, genotype) -> Path:
         """The fixed path of a genotype: its edges and ops with weight 1, its depth."""
@@ -73,11 +83,22 @@ class SuperNet(nn.Module):
             op_weights[:, self.edges.index((node, edge.input)), self.space.ops.index(edge.op)] = 1.0
         depth_weights = torch.zeros(self.space.max_cells, device=device)
         depth_weights[genotype.num_cells - 1] = 1.0
-        return Path(op_weights, depth_weights)
+        return Path(op_weights, depth_weights, width_one_hot(self.widths, genotype.hidden_size, device))
 
     # ---- forward
     def forward(self, input_ids, attention_mask, token_type_ids=None, *, path: Path):
-        """Returns (final logits (B, C), per-depth logits [(B, C)] for depths 1..K)."""
+        """Returns (final logits (B, C), per-depth logits [(B, C)] for depths 1..K).
+
+        With a width choice, the network runs once per width of non-zero weight and the
+        outputs are mixed by those weights (searchspace/width.py)."""
+        if path.width_weights is None:
+            return self._forward_at(None, input_ids, attention_mask, token_type_ids, path)
+        runs = [(weight, self._forward_at(width, input_ids, attention_mask, token_type_ids, path))
+                for width, weight in zip(self.widths, path.width_weights) if weight.detach() != 0]
+        return mix_widths(runs)
+
+    def _forward_at(self, width, input_ids, attention_mask, token_type_ids, path: Path):
+        """The forward pass at one width (None: the full hidden size)."""
         depth = path.depth
         ops = self.space.ops
 
@@ -91,7 +112,7 @@ class SuperNet(nn.Module):
 
             return choices
 
-        embedded = self.embeddings(input_ids)
+        embedded = self.embeddings(input_ids, width)  # (B, T, width or H); the cells and heads follow its width
         outputs, mask = run_cells(self.cells, embedded, attention_mask, token_type_ids, self.pair, cell_choices, depth)
         per_depth = [self.heads[k](out, mask) for k, out in enumerate(outputs)]
         # A one-hot depth makes this the chosen head's logits, with a gradient to the depth logits.

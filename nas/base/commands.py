@@ -21,6 +21,7 @@ COMMANDS = (  # in the order `nas --help` lists them
     CommandName("knowledge", "knowledge"),
     CommandName("search", "search"),
     CommandName("finetune", "finetune"),
+    CommandName("sanity", "finetune"),  # it finetunes every architecture it compares, with finetune's settings
     CommandName("distill", "distill"),
     CommandName("validate"),
     CommandName("plot"),

@@ -240,6 +240,48 @@ def run_finetune_command(args):
           f"{result.speedup_at(1)}x / {result.speedup_at(32)}x faster than the teacher at batch 1 / 32 -> {out}")
 
 
+# ---------------------------------------------------------------- nas sanity
+
+
+def _sanity_args(parser):
+    _finetune_args(parser)
+    parser.add_argument("--random", type=int, default=5, help="random architectures to compare with (default 5)")
+    parser.add_argument("--tolerance", type=float, default=0.10,
+                        help="their predicted latency within this share of the searched one's (default 0.10)")
+    parser.add_argument("--latency-table", dest="latency_tables", action="append", default=[], metavar="FILE",
+                        help="the search's latency table, one per width (default: those beside arch.json)")
+    parser.add_argument("--max-tries", type=int, default=20000, help="random draws before giving up (default 20000)")
+
+
+@command("sanity", "finetune the searched architecture and random ones of equal predicted latency the same way "
+         "(from scratch); writes sanity.md: does the search beat chance?", _sanity_args,
+         settings=("nas.train.student_training", "FinetuneConfig"))
+def run_sanity_command(args):
+    from kd.knowledge import Knowledge
+    from nas.data.models import pick_device, quiet_transformers
+    from nas.run.config import build
+    from nas.train.sanity import run_sanity
+    from nas.train.student_training import FinetuneConfig
+    from searchspace.genotype import Genotype
+
+    quiet_transformers()
+    require(args, "arch", "teacher", "knowledge")
+    Genotype.load(args.arch)  # a bad arch.json fails before any data is read
+    if args.random < 2 or not 0 < args.tolerance < 1 or args.max_tries < 1:
+        raise UserError("--random must be 2 or more (a standard deviation needs two), --tolerance in (0, 1), --max-tries >= 1")
+    config = build(FinetuneConfig, "finetune", args.config, flags(args, "epochs", "seed"), args.set)
+    task = resolve_task(args)
+    out = require_out(args)
+    data = load_data(args, task)
+    summary = run_sanity(args.arch, data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device),
+                         count=args.random, tolerance=args.tolerance, seed=args.seed or 0, tables=args.latency_tables,
+                         max_tries=args.max_tries)
+    verdict = "beats" if summary["beats_random"] else "does not beat"
+    print(f"sanity {task.name}: searched {summary['searched']:.4f} vs random {summary['random_mean']:.4f} ± "
+          f"{summary['random_std']:.4f} ({summary['gain_points']:+.2f} points): the search {verdict} chance -> "
+          f"{out / 'sanity.md'}")
+
+
 # ---------------------------------------------------------------- nas distill
 
 
@@ -452,8 +494,10 @@ def settings_epilog(name: str) -> str | None:
     if COMMANDS[name][3] is None:
         return None
     module, cls = COMMANDS[name][3]
-    fields = dataclasses.fields(getattr(importlib.import_module(module), cls))
-    shown = ", ".join(f"{f.name}={f.default}" for f in fields if f.default is not dataclasses.MISSING)
+    from nas.run.config import settings_fields
+
+    fields = settings_fields(getattr(importlib.import_module(module), cls))
+    shown = ", ".join(f"{name}={default}" for name, _, default in fields if default is not dataclasses.MISSING)
     extra = {
         "run": " `nas run` also takes the other stages' settings as --set STAGE.KEY=VALUE.",
         "sweep": " --set search.KEY=VALUE and --set finetune.KEY=VALUE fix those stages' settings for every trial.",

@@ -173,8 +173,8 @@ def resolve(cls, section: str, layers, flags=None, sets=None):
     """An instance of `cls` from `layers` of (origin, {key: value}), lowest priority first, then
     flags and --set. Settings are handed to a stage in memory this way (`nas run`); a value that
     does not fit is named with the origin it came from."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
+    hints = {name: hint for name, hint, _ in settings_fields(cls)}
+    fields = set(hints)
     layers = [*layers, ("flags", {k: v for k, v in (flags or {}).items() if v is not None}), ("--set", parse_sets(sets))]
     values = {}
     for origin, data in layers:
@@ -190,5 +190,14 @@ def resolve(cls, section: str, layers, flags=None, sets=None):
     return cls(**values)
 
 
+def settings_fields(cls) -> list[tuple[str, object, object]]:
+    """(name, type, default) of each setting of `cls`: its fields, or the flat view of a class
+    that holds another settings object (`settings_fields()`, nas/base/flat_settings.py)."""
+    if hasattr(cls, "settings_fields"):
+        return cls.settings_fields()
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name], f.default) for f in dataclasses.fields(cls)]
+
+
 def as_dict(config) -> dict:
-    return dataclasses.asdict(config)
+    return config.to_dict() if hasattr(config, "settings_fields") else dataclasses.asdict(config)

@@ -143,7 +143,7 @@ def settings_record(job: SweepJob) -> dict:
     return {
         "task": data.task.name, "metric": data.task.primary_metric,
         "train_rows": len(data.train), "dev_rows": sum(len(split) for split in data.dev.values()),
-        "search": asdict(job.search), "finetune": asdict(job.finetune),
+        "search": job.search.to_dict(), "finetune": asdict(job.finetune),
         "space": {k: v for k, v in asdict(job.sweep).items() if k not in operational},
         "latency_seq_len": job.sweep.latency_seq_len,
     }

@@ -49,8 +49,16 @@ def search_latency(config, out: Path, device, pair: bool, ops, processes=None) -
     """
     if not needs_latency(config):
         return None
+    table, measured = search_table(config, out, device, processes)
+    latency = SearchLatency(table, config, pair, ops, device, measured)
+    latency.check_reachable()
+    return latency
+
+
+def search_table(config, out: Path, device, processes=None, table_file: str = TABLE_FILE) -> tuple[LatencyTable, bool]:
+    """(the latency table at `config.hidden_size`, whether it was measured now): see `search_latency`."""
     table, measured = None, False
-    kept = Path(out) / TABLE_FILE
+    kept = Path(out) / table_file
     if config.latency_table:
         table = load_latency_table(config.latency_table)
     elif kept.is_file():
@@ -64,12 +72,10 @@ def search_latency(config, out: Path, device, pair: bool, ops, processes=None) -
         measure = LatencyTableConfig(hidden_size=config.hidden_size, batch_sizes=(config.latency_batch_size,),
                                      seq_lens=(config.latency_seq_len,))
         data = build_latency_table(measure, device).to_dict() if distributed.is_main(processes) else None
-        table = table_from_dict(distributed.broadcast_from_main(data, processes), f"{Path(out) / TABLE_FILE} (measured)")
+        table = table_from_dict(distributed.broadcast_from_main(data, processes), f"{Path(out) / table_file} (measured)")
         measured = True
     check_compatible(table, device, config.hidden_size)
-    latency = SearchLatency(table, config, pair, ops, device, measured)
-    latency.check_reachable()
-    return latency
+    return table, measured
 
 
 def _fits(table: LatencyTable, config, device) -> bool:
@@ -82,8 +88,10 @@ class SearchLatency:
     """One search's latency table read at its budget's batch size and length: the efficiency
     term, the budget check, fitting derived genotypes, and what arch.json records."""
 
-    def __init__(self, table: LatencyTable, config, pair: bool, ops, device, measured: bool = False):
+    def __init__(self, table: LatencyTable, config, pair: bool, ops, device, measured: bool = False,
+                 table_file: str = TABLE_FILE):
         self.table, self.config, self.pair, self.ops, self.measured = table, config, pair, tuple(ops), measured
+        self.table_file = table_file  # where keep_table saves a table measured by this run
         self.batch_size, self.seq_len = config.latency_batch_size, config.latency_seq_len
         self.budget_ms = config.latency_budget_ms
         # What derivation aims at: the budget less a safety margin, since the table predicts a
@@ -199,7 +207,7 @@ class SearchLatency:
     def keep_table(self, out: Path) -> None:
         """Save a table measured by this run into its folder, so a resume and readers find it."""
         if self.measured:
-            save_latency_table(self.table, Path(out) / TABLE_FILE)
+            save_latency_table(self.table, Path(out) / self.table_file)
             self.measured = False
 
     def record(self, genotype):
@@ -215,5 +223,5 @@ class SearchLatency:
         extra = {**(genotype.extra or {}), "efficiency": "latency_budget" if self.budget_ms > 0 else self.config.efficiency,
                  "latency_budget_ms": self.budget_ms, "latency_margin": self.config.latency_margin,
                  "depth_choice": self.config.depth_choice,
-                 "latency_table": {"file": self.config.latency_table or TABLE_FILE, **dict(self.table.device)}}
+                 "latency_table": {"file": self.config.latency_table or self.table_file, **dict(self.table.device)}}
         return dataclasses.replace(genotype, costs=costs, extra=extra)

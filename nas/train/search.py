@@ -14,8 +14,9 @@ on dev with that path fixed; `arch.json` is the best-scoring one.
 from __future__ import annotations
 
 import functools
+import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ import torch
 from kd.losses import efficiency_loss, probes_kd
 from nas.base import atomic
 from nas.base.errors import UserError
+from nas.base.flat_settings import flat_dict, flat_fields, flat_init
 from nas.base.run_info import provenance, tensorboard_writer
 from nas.compute import distributed
 from nas.compute.acceleration import adamw, autocast, batch_buckets, check_speed_settings
@@ -32,7 +34,8 @@ from nas.data.models import load_tokenizer
 from nas.deploy.costs import student_costs
 from nas.train.distill_data import prepare, teacher_embedding_tables
 from nas.train.figures import depth_figure, op_probability_figure
-from nas.train.latency_budget import search_latency
+from nas.train.perturbation import select_after_search
+from nas.train.width_latency import any_search_latency, width_efficiency_loss, width_op_costs
 from nas.train.loop import Hooks, LoopState, NonFiniteLoss, linear_warmup_decay, train_loop
 from ops import OPS
 from searchspace.derive import derive_genotype
@@ -48,12 +51,22 @@ BEST_WEIGHTS = "supernet_best.pt"
 HISTORY = "history.json"  # per epoch: dev metrics, derived genotype, op and depth probabilities
 
 
-@dataclass(frozen=True)
+# The SearchSpace fields that are search settings, named flat (`--set hidden_size=64`); the
+# space's `ops` is not a setting (the search always offers the whole registry).
+SPACE_SETTINGS = ("hidden_size", "max_cells", "shared_cells", "dropout", "widths")
+
+
+@dataclass(frozen=True, init=False)
 class SearchConfig:
-    hidden_size: int = 128
-    max_cells: int = 8
-    shared_cells: bool = True
-    dropout: float = 0.1
+    """The search's settings. It holds the `SearchSpace` it searches (`space`); the space's
+    settings keep their flat names everywhere: `SearchConfig(hidden_size=64)`, `--set
+    hidden_size=64`, `config.hidden_size`, and the flat records of `to_dict()` (config.json,
+    provenance, checkpoints), the same keys as before the space was nested
+    (nas/base/flat_settings.py)."""
+
+    NESTED = ("space", SPACE_SETTINGS)
+
+    space: SearchSpace = SearchSpace()
     gamma: float = 0.8  # KD share of the loss (AdaBERT's default)
     beta: float = 4.0  # efficiency weight (AdaBERT's default)
     kd_temperature: float = 1.0
@@ -97,11 +110,38 @@ class SearchConfig:
     # (on SST-2 K=1 wins although the same cell stacked 4 or 8 times scores higher once trained:
     # experiments/results/depth.md), so under a budget the spare latency is better spent on depth.
     depth_choice: str = "logits"
+    # How the cell is chosen once the search has trained the supernet. "argmax": the strongest op
+    # logits (DARTS' rule, searchspace/derive.py). "perturbation": DARTS-PT's rule, the ops and
+    # edges whose removal hurts the supernet's held-out loss most (nas/train/perturbation.py),
+    # scored on at most `perturbation_rows` held-out rows.
+    selection: str = "argmax"
+    perturbation_rows: int = 512
     # Speed (nas/compute/acceleration.py). No `compile`: every step samples another path through the
     # supernet, so a captured graph would be specialised to one path and recaptured each step.
     amp: str = "off"  # off or bf16: autocast of the supernet's forward
     bucket: bool = False  # pad batches to bucket lengths (nas.data.batching.BUCKETS)
     fused_optimizer: bool = True  # fused AdamW for the weights where torch has it
+
+    def __init__(self, space: SearchSpace | None = None, /, **settings):
+        flat_init(self, space, **settings)
+
+    # The space's settings read flat, as they were before the space was nested.
+    hidden_size = property(lambda self: self.space.hidden_size)
+    max_cells = property(lambda self: self.space.max_cells)
+    shared_cells = property(lambda self: self.space.shared_cells)
+    dropout = property(lambda self: self.space.dropout)
+    widths = property(lambda self: self.space.widths)
+
+    @classmethod
+    def settings_fields(cls) -> list[tuple[str, object, object]]:
+        """(flat name, type, default) of every setting: what `--set` and settings files name."""
+        return flat_fields(cls)
+
+    def to_dict(self) -> dict:
+        """The flat record of the settings (config.json, provenance, checkpoints). Settings added
+        with the width search and perturbation selection are left out at their defaults, so a
+        default search records (and a resume compares) the same keys as before they existed."""
+        return flat_dict(self, omit_when_default=("widths", "selection", "perturbation_rows"))
 
     def __post_init__(self):
         check_speed_settings("off", self.amp)
@@ -111,6 +151,10 @@ class SearchConfig:
             raise UserError("setting 'depth_choice': budget needs a latency budget (--latency-budget MS)")
         if not 0.0 <= self.latency_margin < 1.0:
             raise UserError(f"setting 'latency_margin': expected a value in [0, 1), got {self.latency_margin}")
+        if self.selection not in ("argmax", "perturbation"):
+            raise UserError(f"setting 'selection': expected argmax or perturbation, got {self.selection!r}")
+        if self.perturbation_rows < 1:
+            raise UserError(f"setting 'perturbation_rows': expected 1 or more, got {self.perturbation_rows}")
         if self.efficiency not in ("cost", "latency"):
             raise UserError(f"setting 'efficiency': expected cost or latency, got {self.efficiency!r}")
         if self.latency_budget_ms < 0 or self.latency_batch_size < 1 or self.latency_seq_len < 1:
@@ -125,6 +169,11 @@ class SearchConfig:
             raise UserError(f"setting 'max_cells': expected 1..{MAX_CELLS}, got {self.max_cells}")
         if not 1 <= self.hidden_size <= MAX_HIDDEN_SIZE:
             raise UserError(f"setting 'hidden_size': expected 1..{MAX_HIDDEN_SIZE}, got {self.hidden_size}")
+        if self.widths and (len(set(self.widths)) != len(self.widths) or min(self.widths) < 1
+                            or max(self.widths) != self.hidden_size):
+            # The supernet is built at hidden_size; each width runs on its leading channels.
+            raise UserError(f"setting 'widths': expected distinct hidden sizes whose widest is hidden_size "
+                            f"({self.hidden_size}), got {','.join(map(str, self.widths))}")
         if not 0.0 < self.arch_fraction < 1.0:
             raise UserError(f"setting 'arch_fraction': expected a value in (0, 1), got {self.arch_fraction}")
         if self.tau_floor <= 0 or self.tau_start <= 0:
@@ -156,9 +205,12 @@ class Search:
         self.writer, self.provenance = writer, provenance or {}
         self.sampler = SAMPLERS[config.mode]()
         self.generator = torch.Generator().manual_seed(config.seed + 17)
-        self.op_costs = normalised_op_costs(supernet.space.ops, config.hidden_size, config.cost_seq_len).to(device)
+        if supernet.widths:  # (W, O): the ops' costs at each searched width (nas/train/width_latency.py)
+            self.op_costs = width_op_costs(supernet.space.ops, supernet.widths, config.cost_seq_len).to(device)
+        else:
+            self.op_costs = normalised_op_costs(supernet.space.ops, config.hidden_size, config.cost_seq_len).to(device)
         # Latency table, efficiency term and budget (nas/train/latency_budget.py); None when not asked for.
-        self.latency = latency or search_latency(config, out, device, task.is_pair, supernet.space.ops, processes)
+        self.latency = latency or any_search_latency(config, out, device, task.is_pair, supernet.space.ops, processes)
         # The held-out slice is the tail of the task's own training rows; their augmented variants
         # are left out of weight training too, so architecture steps score text the weights never saw.
         n, original = len(data.train), data.original_rows
@@ -202,12 +254,14 @@ class Search:
 
         return temperature(self.state.step, self.total_steps, self.config.tau_start, self.config.tau_floor)
 
-    def loss(self, rows, model=None) -> tuple[torch.Tensor, dict]:
+    def loss(self, rows, model=None, path=None) -> tuple[torch.Tensor, dict]:
+        """The loss of training rows `rows` on a sampled path, or on `path` when given."""
         config = self.config
         batch = device_batch(self.data.train, rows, self.device, batch_buckets("off", config.bucket))
         teacher_logits, probe_logits = self.data.train_targets.rows(torch.as_tensor(rows))
         probe_logits = probe_logits.to(self.device, non_blocking=True)
-        path = self.supernet.sample_path(self.sampler, self.tau(), self.generator)
+        if path is None:
+            path = self.supernet.sample_path(self.sampler, self.tau(), self.generator)
         with autocast(self.device, config.amp):
             final, per_depth = (self.model if model is None else model)(**model_inputs(batch), path=path)
         final, per_depth = final.float(), [logits.float() for logits in per_depth]
@@ -216,6 +270,8 @@ class Search:
         terms = {}
         if self.latency is not None and self.latency.is_efficiency_term:
             efficiency, terms["architecture/expected_latency_ms"] = self.latency.efficiency(path)
+        elif path.width_weights is not None:
+            efficiency = width_efficiency_loss(path, self.op_costs)
         else:
             efficiency = efficiency_loss(path.op_weights[: path.depth], path.depth_weights, self.op_costs)
         total = (1 - config.gamma) * ce + config.gamma * kd + config.beta * efficiency
@@ -260,9 +316,11 @@ class Search:
 
         config = self.config
         cap = config.max_parameter_free if capped and config.max_parameter_free < KEPT_EDGES else None
+        widths = self.supernet.widths
         genotype = derive_genotype(
             self.supernet.op_logits.detach().cpu(), self.supernet.depth_logits.detach().cpu(), config.hidden_size,
             self.supernet.space.ops, config.max_cells, max_parameter_free=cap,
+            width_logits=self.supernet.width_logits.detach().cpu() if widths else None, widths=widths or None,
         )
         if config.depth_choice == "budget":
             genotype = replace(genotype, num_cells=config.max_cells)  # fit() below removes what does not fit
@@ -277,6 +335,8 @@ class Search:
         metrics["parameter_free_share"] = genotype.parameter_free_share()
         metrics["uncapped_parameter_free_share"] = self.derive(capped=False).parameter_free_share()
         metrics["depth"] = genotype.num_cells
+        if self.supernet.widths:
+            metrics["width"] = genotype.hidden_size
         self.genotypes.append(genotype.to_dict())
         self._log_epoch(state, genotype, metrics)
         self.last_record = self._record_history(state.epoch + 1, genotype, metrics)
@@ -297,6 +357,9 @@ class Search:
             "op_probabilities": [[round(p, 5) for p in row] for row in op_probabilities.tolist()],
             "depth_probabilities": [round(p, 5) for p in depth_probabilities.tolist()],
         }
+        if self.supernet.widths:
+            widths = torch.softmax(self.supernet.width_logits.detach().cpu(), -1).tolist()
+            record["width_probabilities"] = {str(w): round(p, 5) for w, p in zip(self.supernet.widths, widths)}
         atomic.write_json(path, {"ops": list(self.supernet.space.ops), "epochs": earlier + [record]})
         return record
 
@@ -344,7 +407,7 @@ class Search:
             return  # rank 0's checkpoint is every rank's: the replicas are identical
         atomic.save_torch(
             {
-                "config": asdict(self.config),
+                "config": self.config.to_dict(),
                 "supernet": self.supernet.state_dict(),
                 "weight_optimizer": self.weight_optimizer.state_dict(),
                 "arch_optimizer": self.arch_optimizer.state_dict(),
@@ -359,8 +422,8 @@ class Search:
 
     def restore(self, path: Path):
         saved = torch.load(path, map_location=self.device, weights_only=False)
-        if saved["config"] != asdict(self.config):
-            changed = sorted(k for k in saved["config"] if saved["config"][k] != asdict(self.config).get(k))
+        if saved["config"] != self.config.to_dict():
+            changed = sorted(k for k in saved["config"] if saved["config"][k] != self.config.to_dict().get(k))
             raise UserError(f"{path}: the checkpoint was made with other settings ({', '.join(changed)}); resume with the same ones")
         self.supernet.load_state_dict(saved["supernet"])
         self.weight_optimizer.load_state_dict(saved["weight_optimizer"])
@@ -398,13 +461,13 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
 
     task = data.task
     # The latency table, and a budget no architecture can meet refused, before anything is loaded.
-    latency = search_latency(config, out, device, task.is_pair, tuple(OPS), processes)
+    latency = any_search_latency(config, out, device, task.is_pair, tuple(OPS), processes)
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(str(teacher_dir))
     max_length = config.max_length or knowledge.max_length
     distill = prepare(data, knowledge, tokenizer, max_length, config.use_augmented)
     words, positions = teacher_embedding_tables(teacher_dir, task)
-    space = SearchSpace(config.hidden_size, config.max_cells, shared_cells=config.shared_cells, dropout=config.dropout)
+    space = config.space
     supernet = SuperNet(space, words.shape[0], positions.shape[0] if positions is not None else 512, task.num_labels, task.is_pair)
     supernet.embeddings.init_from_teacher(words, positions if positions is not None else supernet.embeddings.positions.weight)
 
@@ -419,7 +482,7 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
         search.restore(checkpoint)  # refuses other settings before anything in `out` is touched
     distributed.barrier(processes)  # every rank has read the checkpoint before rank 0 may replace it
     info = provenance(task=task.name, teacher=str(Path(teacher_dir).resolve()), knowledge=str(knowledge.folder.resolve()),
-                      seed=config.seed, config=asdict(config))
+                      seed=config.seed, config=config.to_dict())
     if main:
         atomic.write_json(out / "config.json", info)
         if latency is not None:
@@ -432,8 +495,14 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
     if search.best is None:
         raise UserError("the search finished without a dev score; nothing to derive")
     best_metric, best_genotype, best_epoch = search.best
+    selection = {}
+    if config.selection == "perturbation":
+        distributed.barrier(processes)  # rank 0 has written the best epoch's weights
+        best_metric, chosen, record = select_after_search(
+            search, Genotype.from_json(json.dumps(best_genotype), source="derived genotype"), out / BEST_WEIGHTS)
+        best_genotype, selection = chosen.to_dict(), {"selection": record}
     genotype = _finalise(best_genotype, supernet, space, task, tokenizer, config, info,
-                         extra={"dev_metric": {task.primary_metric: best_metric}, "best_epoch": best_epoch,
+                         extra={"dev_metric": {task.primary_metric: best_metric}, "best_epoch": best_epoch, **selection,
                                 "search_seconds": round(time.perf_counter() - started, 1),
                                 "history": state.history, "max_length": max_length,
                                 **({"processes": processes.world_size} if processes else {})})
@@ -459,6 +528,7 @@ def _finalise(genotype_dict, supernet, space, task, tokenizer, config, info, ext
         genotype,
         op_logits=tuple(tuple(row) for block in supernet.op_logits.detach().cpu().tolist() for row in block),
         depth_logits=tuple(supernet.depth_logits.detach().cpu().tolist()),
+        **({"width_logits": tuple(supernet.width_logits.detach().cpu().tolist())} if supernet.widths else {}),
         costs=costs, provenance=info, extra=extra,
         search_weights=BEST_WEIGHTS,  # written beside arch.json by `on_best`; `nas finetune` reads the record
     )

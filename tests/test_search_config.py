@@ -1,0 +1,56 @@
+"""SearchConfig holds its SearchSpace, yet reads, writes and is set with the flat names of before."""
+
+import dataclasses
+
+import pytest
+
+from nas.run.config import build
+from nas.train.search import SearchConfig
+from searchspace.space import SearchSpace
+
+# The record's keys before the space was nested (config.json, provenance, checkpoints): a resumed
+# run compares them, and readers of old run folders rely on them.
+RECORD_KEYS = (
+    "hidden_size", "max_cells", "shared_cells", "dropout", "gamma", "beta", "kd_temperature", "epochs",
+    "warmup_epochs", "batch_size", "eval_batch_size", "lr", "weight_decay", "warmup_ratio", "arch_lr",
+    "arch_weight_decay", "arch_fraction", "mode", "tau_start", "tau_floor", "max_parameter_free", "cost_seq_len",
+    "max_length", "use_augmented", "seed", "efficiency", "latency_table", "latency_budget_ms", "latency_batch_size",
+    "latency_seq_len", "latency_margin", "depth_choice", "amp", "bucket", "fused_optimizer",
+)
+
+
+def test_the_config_holds_a_search_space():
+    config = SearchConfig(hidden_size=16, max_cells=3, dropout=0.2, beta=1.0)
+    assert isinstance(config.space, SearchSpace)
+    assert config.space == SearchSpace(hidden_size=16, max_cells=3, dropout=0.2)
+    assert (config.hidden_size, config.max_cells, config.dropout, config.beta) == (16, 3, 0.2, 1.0)
+    assert SearchConfig(SearchSpace(hidden_size=16)).hidden_size == 16
+
+
+def test_the_record_is_flat_with_the_keys_of_before():
+    record = SearchConfig(hidden_size=16).to_dict()
+    assert tuple(record) == RECORD_KEYS
+    assert record["hidden_size"] == 16 and "space" not in record
+    assert SearchConfig(**record) == SearchConfig(hidden_size=16)  # a record rebuilds its config
+
+
+def test_replace_and_settings_use_the_flat_names():
+    config = dataclasses.replace(SearchConfig(), max_cells=4, gamma=0.5)
+    assert config.space.max_cells == 4 and config.gamma == 0.5
+    built = build(SearchConfig, "search", None, {"epochs": 2}, ["hidden_size=32", "shared_cells=false"])
+    assert built.space == SearchSpace(hidden_size=32, shared_cells=False) and built.epochs == 2
+
+
+@pytest.mark.parametrize("bad", [{"space": "3"}, {"ops": "cnn3"}])
+def test_space_itself_and_its_ops_are_not_settings(bad):
+    key, value = next(iter(bad.items()))
+    with pytest.raises(Exception, match=f"unknown setting '{key}'"):
+        build(SearchConfig, "search", None, {}, [f"{key}={value}"])
+
+
+def test_newer_settings_are_recorded_only_when_set():
+    record = SearchConfig(widths=(64, 128), selection="perturbation", perturbation_rows=64).to_dict()
+    assert set(record) == {*RECORD_KEYS, "widths", "selection", "perturbation_rows"}
+    assert record["selection"] == "perturbation"
+    assert record["widths"] == (64, 128) and record["perturbation_rows"] == 64
+    assert SearchConfig(**record).to_dict() == record
