@@ -33,7 +33,7 @@ def stages(monkeypatch):
     def knowledge(teacher_dir, data, config, out, device):
         seen["knowledge"] = config
 
-    def search(task, data, teacher_dir, knowledge, config, out, device, resume=False):
+    def search(data, teacher_dir, knowledge, config, out, device, resume=False):
         seen["search"] = config
         Path(out).mkdir(parents=True, exist_ok=True)
         shutil.copy(ARCH, Path(out) / "arch.json")
