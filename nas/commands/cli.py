@@ -122,6 +122,10 @@ def _knowledge_args(parser):
     add_common(parser)
     parser.add_argument("--teacher", help="fine-tuned teacher folder (from `nas teacher`)")
     parser.add_argument("--augment", type=int, help="teacher-labelled augmented variants per training row (default 0)")
+    parser.add_argument("--augment-preset", help="an augmentation preset: tang2019, adabert or tinybert "
+                                                 "(kd/augment_presets.yaml); explicit settings override it")
+    parser.add_argument("--mlm", metavar="MODEL_DIR",
+                        help="a masked language model proposing substitute words (augment_source=mlm)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the cached knowledge matches")
 
 
@@ -133,7 +137,8 @@ def run_knowledge(args):
 
     quiet_transformers()
     require(args, "teacher")
-    config = build(KnowledgeConfig, "knowledge", args.config, flags(args, "augment", "seed"), args.set)
+    config = build(KnowledgeConfig, "knowledge", args.config, flags(args, "augment", "augment_preset", "mlm", "seed"),
+                   args.set)
     task = resolve_task(args)
     out = require_out(args)
     data = load_data(args, task)
@@ -328,6 +333,7 @@ def _run_args(parser):
     parser.add_argument("--preset", help="a packaged settings preset, e.g. demo (an SST-2 subset, minutes on a CPU)")
     parser.add_argument("--augment", type=int,
                         help="teacher-labelled variants per training row; search and finetune train on them too")
+    parser.add_argument("--augment-preset", help="an augmentation preset for the knowledge stage: tang2019, adabert, tinybert")
 
 
 @command("run", "the whole pipeline: teacher -> knowledge -> search -> finetune -> plot -> report", _run_args)
