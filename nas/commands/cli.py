@@ -254,7 +254,8 @@ def run_distill_command(args):
     result = run_distill(data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device))
     shown = ", ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
     speed = result["speedup"]
-    print(f"distill {result['method']} {task.name}: {shown}; student {result['student_spec']}, "
+    rows = f"{result['train_rows']} rows" + (f" ({result['augmented_rows']} augmented)" if result["augmented_rows"] else "")
+    print(f"distill {result['method']} {task.name}: {shown}; {rows}; student {result['student_spec']}, "
           f"{result['student']['params']:,} params; {speed['batch_1_speedup']}x / {speed['batch_32_speedup']}x "
           f"faster than the teacher at batch 1 / 32 -> {out}")
 
