@@ -103,14 +103,14 @@ def part_a(task_name: str, args, teachers: Path) -> dict:
     result = {"origin": origin, "rows": len(examples), "presets": {}}
     for name in preset_names():
         settings = settings_here(name, task.name)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         variants = augment_with_settings(examples, settings, tokenizer=tokenizer, word_embeddings=embeddings)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         shown = [(examples[i].text_a, examples[i].text_b,
                   [(v.text_a, v.text_b) for v in variants[i * settings.n : i * settings.n + 3]]) for i in range(EXAMPLES)]
         result["presets"][name] = {
-            "settings": settings.as_dict(), "seconds": seconds, "variants": len(variants),
-            "variants_per_s": len(variants) / seconds, "source_rows_per_s": len(examples) / seconds,
+            "settings": settings.as_dict(), "seconds": seconds, "cpu_seconds": cpu, "variants": len(variants),
+            "variants_per_s": len(variants) / cpu, "source_rows_per_s": len(examples) / cpu,
             **change_stats(examples, variants, settings.n, tokenizer.mask_token), "examples": shown,
         }
         print(f"{task.name} {name}: {len(variants)} variants in {seconds:.1f}s", flush=True)
@@ -127,12 +127,12 @@ def mlm_cost(task, examples, tokenizer) -> dict:
     model = BertForMaskedLM.from_pretrained(resolve_model("minilm")).eval()  # encoder trained, head random
     source = MaskedLMSubstitutes(model, tokenizer, k=15)
     texts = [text for e in examples for text in (e.text_a, e.text_b) if text]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     source.prepare(texts)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     masked = sum(w.isalpha() for text in texts for w in text.split())
     print(f"{task.name} mlm: {masked} masked words in {seconds:.1f}s", flush=True)
-    return {"rows": len(examples), "masked_words": masked, "seconds": seconds}
+    return {"rows": len(examples), "masked_words": masked, "seconds": seconds, "cpu_seconds": cpu}
 
 
 def part_b(task_name: str, args, teachers: Path) -> dict | None:
@@ -183,24 +183,26 @@ def write_report(path: Path, argv: str, a: dict, b: dict, args) -> None:
         "available offline (the MiniLM package has no MLM head: `nas knowledge --augment-preset tinybert` with the "
         "MiniLM teacher stops with that one line).", "",
         "## A. What each preset makes, and how fast (one core)", "",
-        "Throughput: `augment_with_settings` over the rows, the neighbour index included, one torch thread. "
+        "Throughput: `augment_with_settings` over the rows, the neighbour index included, one torch thread, per "
+        "second of this process's CPU time (the machine is shared: wall seconds are shown beside it). "
         "Changed words are counted by position on the sides an n-gram did not cut (those whose length is unchanged).",
     ]
     for task, r in a.items():
         lines += ["", f"### {task}: first {r['rows']} training rows; tokenizer and embeddings of the {r['origin']}", "",
-                  "| preset | variants per row | variants | seconds | variants/s | source rows/s | identical to source | "
+                  "| preset | variants per row | variants | CPU s | wall s | variants/s | source rows/s | identical to source | "
                   "words masked | words substituted | length vs source | sides not cut |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for name, p in r["presets"].items():
-            lines.append(f"| {name} | {p['settings']['n']} | {p['variants']:,} | {p['seconds']:.1f} | {p['variants_per_s']:,.0f} | "
+            lines.append(f"| {name} | {p['settings']['n']} | {p['variants']:,} | {p['cpu_seconds']:.1f} | {p['seconds']:.1f} | "
+                         f"{p['variants_per_s']:,.0f} | "
                          f"{p['source_rows_per_s']:,.0f} | {p['identical']:.1%} | {p['masked']:.1%} | {p['substituted']:.1%} | "
                          f"{p['length_ratio']:.2f} | {p['full_length_sides']:.1%} |")
         m = r["mlm"]
         lines += ["", f"Masked-LM source, cost only: {m['masked_words']:,} masked words of the first {m['rows']} rows "
-                  f"in {m['seconds']:.1f} s ({m['masked_words'] / m['seconds']:,.0f} MLM passes/s, one per alphabetic "
-                  f"word, pair segments as TinyBERT) with MiniLM-L6's encoder and a random MLM head; at that rate the "
-                  f"first {r['rows']} rows would take about {m['seconds'] / max(m['rows'], 1) * r['rows']:.0f} s before "
-                  "any variant is made.", "", "Examples (source, then its first 3 variants):", ""]
+                  f"in {m['cpu_seconds']:.1f} CPU s ({m['seconds']:.1f} wall s; {m['masked_words'] / m['cpu_seconds']:,.0f} "
+                  "MLM passes per CPU second, one per alphabetic word, the unmasked sentence as second segment as in "
+                  f"TinyBERT) with MiniLM-L6's encoder and a random MLM head; at that rate the first {r['rows']} rows "
+                  f"would take about {m['cpu_seconds'] / max(m['rows'], 1) * r['rows']:.0f} CPU s before any variant is made.", "", "Examples (source, then its first 3 variants):", ""]
         for name, p in r["presets"].items():
             for text_a, text_b, variants in p["examples"]:
                 source = text_a if text_b is None else f"{text_a} ||| {text_b}"
