@@ -39,11 +39,11 @@ def preset_settings(name: str) -> AugmentSettings:
     try:
         return AugmentSettings.from_dict({**record, "preset": name})
     except (UserError, TypeError) as error:
-        raise UserError(f"augmentation preset {name!r}: {error}") from None
+        raise UserError(f"augmentation preset {name!r} (kd/{PRESETS_FILE}): {error}") from None
 
 
 def _record(name: str) -> dict:
     records = _records()
     if name not in records:
-        raise UserError(f"augmentation preset {name!r}: unknown (known: {', '.join(sorted(records))})")
+        raise UserError(f"setting 'augment_preset': unknown preset {name!r} (known: {', '.join(sorted(records))})")
     return records[name]

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from kd.augment import AugmentSettings, iter_augmented
+from kd.augment_mlm import MaskedLMSubstitutes, load_masked_lm
 from kd.augment_presets import preset_settings
 from kd.knowledge_manifest import FORMAT_VERSION, MANIFEST, read_manifest
 from kd.probes import LayerProbes, ProbeSettings, probe_quality, train_probes
@@ -249,7 +250,8 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
     max_length = config.max_length or _teacher_max_length(teacher_dir) or default_max_length(task)
     augment_settings = config.augment_settings(task.name)
     augment = augment_settings.n
-    mlm_dir = _mlm_folder(config, augment_settings, teacher_dir)
+    # Loaded before anything is written: a folder without an MLM head fails here, in one line.
+    mlm_dir, mlm = _masked_lm(config, augment_settings, teacher_dir, device)
     manifest = {
         "format_version": FORMAT_VERSION,
         "teacher_hash": folder_hash(teacher_dir),
@@ -280,7 +282,7 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
 
     # ---- 1. the augmented texts, streamed to augmented.tsv
     if augment and not progress.done("augmented_texts"):
-        _write_augmented_texts(staging, data.train, augment_settings, tokenizer, teacher, mlm_dir, device)
+        _write_augmented_texts(staging, data.train, augment_settings, tokenizer, teacher, mlm)
         progress.mark("augmented_texts", started)
     # ---- 2. the token ids of every split, tokenised once on every core
     names = [*splits, *(["augmented"] if augment else [])]
@@ -373,22 +375,19 @@ def _augmented_chunks(folder: Path, pair: bool):
             yield [row[1] for row in chunk], ([row[2] for row in chunk] if pair else None)
 
 
-def _mlm_folder(config: KnowledgeConfig, settings: AugmentSettings, teacher_dir: Path) -> Path | None:
-    """The masked LM's folder when substitutes come from one: --mlm, else the teacher's own."""
+def _masked_lm(config: KnowledgeConfig, settings: AugmentSettings, teacher_dir: Path, device):
+    """(folder, substitutes) of the masked LM when substitutes come from one (--mlm, else the
+    teacher's own head), else (None, None)."""
     if settings.source != "mlm" or settings.n == 0:
-        return None
-    return Path(config.mlm) if config.mlm else teacher_dir
+        return None, None
+    folder = Path(config.mlm) if config.mlm else teacher_dir
+    return folder, MaskedLMSubstitutes(*load_masked_lm(folder, device), k=settings.neighbours)
 
 
-def _write_augmented_texts(folder: Path, train, settings, tokenizer, teacher, mlm_dir, device) -> None:
+def _write_augmented_texts(folder: Path, train, settings, tokenizer, teacher, mlm) -> None:
     """augmented.tsv: for each variant its source row and texts, written as the variants are made."""
 
     embeddings = teacher.get_input_embeddings().weight.detach().float().cpu()
-    mlm = None
-    if mlm_dir is not None:
-        from kd.augment_mlm import MaskedLMSubstitutes, load_masked_lm
-
-        mlm = MaskedLMSubstitutes(*load_masked_lm(mlm_dir, device), k=settings.neighbours)
     path = folder / "augmented.tsv"
     tmp = path.with_name(".augmented.tsv.tmp")
     with open(tmp, "w", encoding="utf-8") as handle:

@@ -89,7 +89,7 @@ def test_explicit_settings_override_the_presets():
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
-    ({"augment_preset": "bert2018"}, "unknown (known: adabert"),
+    ({"augment_preset": "bert2018"}, "'augment_preset': unknown preset 'bert2018' (known: adabert"),
     ({"augment_source": "glove"}, "'augment_source'"),
     ({"p_pos_replace_pair": 1.5}, "'p_pos_replace_pair'"),
     ({"mlm": "somewhere", "augment_source": "embedding"}, "'mlm'"),
@@ -197,7 +197,14 @@ def test_a_classifier_teacher_has_no_mlm_head(run_cli, prepared, tiny_glue, tmp_
                            "--out", tmp_path / "k", "--device", "cpu", "--augment-preset", "tinybert")
     assert code == 2
     assert "no masked-LM head" in err and "--mlm MODEL_DIR" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "k").exists()
+    assert not (tmp_path / "k").exists() and not list(tmp_path.iterdir())  # stopped before any work
+
+
+def test_a_missing_mlm_folder_is_one_line(run_cli, prepared, tiny_glue, tmp_path):
+    teacher, _ = prepared["sst2"]
+    code, _, err = run_cli("knowledge", "--task", "sst2", "--data-dir", tiny_glue, "--teacher", teacher,
+                           "--out", tmp_path / "k", "--device", "cpu", "--augment", 2, "--mlm", tmp_path / "nowhere")
+    assert code == 2 and "nowhere: no such folder" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.integration
