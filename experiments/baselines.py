@@ -62,11 +62,13 @@ def runs_for(task: str, search: Path) -> dict[str, tuple[str, list]]:
                         ["finetune", "--arch", search / "arch.json"])}
     for method, student in STUDENTS.items():
         runs[method] = (f"{method} KD", ["distill", "--method", method, "--student", student])
-    # The same students with the teacher taken away: vanilla KD with alpha 0 is plain cross-entropy.
+    # The same students with the teacher taken away: vanilla KD with alpha 0 is plain cross-entropy,
+    # on the task's own rows only (augmented rows carry the teacher's labels).
+    alone = ["--set", "alpha=0", "--set", "use_augmented=false"]
     runs["no-teacher (searched)"] = ("searched cell, no teacher (CE only, from scratch)",
-                                     ["distill", "--method", "vanilla", "--student", arch, "--set", "alpha=0"])
+                                     ["distill", "--method", "vanilla", "--student", arch, *alone])
     runs["no-teacher (transformer)"] = ("Transformer, no teacher (CE only)",
-                                        ["distill", "--method", "vanilla", "--student", COMPARABLE, "--set", "alpha=0"])
+                                        ["distill", "--method", "vanilla", "--student", COMPARABLE, *alone])
     return runs
 
 
@@ -186,7 +188,7 @@ def transfer_set_line(r: dict) -> str:
         made = f"{n}x per row" + (f", preset {preset}" if preset else "") if augmented else ""
         parts.append(f"{rows} rows" + (f" ({rows - augmented} of the task's, {augmented} augmented: {made})" if augmented
                                        else " (the task's own, no augmented rows)"))
-    same = "every run alike" if len(parts) == 1 else "the runs differ"
+    same = "every run alike" if len(parts) == 1 else "the no-teacher runs keep to the task's own rows"
     return f"Transfer set ({same}; knowledge `{r.get('knowledge', '')}`): " + "; ".join(parts) + "."
 
 
