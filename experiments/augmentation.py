@@ -41,6 +41,7 @@ import torch  # noqa: E402
 
 from kd.augment import augment_with_settings  # noqa: E402
 from kd.augment_presets import preset_names, preset_settings  # noqa: E402
+from kd.knowledge import Knowledge  # noqa: E402
 from nas.base import atomic  # noqa: E402
 from nas.base.run_info import machine  # noqa: E402
 from nas.data.glue_io import read_examples  # noqa: E402
@@ -79,7 +80,7 @@ def change_stats(examples, variants, n: int, mask_token: str) -> dict:
     for i, variant in enumerate(variants):
         source = examples[i // n]
         sides = [(source.text_a, variant.text_a), (source.text_b, variant.text_b)]
-        same += all(a == b for a, b in sides)
+        same += all(_words(a) == _words(b) for a, b in sides)
         for before, after in sides:
             if before is None:
                 continue
@@ -144,7 +145,7 @@ def part_b(task_name: str, args, teachers: Path) -> dict | None:
         folder = Path(args.runs) / task_name / name
         extra = ["--set", "augment_source=embedding"] if preset_settings(name).source == "mlm" else []
         command = [sys.executable, "-m", "nas", "knowledge", "--task", task_name, "--teacher", str(teacher),
-                   "--out", str(folder), "--max-train", str(args.label_rows), "--device", "cpu",
+                   "--out", str(folder), "--max-train", str(args.label_rows), "--max-dev", "64", "--device", "cpu",
                    "--augment-preset", name, *extra, *(["--data-dir", args.data_dir] if args.data_dir else [])]
         print("$", " ".join(command[1:]), flush=True)
         started = time.perf_counter()
@@ -154,13 +155,23 @@ def part_b(task_name: str, args, teachers: Path) -> dict | None:
         train = np.load(folder / "train.logits.npy").astype(np.float32).argmax(-1)  # (R,)
         augmented = np.load(folder / "augmented.logits.npy").astype(np.float32).argmax(-1)  # (R*n,)
         source = np.repeat(train, n)  # row i of the augmented set comes from training row i // n
-        gold = np.array([e.label for e in read_examples(get_task(task_name), resolve_data_dir(args.data_dir), "train",
-                                                        args.label_rows)])
-        out[name] = {"n": n, "rows": int(len(augmented)), "agreement": float((augmented == source).mean()),
+        examples = read_examples(get_task(task_name), resolve_data_dir(args.data_dir), "train", args.label_rows)
+        gold = np.array([e.label for e in examples])
+        variants = Knowledge(folder).augmented_examples()
+        changed = np.array([(_words(v.text_a), _words(v.text_b)) != (_words(examples[i // n].text_a), _words(examples[i // n].text_b))
+                            for i, v in enumerate(variants)])  # (R*n,) the variant differs from its source
+        agree = augmented == source
+        out[name] = {"n": n, "rows": int(len(augmented)), "agreement": float(agree.mean()),
+                     "changed": float(changed.mean()), "agreement_changed": float(agree[changed].mean()),
                      "flipped_from_correct": float(((augmented != source) & (np.repeat(gold, n) == source)).mean()),
                      "teacher_train_accuracy": float((train == gold).mean()),
                      "seconds": round(time.perf_counter() - started, 1), "built_seconds": manifest.get("seconds")}
     return out
+
+
+def _words(text: str | None) -> list[str]:
+    """A text as the augmenter sees it (whitespace-split words); a missing second sentence is []."""
+    return (text or "").split()
 
 
 def _code(text: str) -> str:
@@ -182,6 +193,7 @@ def write_report(path: Path, argv: str, a: dict, b: dict, args) -> None:
         "embedding source (`--set augment_source=embedding`): its masked-LM source needs a masked LM and none is "
         "available offline (the MiniLM package has no MLM head: `nas knowledge --augment-preset tinybert` with the "
         "MiniLM teacher stops with that one line).", "",
+        *([getattr(args, "part_a_note"), ""] if getattr(args, "part_a_note", None) else []),
         "## A. What each preset makes, and how fast (one core)", "",
         "Throughput: `augment_with_settings` over the rows, the neighbour index included, one torch thread, per "
         "second of this process's CPU time (the machine is shared: wall seconds are shown beside it). "
@@ -211,19 +223,25 @@ def write_report(path: Path, argv: str, a: dict, b: dict, args) -> None:
                     lines.append(f"  - `{_code(va if vb is None else f'{va} ||| {vb}')}`")
     lines += ["", "## B. Does the teacher give a variant its source row's label?", ""]
     for task in a:
-        result = b.get(task)
+        if task not in b:
+            lines += [f"- {task}: not measured in this run (part B skipped for it)."]
+            continue
+        result = b[task]
         if result is None:
             lines += [f"- {task}: not measured: no fine-tuned teacher in {_relative(args.teachers)}/{task} "
                       "(metrics.json) when this ran."]
             continue
         lines += [f"### {task}: `nas knowledge --augment-preset NAME --max-train {args.label_rows}` with the fine-tuned teacher", "",
-                  "Agreement: the share of variants whose teacher label equals the teacher's label for the source row. "
-                  "Flipped from correct: the share of variants whose source the teacher labels correctly and whose "
-                  "label differs.", "",
-                  "| preset | variants per row | variants | agreement | flipped from correct | teacher train accuracy | "
-                  "knowledge seconds |", "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "Agreement: the share of variants whose teacher label equals the teacher's label for the source row; "
+                  "among changed variants: the same over the variants whose text differs from the source's. Flipped "
+                  "from correct: the share of variants whose source the teacher labels correctly and whose label "
+                  "differs. Dev limited to 64 rows (not used here).", "",
+                  "| preset | variants per row | variants | changed | agreement | agreement, changed variants | "
+                  "flipped from correct | teacher train accuracy | knowledge seconds |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for name, p in result.items():
-            lines.append(f"| {name} | {p['n']} | {p['rows']:,} | {p['agreement']:.1%} | {p['flipped_from_correct']:.1%} | "
+            lines.append(f"| {name} | {p['n']} | {p['rows']:,} | {p['changed']:.1%} | {p['agreement']:.1%} | "
+                         f"{p['agreement_changed']:.1%} | {p['flipped_from_correct']:.1%} | "
                          f"{p['teacher_train_accuracy']:.1%} | {p['built_seconds']} |")
         lines.append("")
     atomic.write_text(path, "\n".join(lines) + "\n")
@@ -241,14 +259,25 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default=str(ROOT / "runs/augmentation"))
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--skip-labels", action="store_true", help="part A only")
+    parser.add_argument("--label-tasks", default=None, help="tasks of part B (default: --tasks)")
+    parser.add_argument("--reuse-throughput", action="store_true",
+                        help="part A from the last run's augmentation.json (it took long on a loaded machine)")
     parser.add_argument("--results", default=str(ROOT / "experiments/results/augmentation.md"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     quiet_transformers()
     teachers = Path(args.teachers)
     tasks = args.tasks.split(",")
-    a = {task: part_a(task, args, teachers) for task in tasks}
-    b = {} if args.skip_labels else {task: part_b(task, args, teachers) for task in tasks}
+    saved = Path(args.results).with_suffix(".json")
+    if args.reuse_throughput and saved.is_file():  # part A as last measured; part B anew
+        a = {task: v for task, v in json.loads(saved.read_text())["throughput"].items() if task in tasks}
+        stamp = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(saved.stat().st_mtime))
+        args.part_a_note = (f"Part A is reused from {_relative(saved)} as an earlier run of this script wrote it "
+                            f"({stamp}, same machine); part B was measured by this command.")
+    else:
+        a = {task: part_a(task, args, teachers) for task in tasks}
+    label_tasks = args.label_tasks.split(",") if args.label_tasks else tasks
+    b = {} if args.skip_labels else {task: part_b(task, args, teachers) for task in label_tasks}
     write_report(Path(args.results), " ".join(sys.argv[1:] if argv is None else argv), a, b, args)
     return 0
 
