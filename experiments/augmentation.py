@@ -197,7 +197,9 @@ def write_report(path: Path, argv: str, a: dict, b: dict, args) -> None:
         "## A. What each preset makes, and how fast (one core)", "",
         "Throughput: `augment_with_settings` over the rows, the neighbour index included, one torch thread, per "
         "second of this process's CPU time (the machine is shared: wall seconds are shown beside it). "
-        "Changed words are counted by position on the sides an n-gram did not cut (those whose length is unchanged).",
+        "Changed words are counted by position on the sides an n-gram did not cut (those whose length is unchanged). "
+        "Words substituted fall short of the preset's rate because a word that the teacher's vocabulary splits "
+        "into pieces has no whole-word neighbours and stays as it is.",
     ]
     for task, r in a.items():
         lines += ["", f"### {task}: first {r['rows']} training rows; tokenizer and embeddings of the {r['origin']}", "",
