@@ -226,12 +226,12 @@ def write_report(path: Path, argv: str, a: dict, b: dict, args) -> None:
     lines += ["", "## B. Does the teacher give a variant its source row's label?", ""]
     for task in a:
         if task not in b:
-            lines += [f"- {task}: not measured in this run (part B skipped for it)."]
+            lines += [f"- {task}: not measured in this run (part B skipped for it).", ""]
             continue
         result = b[task]
         if result is None:
             lines += [f"- {task}: not measured: no fine-tuned teacher in {_relative(args.teachers)}/{task} "
-                      "(metrics.json) when this ran."]
+                      "(metrics.json) when this ran.", ""]
             continue
         lines += [f"### {task}: `nas knowledge --augment-preset NAME --max-train {args.label_rows}` with the fine-tuned teacher", "",
                   "Agreement: the share of variants whose teacher label equals the teacher's label for the source row; "
