@@ -2,11 +2,18 @@
 MiniLM teacher, at a student budget comparable to the searched student's.
 
 Usage: python experiments/baselines.py [--tasks sst2,mrpc] [--runs runs/baselines] [--epochs 3]
+       [--knowledge-root runs/transfer20]
 
 Needs the teachers of experiments/teacher.py (runs/teachers/TASK) and the searches of
 experiments/adabert.py (runs/adabert/TASK/{knowledge,search}). Every run writes its own folder
 and is skipped when that folder is finished, so the script resumes after an interruption. At the
 end all students and the teacher are loaded into this one process and timed side by side.
+
+`--knowledge-root DIR`: every run of a task, the searched student's finetune included, trains on
+the knowledge in DIR/TASK instead of the search's, e.g. a 20x transfer set made with
+`nas knowledge --task TASK --teacher runs/teachers/TASK --augment-preset adabert --out DIR/TASK`
+(Tang et al.'s BiLSTM is defined with one). `nas distill` and `nas finetune` join its augmented
+rows, so the table compares like with like; its runs and report go to their own folder and file.
 Writes experiments/results/baselines.md and experiments/results/baselines.json (the points that
 experiments/sweep.py draws beside its Pareto front).
 """
@@ -55,11 +62,13 @@ def runs_for(task: str, search: Path) -> dict[str, tuple[str, list]]:
                         ["finetune", "--arch", search / "arch.json"])}
     for method, student in STUDENTS.items():
         runs[method] = (f"{method} KD", ["distill", "--method", method, "--student", student])
-    # The same students with the teacher taken away: vanilla KD with alpha 0 is plain cross-entropy.
+    # The same students with the teacher taken away: vanilla KD with alpha 0 is plain cross-entropy,
+    # on the task's own rows only (augmented rows carry the teacher's labels).
+    alone = ["--set", "alpha=0", "--set", "use_augmented=false"]
     runs["no-teacher (searched)"] = ("searched cell, no teacher (CE only, from scratch)",
-                                     ["distill", "--method", "vanilla", "--student", arch, "--set", "alpha=0"])
+                                     ["distill", "--method", "vanilla", "--student", arch, *alone])
     runs["no-teacher (transformer)"] = ("Transformer, no teacher (CE only)",
-                                        ["distill", "--method", "vanilla", "--student", COMPARABLE, "--set", "alpha=0"])
+                                        ["distill", "--method", "vanilla", "--student", COMPARABLE, *alone])
     return runs
 
 
@@ -105,7 +114,17 @@ def majority_class_score(task_name: str, data_dir, subset: list) -> dict:
     return compute(task.metrics, [majority] * len(labels), labels)
 
 
-def main() -> int:
+def knowledge_for(task: str, searched: Path, knowledge_root: str | None) -> Path:
+    """The knowledge every run of `task` trains on: ROOT/TASK with --knowledge-root, else the search's."""
+    if not knowledge_root:
+        return searched / "knowledge"
+    folder = Path(knowledge_root) / task
+    if not (folder / "manifest.json").is_file():
+        raise SystemExit(f"--knowledge-root: no knowledge in {folder} (make it with `nas knowledge --task {task} ... --out {folder}`)")
+    return folder
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="sst2,mrpc")
     parser.add_argument("--runs", default=str(ROOT / "runs/baselines"))
@@ -113,8 +132,16 @@ def main() -> int:
     parser.add_argument("--teachers", default=str(ROOT / "runs/teachers"))
     parser.add_argument("--epochs", type=int, default=3, help="epochs per stage, for every run alike")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--results", default=str(ROOT / "experiments/results/baselines.md"))
-    args = parser.parse_args()
+    parser.add_argument("--results", default=None,
+                        help="report file (default experiments/results/baselines.md, or baselines_transfer.md "
+                             "with --knowledge-root)")
+    parser.add_argument("--knowledge-root", default=None,
+                        help="train every run on the knowledge folder ROOT/TASK (e.g. a 20x augmented transfer set)")
+    args = parser.parse_args(argv)
+    if args.knowledge_root:
+        args.runs = args.runs if args.runs != str(ROOT / "runs/baselines") else str(ROOT / "runs/baselines_transfer")
+    results = args.results or str(ROOT / "experiments/results" / (
+        "baselines_transfer.md" if args.knowledge_root else "baselines.md"))
 
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     report = {}
@@ -123,7 +150,8 @@ def main() -> int:
         searched = Path(args.adabert_runs) / task
         if not (teacher / "metrics.json").is_file() or not (searched / "search" / "arch.json").is_file():
             raise SystemExit(f"needs {teacher} and {searched}/search: run experiments/teacher.py and experiments/adabert.py first")
-        common = ["--task", task, *data, "--teacher", teacher, "--knowledge", searched / "knowledge",
+        knowledge = knowledge_for(task, searched, args.knowledge_root)
+        common = ["--task", task, *data, "--teacher", teacher, "--knowledge", knowledge,
                   "--epochs", args.epochs, "--seed", 42, *SUBSETS[task]]
         rows, folders = {}, {}
         for run, (what, command) in runs_for(task, searched / "search").items():
@@ -134,8 +162,9 @@ def main() -> int:
             folders[run] = out
         latency = measure_side_by_side(task, teacher, folders, args.data_dir)
         report[task] = {"teacher": json.loads((teacher / "metrics.json").read_text()), "rows": rows, "latency": latency,
-                        "majority": majority_class_score(task, args.data_dir, SUBSETS[task])}
-    write_report(Path(args.results), report, " ".join(sys.argv[1:]), args.epochs)
+                        "majority": majority_class_score(task, args.data_dir, SUBSETS[task]),
+                        "knowledge": _relative(str(knowledge))}
+    write_report(Path(results), report, " ".join(sys.argv[1:] if argv is None else argv), args.epochs)
     return 0
 
 
@@ -146,6 +175,21 @@ def _relative(text: str) -> str:
 
 def _others(metrics: dict, primary: str) -> str:
     return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if name != primary)
+
+
+def transfer_set_line(r: dict) -> str:
+    """What the runs trained on, read from their metrics.json (train_rows, augmented_rows, augmentation)."""
+    kinds = set()
+    for _, _, m in r["rows"].values():
+        augmentation = m.get("augmentation") or {}
+        kinds.add((m.get("train_rows"), m.get("augmented_rows", 0), augmentation.get("preset", ""), augmentation.get("n")))
+    parts = []
+    for rows, augmented, preset, n in sorted(kinds, key=str):
+        made = f"{n}x per row" + (f", preset {preset}" if preset else "") if augmented else ""
+        parts.append(f"{rows} rows" + (f" ({rows - augmented} of the task's, {augmented} augmented: {made})" if augmented
+                                       else " (the task's own, no augmented rows)"))
+    same = "every run alike" if len(parts) == 1 else "the no-teacher runs keep to the task's own rows"
+    return f"Transfer set ({same}; knowledge `{r.get('knowledge', '')}`): " + "; ".join(parts) + "."
 
 
 def write_report(path: Path, report: dict, argv: str, epochs: int) -> None:
@@ -182,13 +226,13 @@ def write_report(path: Path, report: dict, argv: str, epochs: int) -> None:
         teacher_score = r["teacher"]["metrics"][metric]
         lat = r["latency"]
         first = next(iter(r["rows"].values()))[2]  # every run measured the same teacher beside its student
-        lines += ["", f"## {task} (dev {metric}; teacher {teacher_score:.4f})", "",
-                  f"| run | student | dev {metric} | vs teacher | other dev metrics | params | FLOPs | b=1 ms | b=32 ms | x teacher b=1 | x teacher b=32 | train s |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["", f"## {task} (dev {metric}; teacher {teacher_score:.4f})", "", transfer_set_line(r), "",
+                  f"| run | student | dev {metric} | vs teacher | other dev metrics | params | FLOPs | b=1 ms | b=32 ms | x teacher b=1 | x teacher b=32 | train rows | train s |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         lines.append(f"| teacher (MiniLM-L6) | | {teacher_score:.4f} | | {_others(r['teacher']['metrics'], metric)} | {first['teacher']['params']:,} | {first['teacher'].get('flops', 0):,} | "
-                     f"{lat['teacher']['batch_1_ms']:.2f} | {lat['teacher']['batch_32_ms']:.2f} | 1.0 | 1.0 | |")
+                     f"{lat['teacher']['batch_1_ms']:.2f} | {lat['teacher']['batch_32_ms']:.2f} | 1.0 | 1.0 | | |")
         lines.append(f"| majority class | | {r['majority'][metric]:.4f} | {r['majority'][metric] - teacher_score:+.4f} "
-                     f"| {_others(r['majority'], metric)} | | | | | | | |")
+                     f"| {_others(r['majority'], metric)} | | | | | | | | |")
         for run, (what, command, m) in r["rows"].items():
             score = m["metrics"][metric]
             student = m["student"]
@@ -197,7 +241,7 @@ def write_report(path: Path, report: dict, argv: str, epochs: int) -> None:
             lines.append(
                 f"| {run} | `{spec}` | {score:.4f} | {score - teacher_score:+.4f} | {_others(m['metrics'], metric)} | {student['params']:,} | "
                 f"{student['flops']:,} | {b1:.2f} | {b32:.2f} | {lat['teacher']['batch_1_ms'] / b1:.1f} | "
-                f"{lat['teacher']['batch_32_ms'] / b32:.1f} | {m.get('train_seconds', float('nan')):.0f} |")
+                f"{lat['teacher']['batch_32_ms'] / b32:.1f} | {m.get('train_rows', '')} | {m.get('train_seconds', float('nan')):.0f} |")
             points.append({"task": task, "method": run, "metric_name": metric, "metric": score,
                            "batch_1_ms": b1, "batch_32_ms": b32, "params": student["params"], "flops": student["flops"]})
         scores = {run: m["metrics"][metric] for run, (_, _, m) in r["rows"].items()}
@@ -207,7 +251,7 @@ def write_report(path: Path, report: dict, argv: str, epochs: int) -> None:
                   f"teacher). The searched student (adabert) ranks {ranked.index('adabert') + 1} of {len(ranked)}. "
                   f"No better than always predicting the majority class: {', '.join(floor) if floor else 'none'}."]
         lines += ["", "Commands (each with `--task " + task + " --teacher runs/teachers/" + task +
-                  " --knowledge runs/adabert/" + task + "/knowledge --epochs " + str(epochs) + " --seed 42"
+                  " --knowledge " + r.get("knowledge", f"runs/adabert/{task}/knowledge") + " --epochs " + str(epochs) + " --seed 42"
                   + (" " + " ".join(SUBSETS[task]) if SUBSETS[task] else "") + " --out DIR`):", ""]
         for run, (what, command, _) in r["rows"].items():
             lines.append(f"- {run} ({what}): `nas {_relative(' '.join(map(str, command)))}`")

@@ -12,13 +12,20 @@ same idea with word-embedding neighbours). Each variant walks the words of a sen
   uniformly from `ngram_range` and clipped to the sentence length.
 
 The variants carry no label: the teacher's logits are their targets.
+
+Substitutes come from one of two sources (`source`): `embedding`, the neighbours above, or `mlm`,
+TinyBERT's (Jiao et al. 2020, section 3.1 "data augmentation"): the word is masked and a masked
+language model's top `neighbours` whole-word predictions are its candidates (`kd.augment_mlm`).
+Sentence pairs may substitute at their own rate (`p_pos_replace_pair`; AdaBERT's scripts use a
+lower one for pairs), and a preset may set the number of variants per task (`n_by_task`: TinyBERT
+uses 20 for SST-2, 30 for the small tasks). Named presets live in `kd/augment_presets.yaml`.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +37,14 @@ from nas.data.glue_io import Example
 _UNUSED = re.compile(r"\[unused\d+\]")
 
 
+SOURCES = ("embedding", "mlm")  # where substitutes come from
+
+# Fields added with the presets (issue 11), and their defaults. `as_dict()` leaves a field out
+# while it holds its default, so settings that existed before record exactly as they did: the
+# manifest of a knowledge folder built then still matches, and the folder is reused.
+_LATER_DEFAULTS = {"p_pos_replace_pair": None, "n_by_task": (), "source": "embedding", "preset": ""}
+
+
 @dataclass(frozen=True)
 class AugmentSettings:
     """Everything that decides the augmented set; `as_dict()` goes into the knowledge manifest."""
@@ -37,18 +52,24 @@ class AugmentSettings:
     n: int  # variants per input example
     seed: int = 0
     p_mask: float = 0.1
-    p_pos_replace: float = 0.1  # replace by an embedding-space neighbour
+    p_pos_replace: float = 0.1  # replace by a substitute (an embedding neighbour, or an MLM prediction)
     p_ngram: float = 0.25
     ngram_range: tuple[int, int] = (1, 5)
-    neighbours: int = 5  # sample among this many nearest whole words
+    neighbours: int = 5  # sample among this many nearest whole words (or top MLM predictions)
+    p_pos_replace_pair: float | None = None  # the substitution probability for sentence pairs; None: p_pos_replace
+    n_by_task: tuple[tuple[str, int], ...] = ()  # (task, variants per row) where a task differs from n
+    source: str = "embedding"  # embedding or mlm
+    preset: str = ""  # the preset these settings came from, for the record
 
     def __post_init__(self):
         if not _is_int(self.n) or self.n < 0:
             raise UserError(f"setting 'n': expected a whole number, 0 or more, got {self.n!r}")
         if not _is_int(self.seed):
             raise UserError(f"setting 'seed': expected a whole number, got {self.seed!r}")
-        for name in ("p_mask", "p_pos_replace", "p_ngram"):
+        for name in ("p_mask", "p_pos_replace", "p_ngram", "p_pos_replace_pair"):
             value = getattr(self, name)
+            if value is None and name == "p_pos_replace_pair":
+                continue
             # Written so that NaN fails too.
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
                 raise UserError(f"setting {name!r}: expected a probability in [0, 1], got {value!r}")
@@ -59,10 +80,20 @@ class AugmentSettings:
         object.__setattr__(self, "ngram_range", low_high)
         if not _is_int(self.neighbours) or self.neighbours < 1:
             raise UserError(f"setting 'neighbours': expected a whole number, 1 or more, got {self.neighbours!r}")
+        object.__setattr__(self, "n_by_task", _task_counts(self.n_by_task))
+        if self.source not in SOURCES:
+            raise UserError(f"setting 'source': expected one of {', '.join(SOURCES)}, got {self.source!r}")
+        if not isinstance(self.preset, str):
+            raise UserError(f"setting 'preset': expected a preset name, got {self.preset!r}")
 
     def as_dict(self) -> dict:
-        """A plain JSON-able dict (the n-gram range as a list)."""
-        return {**asdict(self), "ngram_range": list(self.ngram_range)}
+        """A plain JSON-able dict (the n-gram range as a list, the task counts as an object)."""
+        data = {**asdict(self), "ngram_range": list(self.ngram_range)}
+        data = {key: value for key, value in data.items()
+                if key not in _LATER_DEFAULTS or value != _LATER_DEFAULTS[key]}
+        if "n_by_task" in data:
+            data["n_by_task"] = dict(self.n_by_task)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> AugmentSettings:
@@ -74,6 +105,28 @@ class AugmentSettings:
     def augment_kwargs(self) -> dict:
         """The keyword arguments of `augment` other than `n`, the examples and the teacher's parts."""
         return {key: value for key, value in asdict(self).items() if key != "n"}
+
+    def for_task(self, task: str) -> AugmentSettings:
+        """These settings with `n` the count for `task` (its `n_by_task` entry, else `n` as it is)."""
+        return replace(self, n=dict(self.n_by_task).get(task, self.n))
+
+    def substitution_probability(self, pair: bool) -> float:
+        """`p_pos_replace`, or for a sentence pair `p_pos_replace_pair` where that is set."""
+        if pair and self.p_pos_replace_pair is not None:
+            return self.p_pos_replace_pair
+        return self.p_pos_replace
+
+
+def _task_counts(value) -> tuple[tuple[str, int], ...]:
+    """{task: n} or (task, n) pairs -> sorted pairs, checked."""
+    pairs = value.items() if isinstance(value, dict) else value
+    try:
+        pairs = [tuple(pair) for pair in pairs]
+    except TypeError:
+        pairs = None
+    if pairs is None or not all(len(p) == 2 and isinstance(p[0], str) and _is_int(p[1]) and p[1] >= 0 for p in pairs):
+        raise UserError(f"setting 'n_by_task': expected task names with whole numbers, 0 or more, got {value!r}")
+    return tuple(sorted(pairs))
 
 
 def _is_int(value) -> bool:
@@ -134,37 +187,27 @@ def _is_whole_word(token: str, special: set[str]) -> bool:
     return bool(token) and token not in special and not token.startswith("##") and not _UNUSED.fullmatch(token)
 
 
-def augment(
-    examples,
-    n: int,
-    *,
-    tokenizer,
-    word_embeddings: torch.Tensor,
-    seed: int = 0,
-    p_mask: float = 0.1,
-    p_pos_replace: float = 0.1,
-    p_ngram: float = 0.25,
-    ngram_range: tuple[int, int] = (1, 5),
-    neighbours: int = 5,
-) -> list[Example]:
+PREPARE_ROWS = 256  # examples whose substitutes are looked up together (one batch of MLM passes)
+
+
+def augment(examples, n: int, *, tokenizer, word_embeddings: torch.Tensor, mlm=None, **settings) -> list[Example]:
     """`n` unlabelled variants of each example, in input order (example 0's variants first).
 
-    A variant that happens to equal its original is kept, so the output always has
-    `n * len(examples)` rows and row `i` comes from example `i // n`.
+    `settings`: the other fields of `AugmentSettings` (seed, p_mask, p_pos_replace, ...). `mlm`:
+    a `kd.augment_mlm.MaskedLMSubstitutes`, needed when `source="mlm"`. A variant that happens to
+    equal its original is kept, so the output always has `n * len(examples)` rows and row `i`
+    comes from example `i // n`.
     """
-    settings = AugmentSettings(
-        n=n, seed=seed, p_mask=p_mask, p_pos_replace=p_pos_replace, p_ngram=p_ngram,
-        ngram_range=ngram_range, neighbours=neighbours,
-    )  # fmt: skip
-    return augment_with_settings(examples, settings, tokenizer=tokenizer, word_embeddings=word_embeddings)
+    return augment_with_settings(examples, AugmentSettings(n=n, **settings), tokenizer=tokenizer,
+                                 word_embeddings=word_embeddings, mlm=mlm)
 
 
-def augment_with_settings(examples, settings: AugmentSettings, *, tokenizer, word_embeddings) -> list[Example]:
+def augment_with_settings(examples, settings: AugmentSettings, *, tokenizer, word_embeddings, mlm=None) -> list[Example]:
     """`augment` for a caller that already holds an `AugmentSettings`."""
-    return list(iter_augmented(examples, settings, tokenizer=tokenizer, word_embeddings=word_embeddings))
+    return list(iter_augmented(examples, settings, tokenizer=tokenizer, word_embeddings=word_embeddings, mlm=mlm))
 
 
-def iter_augmented(examples, settings: AugmentSettings, *, tokenizer, word_embeddings):
+def iter_augmented(examples, settings: AugmentSettings, *, tokenizer, word_embeddings, mlm=None):
     """The variants of `augment_with_settings` one at a time, so a 20x set can be streamed to disk."""
     examples = list(examples)
     if settings.n == 0 or not examples:
@@ -172,31 +215,73 @@ def iter_augmented(examples, settings: AugmentSettings, *, tokenizer, word_embed
     mask_token = tokenizer.mask_token
     if settings.p_mask > 0 and mask_token is None:
         raise UserError("setting 'p_mask': the teacher's tokenizer has no mask token; use p_mask=0")
-    index = None
-    if settings.p_pos_replace > 0:
-        index = EmbeddingNeighbours(tokenizer, word_embeddings, settings.neighbours)
-        index.prefetch(w for e in examples for text in (e.text_a, e.text_b) if text for w in text.split())
+    substitutes = _substitutes(examples, settings, tokenizer, word_embeddings, mlm)
     rng = random.Random(settings.seed)
-    for example in examples:
-        for _ in range(settings.n):
-            text_a = _variant(example.text_a, rng, settings, mask_token, index)
-            text_b = None if example.text_b is None else _variant(example.text_b, rng, settings, mask_token, index)
-            yield Example(text_a=text_a, text_b=text_b, label=None, raw_label=None)
+    for start in range(0, len(examples), PREPARE_ROWS):
+        chunk = examples[start : start + PREPARE_ROWS]
+        if substitutes is not None:
+            substitutes.prepare([text for e in chunk for text in (e.text_a, e.text_b) if text])
+        for example in chunk:
+            p_substitute = settings.substitution_probability(example.text_b is not None)
+            sides = [_words_and_candidates(text, substitutes if p_substitute > 0 else None)
+                     for text in (example.text_a, example.text_b)]
+            for _ in range(settings.n):
+                # The draws happen in the same order as before sources and presets existed, so the
+                # default settings still give the same variants.
+                text_a = _variant(*sides[0], rng, settings, p_substitute, mask_token)
+                text_b = None if example.text_b is None else _variant(*sides[1], rng, settings, p_substitute, mask_token)
+                yield Example(text_a=text_a, text_b=text_b, label=None, raw_label=None)
 
 
-def _variant(text: str, rng: random.Random, settings: AugmentSettings, mask_token, index) -> str:
-    """One augmented copy of a whitespace-tokenised sentence."""
-    words = []
-    for word in text.split():
+class _EmbeddingSubstitutes:
+    """Substitutes of the `embedding` source: a word's neighbours, whatever its sentence."""
+
+    def __init__(self, index: EmbeddingNeighbours):
+        self.index = index
+
+    def prepare(self, texts) -> None:
+        self.index.prefetch(w for text in texts for w in text.split())
+
+    def candidates(self, text: str) -> list[list[str]]:
+        return [self.index.neighbours(word) for word in text.split()]
+
+
+def _substitutes(examples, settings: AugmentSettings, tokenizer, word_embeddings, mlm):
+    """The source of substitute words, or None when no example can substitute."""
+    pairs = any(e.text_b is not None for e in examples)
+    if settings.substitution_probability(pairs) <= 0 and settings.substitution_probability(not pairs) <= 0:
+        return None
+    if settings.source == "mlm":
+        if mlm is None:
+            raise UserError("setting 'source': mlm needs a masked language model (the teacher's MLM head, or --mlm MODEL_DIR)")
+        return mlm
+    index = EmbeddingNeighbours(tokenizer, word_embeddings, settings.neighbours)
+    # Every word at once: one pass over the vocabulary per chunk of distinct words.
+    index.prefetch(w for e in examples for text in (e.text_a, e.text_b) if text for w in text.split())
+    return _EmbeddingSubstitutes(index)
+
+
+def _words_and_candidates(text: str | None, substitutes) -> tuple[list[str], list[list[str]]]:
+    if text is None:
+        return [], []
+    words = text.split()
+    return words, (substitutes.candidates(text) if substitutes is not None else [[] for _ in words])
+
+
+def _variant(words: list[str], candidates: list[list[str]], rng: random.Random, settings: AugmentSettings,
+             p_substitute: float, mask_token) -> str:
+    """One augmented copy of a whitespace-tokenised sentence; `candidates[i]`: the substitutes of word i."""
+    out = []
+    for word, choices in zip(words, candidates):
         if rng.random() < settings.p_mask:
-            words.append(mask_token)
-        elif rng.random() < settings.p_pos_replace and (choices := index.neighbours(word) if index else []):
-            words.append(rng.choice(choices))  # words outside the whole-word vocabulary stay as they are
+            out.append(mask_token)
+        elif rng.random() < p_substitute and choices:
+            out.append(rng.choice(choices))  # a word without substitutes stays as it is
         else:
-            words.append(word)
-    if words and rng.random() < settings.p_ngram:
+            out.append(word)
+    if out and rng.random() < settings.p_ngram:
         low, high = settings.ngram_range
-        length = min(rng.randint(low, high), len(words))
-        start = rng.randint(0, len(words) - length)
-        words = words[start : start + length]
-    return " ".join(words)
+        length = min(rng.randint(low, high), len(out))
+        start = rng.randint(0, len(out) - length)
+        out = out[start : start + length]
+    return " ".join(out)

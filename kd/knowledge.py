@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from kd.augment import AugmentSettings, iter_augmented
+from kd.augment_mlm import MaskedLMSubstitutes, load_masked_lm
+from kd.augment_presets import preset_settings
 from kd.knowledge_manifest import FORMAT_VERSION, MANIFEST, KnowledgeManifest, ManifestInputs, ProbeScores, read_manifest
 from kd.probes import LayerProbes, ProbeSettings, probe_quality, train_probes
 from kd.teacher_pass import run_teacher
@@ -44,11 +46,17 @@ __all__ = ["FORMAT_VERSION", "MANIFEST", "KnowledgeManifest", "read_manifest", "
 
 @dataclass(frozen=True)
 class KnowledgeConfig:
-    augment: int = 0  # teacher-labelled variants per training row
+    # The augmented transfer set (kd.augment.AugmentSettings). A None or "" takes the preset's
+    # value (kd/augment_presets.yaml) when `augment_preset` names one, else the default shown.
+    augment: int | None = None  # teacher-labelled variants per training row (0)
+    augment_preset: str = ""  # tang2019, adabert or tinybert
+    augment_source: str = ""  # where substitutes come from: embedding or mlm (embedding)
     augment_seed: int = 0
-    p_mask: float = 0.1
-    p_pos_replace: float = 0.1
-    p_ngram: float = 0.25
+    p_mask: float | None = None  # (0.1)
+    p_pos_replace: float | None = None  # (0.1)
+    p_pos_replace_pair: float | None = None  # for sentence pairs (p_pos_replace)
+    p_ngram: float | None = None  # (0.25)
+    mlm: str = ""  # a masked-LM folder for augment_source=mlm ("": the teacher's own MLM head)
     max_length: int = 0  # 0: the teacher's own (its metrics.json), else the task's default
     batch_size: int = 128
     shard_rows: int = 8192  # augmented rows per resumable step (its logits are on disk before the next)
@@ -65,8 +73,37 @@ class KnowledgeConfig:
             raise UserError(f"setting 'dtype': expected float16 or float32, got {self.dtype!r}")
         if self.shard_rows < 1:
             raise UserError(f"setting 'shard_rows': expected 1 or more, got {self.shard_rows}")
-        if self.augment < 0:
+        if self.augment is not None and self.augment < 0:
             raise UserError(f"setting 'augment': expected 0 or more, got {self.augment}")
+        if self.mlm and self.augment_source == "embedding":
+            raise UserError("setting 'mlm': a masked LM is only read with augment_source=mlm")
+        self.augment_settings("")  # a bad preset name or value fails here, before any work
+
+    def augment_settings(self, task: str) -> AugmentSettings:
+        """The augmentation for `task`: the preset's settings (or the defaults), explicit settings on top."""
+        base = preset_settings(self.augment_preset) if self.augment_preset else AugmentSettings(n=0)
+        explicit = {"seed": self.augment_seed, "p_mask": self.p_mask, "p_pos_replace": self.p_pos_replace,
+                    "p_pos_replace_pair": self.p_pos_replace_pair, "p_ngram": self.p_ngram,
+                    "source": self.augment_source or ("mlm" if self.mlm else None)}  # --mlm means: use it
+        if self.augment is not None:  # an explicit count replaces the preset's per-task ones too
+            explicit.update(n=self.augment, n_by_task=())
+        try:
+            settings = replace(base, **{key: value for key, value in explicit.items() if value is not None})
+        except UserError as error:
+            raise UserError(str(error).replace("setting 'source'", "setting 'augment_source'")) from None
+        return settings.for_task(task)
+
+
+# KnowledgeConfig fields added with augmentation presets, and their defaults: the manifest leaves
+# them out while they hold these, so that a folder built before them keeps its key and is reused.
+_LATER_CONFIG = {"augment_preset": "", "augment_source": "", "p_pos_replace_pair": None, "mlm": ""}
+
+
+def recorded_config(config: KnowledgeConfig, settings: AugmentSettings) -> dict:
+    """The config as the manifest records it: the augmentation values resolved, later fields left out at their defaults."""
+    data = {**asdict(config), "augment": settings.n, "p_mask": settings.p_mask,
+            "p_pos_replace": settings.p_pos_replace, "p_ngram": settings.p_ngram}
+    return {key: value for key, value in data.items() if key not in _LATER_CONFIG or value != _LATER_CONFIG[key]}
 
 
 def manifest_key(manifest: KnowledgeManifest) -> str:
@@ -214,20 +251,22 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
     tokenizer = load_tokenizer(str(teacher_dir))
     teacher = load_classifier(str(teacher_dir), task, new_head=False).to(device)
     max_length = config.max_length or _teacher_max_length(teacher_dir) or default_max_length(task)
-    augment_settings = AugmentSettings(
-        n=config.augment, seed=config.augment_seed, p_mask=config.p_mask,
-        p_pos_replace=config.p_pos_replace, p_ngram=config.p_ngram,
-    )
+    augment_settings = config.augment_settings(task.name)
+    augment = augment_settings.n
+    # Loaded before anything is written: a folder without an MLM head fails here, in one line.
+    mlm_dir, mlm = _masked_lm(config, augment_settings, teacher_dir, device)
     manifest = KnowledgeManifest(
         teacher_hash=folder_hash(teacher_dir),
         task=task.name,
         inputs=ManifestInputs(
-            config=asdict(config),
+            config=recorded_config(config, augment_settings),
             augmentation=augment_settings.as_dict(),
             max_length=max_length,
             train_rows=len(data.train),
             dev_rows={name: len(rows) for name, rows in data.dev.items()},
             labels=tuple(task.labels) if task.labels else None,
+            # The masked LM that proposed substitutes, by content (only when one did).
+            mlm_hash=folder_hash(mlm_dir) if mlm_dir else None,
         ),
         splits={}, num_layers=0, pad_id=0, probes_dev=ProbeScores(()),  # results, filled in once built
     )
@@ -245,14 +284,14 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
     pair = bool(data.train) and data.train[0].text_b is not None
 
     # ---- 1. the augmented texts, streamed to augmented.tsv
-    if config.augment and not progress.done("augmented_texts"):
-        _write_augmented_texts(staging, data.train, augment_settings, tokenizer, teacher)
+    if augment and not progress.done("augmented_texts"):
+        _write_augmented_texts(staging, data.train, augment_settings, tokenizer, teacher, mlm)
         progress.mark("augmented_texts", started)
     # ---- 2. the token ids of every split, tokenised once on every core
-    names = [*splits, *(["augmented"] if config.augment else [])]
+    names = [*splits, *(["augmented"] if augment else [])]
     for name in names:
         if not progress.done(f"tokens:{name}"):
-            rows = config.augment * len(data.train) if name == "augmented" else len(splits[name])
+            rows = augment * len(data.train) if name == "augmented" else len(splits[name])
             chunks = _augmented_chunks(staging, pair) if name == "augmented" else _example_chunks(splits[name])
             write_token_arrays(staging, name, tokenize_stream(chunks, tokenizer, max_length, rows=rows))
             progress.mark(f"tokens:{name}", started)
@@ -261,7 +300,7 @@ def build_knowledge(teacher_dir, data, config: KnowledgeConfig, out, device) -> 
         results = _task_rows(staging, teacher, splits, config, task, pad_id, device)
         progress.mark("task_rows", started, **results)
     # ---- 4. the teacher on the augmented rows, shard by shard, features never kept
-    if config.augment:
+    if augment:
         _augmented_rows(staging, teacher, config, progress, pad_id, device, started)
         if not progress.done("augmented_export"):
             _export_augmented_tsv(staging, task.name, pair)
@@ -341,7 +380,16 @@ def _augmented_chunks(folder: Path, pair: bool):
             yield [row[1] for row in chunk], ([row[2] for row in chunk] if pair else None)
 
 
-def _write_augmented_texts(folder: Path, train, settings, tokenizer, teacher) -> None:
+def _masked_lm(config: KnowledgeConfig, settings: AugmentSettings, teacher_dir: Path, device):
+    """(folder, substitutes) of the masked LM when substitutes come from one (--mlm, else the
+    teacher's own head), else (None, None)."""
+    if settings.source != "mlm" or settings.n == 0:
+        return None, None
+    folder = Path(config.mlm) if config.mlm else teacher_dir
+    return folder, MaskedLMSubstitutes(*load_masked_lm(folder, device), k=settings.neighbours)
+
+
+def _write_augmented_texts(folder: Path, train, settings, tokenizer, teacher, mlm) -> None:
     """augmented.tsv: for each variant its source row and texts, written as the variants are made."""
 
     embeddings = teacher.get_input_embeddings().weight.detach().float().cpu()
@@ -349,7 +397,7 @@ def _write_augmented_texts(folder: Path, train, settings, tokenizer, teacher) ->
     tmp = path.with_name(".augmented.tsv.tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write("row\ttext_a\ttext_b\n")
-        variants = iter_augmented(train, settings, tokenizer=tokenizer, word_embeddings=embeddings)
+        variants = iter_augmented(train, settings, tokenizer=tokenizer, word_embeddings=embeddings, mlm=mlm)
         for i, e in enumerate(variants):
             handle.write(f"{i // settings.n}\t{e.text_a}\t{e.text_b or ''}\n")
     os.replace(tmp, path)

@@ -33,6 +33,7 @@ class ManifestInputs:
     augmentation: dict | None = None
     train_rows: int | None = None
     dev_rows: dict[str, int] | None = None
+    mlm_hash: str | None = None  # the masked LM that proposed substitutes (augment_source=mlm), by content
 
     @property
     def pooling(self) -> str:
@@ -49,6 +50,8 @@ class ManifestInputs:
                 "train_rows": self.train_rows, "dev_rows": self.dev_rows}
         data = {k: v for k, v in data.items() if v is not None}
         data["labels"] = list(self.labels) if self.labels is not None else None
+        if self.mlm_hash is not None:
+            data["mlm_hash"] = self.mlm_hash
         return data
 
 
@@ -111,7 +114,7 @@ class KnowledgeManifest:
             inputs=ManifestInputs(
                 max_length=inputs["max_length"], labels=tuple(labels) if labels is not None else None,
                 config=inputs.get("config"), augmentation=inputs.get("augmentation"),
-                train_rows=inputs.get("train_rows"), dev_rows=inputs.get("dev_rows"),
+                train_rows=inputs.get("train_rows"), dev_rows=inputs.get("dev_rows"), mlm_hash=inputs.get("mlm_hash"),
             ),
             splits=dict(data["splits"]), num_layers=data["num_layers"], pad_id=data["pad_id"],
             probes_dev=ProbeScores.from_dict(probes["dev"]),
@@ -180,6 +183,8 @@ def check_manifest(data, path) -> dict:
         _object(inputs["augmentation"], "inputs.augmentation", fail)
     if inputs.get("train_rows") is not None:
         _count(inputs["train_rows"], "inputs.train_rows", fail, low=0)
+    if inputs.get("mlm_hash") is not None and not isinstance(inputs["mlm_hash"], str):
+        fail("inputs.mlm_hash", f"expected a folder hash, got {show_value(inputs['mlm_hash'])}")
     if inputs.get("dev_rows") is not None:
         for name, rows in _object(inputs["dev_rows"], "inputs.dev_rows", fail).items():
             _count(rows, f"inputs.dev_rows.{key_name(name)}", fail, low=0)

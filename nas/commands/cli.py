@@ -137,6 +137,10 @@ def _knowledge_args(parser):
     add_common(parser)
     parser.add_argument("--teacher", help="fine-tuned teacher folder (from `nas teacher`)")
     parser.add_argument("--augment", type=int, help="teacher-labelled augmented variants per training row (default 0)")
+    parser.add_argument("--augment-preset", help="an augmentation preset: tang2019, adabert or tinybert "
+                                                 "(kd/augment_presets.yaml); explicit settings override it")
+    parser.add_argument("--mlm", metavar="MODEL_DIR",
+                        help="a masked language model proposing substitute words (augment_source=mlm)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the cached knowledge matches")
 
 
@@ -149,7 +153,8 @@ def run_knowledge(args):
 
     quiet_transformers()
     require(args, "teacher")
-    config = build(KnowledgeConfig, "knowledge", args.config, flags(args, "augment", "seed"), args.set)
+    config = build(KnowledgeConfig, "knowledge", args.config, flags(args, "augment", "augment_preset", "mlm", "seed"),
+                   args.set)
     task = resolve_task(args)
     out = require_out(args)
     data = load_data(args, task)
@@ -311,7 +316,9 @@ def run_distill_command(args):
     data = load_data(args, task)
     result = run_distill(data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device))
     shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
-    print(f"distill {result.extra['method']} {task.name}: {shown}; student {result.extra['student_spec']}, "
+    augmented = result.extra.get("augmented_rows")
+    rows = f"{result.train_rows} rows" + (f" ({augmented} augmented)" if augmented else "")
+    print(f"distill {result.extra['method']} {task.name}: {shown}; {rows}; student {result.extra['student_spec']}, "
           f"{result.student.params:,} params; {result.speedup_at(1)}x / {result.speedup_at(32)}x "
           f"faster than the teacher at batch 1 / 32 -> {out}")
 
@@ -391,6 +398,7 @@ def _run_args(parser):
     parser.add_argument("--preset", help="a packaged settings preset, e.g. demo (an SST-2 subset, minutes on a CPU)")
     parser.add_argument("--augment", type=int,
                         help="teacher-labelled variants per training row; search and finetune train on them too")
+    parser.add_argument("--augment-preset", help="an augmentation preset for the knowledge stage: tang2019, adabert, tinybert")
 
 
 @command("run", "the whole pipeline: teacher -> knowledge -> search -> finetune -> plot -> report", _run_args,

@@ -108,9 +108,10 @@ def run_pipeline(task, args, device, log=print) -> dict:
 
     knowledge_dir = out / "knowledge"
     started = time.perf_counter()
-    knowledge_config = settings(KnowledgeConfig, "knowledge", {**seed, "augment": getattr(args, "augment", None)})
-    log("[2/5] knowledge: caching teacher logits and layer probes"
-        + (f" and {knowledge_config.augment}x augmented rows" if knowledge_config.augment else ""))
+    knowledge_config = settings(KnowledgeConfig, "knowledge", {**seed, "augment": getattr(args, "augment", None),
+                                                               "augment_preset": getattr(args, "augment_preset", None)})
+    augment = knowledge_config.augment_settings(task.name).n
+    log("[2/5] knowledge: caching teacher logits and layer probes" + (f" and {augment}x augmented rows" if augment else ""))
     # A stopped build left <knowledge>.partial behind; the same settings continue it shard by shard.
     build_knowledge(teacher_dir, data, knowledge_config, knowledge_dir, device)
     knowledge = Knowledge(knowledge_dir)

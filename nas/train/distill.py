@@ -8,6 +8,11 @@ in eval mode under `torch.no_grad()`. The student of the final stage's best epoc
 `--out` with the teacher's tokenizer (see `kd.students` for the folder of each kind) and a
 `metrics.json` with the keys of `nas finetune`'s, plus "method", "method_options",
 "student_spec" and "stages".
+
+Like search and finetune, every method trains on the transfer set: the task's rows plus the
+knowledge's augmented rows when it has them (`nas knowledge --augment N` or `--augment-preset`),
+labelled by the teacher; `--set use_augmented=false` trains on the task's rows only.
+metrics.json says which: "train_rows" (all rows), "augmented_rows" and "augmentation".
 """
 
 from __future__ import annotations
@@ -216,7 +221,8 @@ def run_distill(task_data, teacher_dir, knowledge, config: DistillConfig, out, d
             genotype.save(staging / "arch.json")
         result = StudentMetrics.from_dict({
             **student_record(task, state, knowledge, train_seconds=sum(s["train_seconds"] for s in stages),
-                             train_rows=len(session.data.train), init=spec.get("init", "scratch"), genotype=genotype,
+                             train_rows=len(session.data.train),
+                             augmented_rows=len(session.data.train) - session.data.original_rows, init=spec.get("init", "scratch"), genotype=genotype,
                              measured=measured),
             "method": method.name,
             "method_options": method.options,

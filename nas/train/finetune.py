@@ -93,7 +93,7 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
         onnx = onnx_beside(best, distill.dev["dev"], staging, config.latency_repeats)  # None without the deploy extra
         result = {
             **student_record(task, state, knowledge, train_seconds=seconds, train_rows=len(distill.train),
-                             init="search" if weights is not None else "scratch", genotype=genotype, measured=measured),
+                             augmented_rows=len(distill.train) - distill.original_rows, init="search" if weights is not None else "scratch", genotype=genotype, measured=measured),
             **({"onnx": onnx} if onnx is not None else {}),
             "config": config_dict(config),
             "provenance": provenance(task=task.name, arch=str(arch_path.resolve()), teacher=str(Path(teacher_dir).resolve())),

@@ -147,8 +147,13 @@ def measure_against_teacher(student, teacher, dev_split, device, pair: bool, rep
     }
 
 
-def student_record(task, state, knowledge, *, train_seconds, train_rows, init, genotype, measured) -> dict:
-    """The part of metrics.json that `nas finetune` and `nas distill` share, so their results compare."""
+def student_record(task, state, knowledge, *, train_seconds, train_rows, init, genotype, measured,
+                   augmented_rows: int = 0) -> dict:
+    """The part of metrics.json that `nas finetune` and `nas distill` share, so their results compare.
+
+    `train_rows` counts every row trained on; `augmented_rows` those of them from the knowledge's
+    augmented transfer set (`augmentation` then records how it was made)."""
+    augmentation = knowledge.manifest.inputs.augmentation if augmented_rows else None
     return {
         "task": task.name,
         "primary_metric": task.primary_metric,
@@ -158,6 +163,8 @@ def student_record(task, state, knowledge, *, train_seconds, train_rows, init, g
         "history": state.history,
         "train_seconds": round(train_seconds, 1),
         "train_rows": train_rows,
+        "augmented_rows": augmented_rows,
+        "augmentation": augmentation,
         "init": init,
         "genotype": str(genotype) if genotype is not None else None,
         **measured,

@@ -1,0 +1,55 @@
+"""Lock on `nas knowledge --augment N` with no preset: the augmented texts, the manifest's inputs
+(which decide whether an existing knowledge folder is reused) and the augmented logits must stay
+what the code wrote before augmentation presets existed (issue 11).
+
+The golden file is data that code produced. Regenerate it only for an intended change:
+NAS_WRITE_GOLDEN=1 pytest tests/test_augment_lock.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from nas.commands.cli import main
+
+GOLDEN = Path(__file__).parent / "fixtures" / "augment_lock" / "default.json"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def built(tiny_glue, tiny_teacher, tmp_path_factory):
+    """{task: (knowledge folder)} of `nas knowledge --augment 3` from the tiny random teacher."""
+    root = tmp_path_factory.mktemp("lock")
+    out = {}
+    for task in ("sst2", "mrpc"):
+        out[task] = root / task
+        assert main(["knowledge", "--task", task, "--data-dir", str(tiny_glue), "--teacher", str(tiny_teacher),
+                     "--out", str(out[task]), "--device", "cpu", "--augment", "3", "--seed", "5"]) == 0
+    return out
+
+
+def test_default_augmentation_writes_what_it_wrote_before_presets(built):
+    got = {}
+    for task, folder in built.items():
+        manifest = json.loads((folder / "manifest.json").read_text())
+        got[task] = {"inputs": manifest["inputs"], "augmented.tsv": _sha(folder / "augmented.tsv"),
+                     "splits": manifest["splits"]}
+        logits = folder / "augmented.logits.npy"
+        got[task]["augmented.logits.npy"] = _sha(logits)
+    if os.environ.get("NAS_WRITE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+    want = json.loads(GOLDEN.read_text())
+    for task in want:
+        # Same inputs: a folder built before presets existed is still reused, not rebuilt.
+        assert got[task]["inputs"] == want[task]["inputs"], task
+        assert got[task]["splits"] == want[task]["splits"], task
+        assert got[task]["augmented.tsv"] == want[task]["augmented.tsv"], task
+        assert got[task]["augmented.logits.npy"] == want[task]["augmented.logits.npy"], task
