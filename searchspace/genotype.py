@@ -42,9 +42,14 @@ DEFAULT_MAX_CELLS = 8
 # a million cells) would otherwise pass here and fail only when the weights are allocated.
 MAX_HIDDEN_SIZE = 1024
 MAX_CELLS = 24
+# The student's word-vector variants (searchspace/embedding_variants.py), named here so that
+# reading an arch.json needs no torch modules; a test keeps the two equal. An arch.json without
+# `embeddings` means "pca", the only kind there was before the field: its saved weights are pca's.
+EMBEDDING_VARIANTS = ("pca", "frozen_projection", "wide_projection", "factorised")
+DEFAULT_EMBEDDINGS = "pca"
 
 REQUIRED_KEYS = ("schema_version", "num_cells", "hidden_size", "cell")
-JSON_KEYS = REQUIRED_KEYS + ("ops", "max_cells", "op_logits", "depth_logits",
+JSON_KEYS = REQUIRED_KEYS + ("embeddings", "ops", "max_cells", "op_logits", "depth_logits",
                              "costs", "provenance", "extra")
 # Op names are written into the compact string form, so they must not contain its separators.
 _OP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -73,7 +78,8 @@ class Genotype:
     `cell[i]` holds the two in-edges of node `i + 2`. `op_logits` (one row per search edge,
     in `derive.edge_index()` order, possibly one block of 9 rows per searched cell) and
     `depth_logits` (one per depth 1..max_cells) record what the search saw; `costs`,
-    `provenance` and `extra` are read-only JSON-like mappings.
+    `provenance` and `extra` are read-only JSON-like mappings. `embeddings` names the word-vector
+    variant (`EMBEDDING_VARIANTS`); None, as in every arch.json written before it existed, is "pca".
     """
 
     num_cells: int
@@ -88,6 +94,7 @@ class Genotype:
     costs: Mapping[str, Any] | None = field(default=None, hash=False)
     provenance: Mapping[str, Any] | None = field(default=None, hash=False)
     extra: Mapping[str, Any] | None = field(default=None, hash=False)
+    embeddings: str | None = None
 
     def __post_init__(self):
         for name, value in _validated(self).items():
@@ -104,7 +111,13 @@ class Genotype:
     def __str__(self) -> str:
         nodes = " | ".join(f"n{node}: " + " ".join(f"{e.op}({e.input})" for e in edges)
                            for node, edges in enumerate(self.cell, NUM_INPUTS))
-        return f"K={self.num_cells} H={self.hidden_size} | {nodes}"
+        text = f"K={self.num_cells} H={self.hidden_size} | {nodes}"
+        return text if self.embeddings is None else f"{text} | embeddings: {self.embeddings}"
+
+    @property
+    def embedding_variant(self) -> str:
+        """The word-vector variant the student is built with: `embeddings`, or "pca" when unset."""
+        return self.embeddings or DEFAULT_EMBEDDINGS
 
     def parameter_free_share(self, parameter_free=PARAMETER_FREE_OPS) -> float:
         """Share of the six kept edges whose op has no weights: search tends to collapse
@@ -173,13 +186,15 @@ class Genotype:
     def to_string(self) -> str:
         """The architecture in one token, e.g.
         `v1;K=3;H=128;M=8;cell=cnn3~0,max_pool~1|dilated_cnn5~2,identity~0|cnn7~3,avg_pool~2`,
-        with `;ops=a,b,...` added when the vocabulary is not `DEFAULT_OPS`. Lossless for the
+        with `;ops=a,b,...` added when the vocabulary is not `DEFAULT_OPS` and `;emb=NAME` when
+        `embeddings` is set. Lossless for the
         architecture: `from_string(g.to_string()) == g.architecture()`.
         """
         cell = "|".join(",".join(f"{e.op}~{e.input}" for e in node) for node in self.cell)
         text = (f"v{self.schema_version};K={self.num_cells};H={self.hidden_size};"
                 f"M={self.max_cells};cell={cell}")
-        return text if self.ops == DEFAULT_OPS else f"{text};ops={','.join(self.ops)}"
+        text = text if self.ops == DEFAULT_OPS else f"{text};ops={','.join(self.ops)}"
+        return text if self.embeddings is None else f"{text};emb={self.embeddings}"
 
     @classmethod
     def from_string(cls, text: str, source: str = "arch string") -> Genotype:
@@ -202,12 +217,12 @@ class Genotype:
             ops = tuple(found["ops"].split(",")) if "ops" in found else DEFAULT_OPS
             return cls(schema_version=_string_int(head[1:], "v"), num_cells=_string_int(found["K"], "K"),
                        hidden_size=_string_int(found["H"], "H"), max_cells=_string_int(found["M"], "M"),
-                       cell=cell, ops=ops)
+                       cell=cell, ops=ops, embeddings=found.get("emb"))
         except InvalidGenotype as e:
             raise InvalidGenotype(e.field, e.reason, source) from None
 
 
-_STRING_KEYS = ("K", "H", "M", "cell", "ops")
+_STRING_KEYS = ("K", "H", "M", "cell", "ops", "emb")
 
 
 def _string_int(text: str, name: str) -> int:
@@ -234,6 +249,7 @@ def _validated(g: Genotype) -> dict[str, Any]:
     out["num_cells"] = _int(g.num_cells, "num_cells", low=1, high=out["max_cells"])
     out["hidden_size"] = _int(g.hidden_size, "hidden_size", low=1, high=MAX_HIDDEN_SIZE)
     out["cell"] = _cell(g.cell, out["ops"])
+    out["embeddings"] = None if g.embeddings is None else _embeddings(g.embeddings)
     out["op_logits"] = None if g.op_logits is None else _op_logits(g.op_logits, len(out["ops"]), out["max_cells"])
     out["depth_logits"] = None if g.depth_logits is None else _numbers(
         g.depth_logits, "depth_logits", out["max_cells"], "one per depth 1..max_cells")
@@ -262,6 +278,14 @@ def _int(value, name: str, low: int, high: int | None = None) -> int:
                                        "hidden_size": ", BERT-large's width"}.get(name, "")
         raise InvalidGenotype(name, f"{_show(value)} is out of range (allowed: "
                               f"{allowed if high is not None else f'>= {low}'})")
+    return value
+
+
+def _embeddings(value) -> str:
+    if not isinstance(value, str):
+        raise InvalidGenotype("embeddings", f"expected a variant name like 'pca', got {_kind(value)}")
+    if value not in EMBEDDING_VARIANTS:
+        raise InvalidGenotype("embeddings", f"unknown variant {_show(value)} (known: {', '.join(EMBEDDING_VARIANTS)})")
     return value
 
 

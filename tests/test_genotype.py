@@ -167,6 +167,7 @@ INVALID_FILES = {
     "duplicate_key": ("num_cells: ", "duplicate key"),
     "bool_num_cells": ("num_cells: ", "expected an integer", "boolean"),
     "short_depth_logits": ("depth_logits: ", "expected 8 numbers", "got 3"),
+    "unknown_embeddings": ("embeddings: ", "unknown variant 'word2vec'", "known: pca, frozen_projection"),
 }
 
 
@@ -256,6 +257,9 @@ CASES = [
     ("costs_not_object", _set("costs", [1, 2]), "costs", "expected an object"),
     ("costs_infinite", _set("costs", {"flops": float("inf")}), "costs.flops", "finite number"),
     ("provenance_string", _set("provenance", "git"), "provenance", "expected an object"),
+    ("embeddings_unknown", _set("embeddings", "glove"), "embeddings",
+     "unknown variant 'glove' (known: pca, frozen_projection, wide_projection, factorised)"),
+    ("embeddings_not_string", _set("embeddings", 3), "embeddings", "expected a variant name like 'pca', got an integer"),
 ]
 
 

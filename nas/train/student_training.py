@@ -35,6 +35,7 @@ class FinetuneConfig:
     kd_temperature: float = 1.0
     init: str = "auto"  # auto: the search's weights when they are beside arch.json, else scratch; search; scratch
     dropout: float = 0.1
+    embeddings: str = ""  # the student's word-vector variant (searchspace/embedding_variants.py); "": arch.json's
     max_length: int = 0  # 0: the length the knowledge was computed at
     use_augmented: bool = True
     latency_repeats: int = 20
