@@ -134,10 +134,12 @@ class Genotype:
         """The architecture with each node's in-edges sorted by (input, op).
 
         A node sums its in-edges, so their order does not change the network; equal
-        networks then have equal canonical forms (and `to_string()`s) for de-duplication.
+        networks then have equal canonical forms (and `to_string()`s) for de-duplication. An
+        explicit "pca" is the absent field's meaning, so it is left out.
         """
         cell = tuple(tuple(sorted(node, key=lambda e: (e.input, e.op))) for node in self.cell)
-        return replace(self.architecture(), cell=cell)
+        embeddings = None if self.embedding_variant == DEFAULT_EMBEDDINGS else self.embeddings
+        return replace(self.architecture(), cell=cell, embeddings=embeddings)
 
     # ----- JSON -----
 

@@ -260,3 +260,9 @@ def test_the_field_round_trips_through_json_and_the_string_form(variant):
     assert Genotype.from_string(genotype.to_string()) == genotype.architecture()
     assert str(genotype).endswith(f"| embeddings: {variant}")
     assert "embeddings" not in json.loads(BASE.to_json()) and ";emb=" not in BASE.to_string()
+
+
+def test_an_explicit_pca_is_canonically_the_absent_field():
+    assert replace(BASE, embeddings="pca").canonical() == BASE.canonical()
+    assert replace(BASE, embeddings="pca").canonical().to_string() == BASE.canonical().to_string()
+    assert replace(BASE, embeddings="factorised").canonical() != BASE.canonical()
