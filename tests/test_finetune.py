@@ -161,13 +161,6 @@ def test_an_unknown_variant_is_a_one_line_error(prepared, tiny_glue, tmp_path, r
     assert not (tmp_path / "x").exists()
 
 
-def test_nas_run_refuses_an_unknown_variant_before_it_starts(tiny_glue, tmp_path, run_cli):
-    code, _, err = run_cli("run", "--task", "sst2", "--data-dir", tiny_glue, "--out", tmp_path / "r",
-                           "--set", "finetune.embeddings=glove")
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "'glove'" in err and "known: pca" in err
-    assert not (tmp_path / "r" / "search").exists()  # refused before the first stage
-
-
 def test_chosen_embeddings_keeps_or_replaces_the_variant():
     from nas.train.finetune import chosen_embeddings
 

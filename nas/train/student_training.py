@@ -52,7 +52,7 @@ class FinetuneConfig:
 
     def __post_init__(self):
         check_speed_settings(self.compile, self.amp)
-        if self.embeddings and self.embeddings not in EMBEDDING_VARIANTS:  # before a `nas run` searches for hours
+        if self.embeddings and self.embeddings not in EMBEDDING_VARIANTS:  # as the settings are read
             raise UserError(f"setting 'embeddings': unknown variant {self.embeddings!r} (known: {', '.join(EMBEDDING_VARIANTS)})")
 
 
