@@ -226,7 +226,7 @@ def _searched(spec, teacher, task, tokenizer):
     student = compile_genotype(
         genotype, vocab_size=words.shape[0], max_positions=teacher.config.max_position_embeddings,
         num_labels=task.num_labels, pair=task.is_pair, pad_token_id=tokenizer.pad_token_id or 0,
-        id2label=dict(enumerate(task.labels)) if task.labels else None,
+        id2label=dict(enumerate(task.labels)) if task.labels else None, teacher_width=words.shape[1],
     )
     student.embeddings.init_from_teacher(words, positions if positions is not None else student.embeddings.positions.weight)
     return student

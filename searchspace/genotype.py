@@ -42,9 +42,14 @@ DEFAULT_MAX_CELLS = 8
 # a million cells) would otherwise pass here and fail only when the weights are allocated.
 MAX_HIDDEN_SIZE = 1024
 MAX_CELLS = 24
+# The student's word-vector variants (searchspace/embedding_variants.py), named here so that
+# reading an arch.json needs no torch modules; a test keeps the two equal. An arch.json without
+# `embeddings` means "pca", the only kind there was before the field: its saved weights are pca's.
+EMBEDDING_VARIANTS = ("pca", "frozen_projection", "wide_projection", "factorised")
+DEFAULT_EMBEDDINGS = "pca"
 
 REQUIRED_KEYS = ("schema_version", "num_cells", "hidden_size", "cell")
-JSON_KEYS = REQUIRED_KEYS + ("ops", "max_cells", "op_logits", "depth_logits", "widths", "width_logits",
+JSON_KEYS = REQUIRED_KEYS + ("embeddings", "ops", "max_cells", "op_logits", "depth_logits", "widths", "width_logits",
                              "costs", "provenance", "extra", "search_weights")
 # Op names are written into the compact string form, so they must not contain its separators.
 _OP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -75,7 +80,8 @@ class Genotype:
     `depth_logits` (one per depth 1..max_cells) record what the search saw; `costs`,
     `provenance` and `extra` are read-only JSON-like mappings. `search_weights` is where the
     search left its supernet's weights, a path relative to the arch.json's folder that stays
-    inside it (`nas finetune` starts from them).
+    inside it (`nas finetune` starts from them). `embeddings` names the word-vector variant
+    (`EMBEDDING_VARIANTS`); None, as in every arch.json written before it existed, is "pca".
     """
 
     num_cells: int
@@ -95,6 +101,7 @@ class Genotype:
     widths: tuple[int, ...] | None = None
     width_logits: tuple[float, ...] | None = None
     search_weights: str | None = None
+    embeddings: str | None = None
 
     def __post_init__(self):
         for name, value in _validated(self).items():
@@ -111,7 +118,13 @@ class Genotype:
     def __str__(self) -> str:
         nodes = " | ".join(f"n{node}: " + " ".join(f"{e.op}({e.input})" for e in edges)
                            for node, edges in enumerate(self.cell, NUM_INPUTS))
-        return f"K={self.num_cells} H={self.hidden_size} | {nodes}"
+        text = f"K={self.num_cells} H={self.hidden_size} | {nodes}"
+        return text if self.embeddings is None else f"{text} | embeddings: {self.embeddings}"
+
+    @property
+    def embedding_variant(self) -> str:
+        """The word-vector variant the student is built with: `embeddings`, or "pca" when unset."""
+        return self.embeddings or DEFAULT_EMBEDDINGS
 
     def parameter_free_share(self, parameter_free=PARAMETER_FREE_OPS) -> float:
         """Share of the six kept edges whose op has no weights: search tends to collapse
@@ -128,10 +141,12 @@ class Genotype:
         """The architecture with each node's in-edges sorted by (input, op).
 
         A node sums its in-edges, so their order does not change the network; equal
-        networks then have equal canonical forms (and `to_string()`s) for de-duplication.
+        networks then have equal canonical forms (and `to_string()`s) for de-duplication. An
+        explicit "pca" is the absent field's meaning, so it is left out.
         """
         cell = tuple(tuple(sorted(node, key=lambda e: (e.input, e.op))) for node in self.cell)
-        return replace(self.architecture(), cell=cell)
+        embeddings = None if self.embedding_variant == DEFAULT_EMBEDDINGS else self.embeddings
+        return replace(self.architecture(), cell=cell, embeddings=embeddings)
 
     # ----- JSON -----
 
@@ -180,13 +195,15 @@ class Genotype:
     def to_string(self) -> str:
         """The architecture in one token, e.g.
         `v1;K=3;H=128;M=8;cell=cnn3~0,max_pool~1|dilated_cnn5~2,identity~0|cnn7~3,avg_pool~2`,
-        with `;ops=a,b,...` added when the vocabulary is not `DEFAULT_OPS`. Lossless for the
+        with `;ops=a,b,...` added when the vocabulary is not `DEFAULT_OPS` and `;emb=NAME` when
+        `embeddings` is set. Lossless for the
         architecture: `from_string(g.to_string()) == g.architecture()`.
         """
         cell = "|".join(",".join(f"{e.op}~{e.input}" for e in node) for node in self.cell)
         text = (f"v{self.schema_version};K={self.num_cells};H={self.hidden_size};"
                 f"M={self.max_cells};cell={cell}")
-        return text if self.ops == DEFAULT_OPS else f"{text};ops={','.join(self.ops)}"
+        text = text if self.ops == DEFAULT_OPS else f"{text};ops={','.join(self.ops)}"
+        return text if self.embeddings is None else f"{text};emb={self.embeddings}"
 
     @classmethod
     def from_string(cls, text: str, source: str = "arch string") -> Genotype:
@@ -209,12 +226,12 @@ class Genotype:
             ops = tuple(found["ops"].split(",")) if "ops" in found else DEFAULT_OPS
             return cls(schema_version=_string_int(head[1:], "v"), num_cells=_string_int(found["K"], "K"),
                        hidden_size=_string_int(found["H"], "H"), max_cells=_string_int(found["M"], "M"),
-                       cell=cell, ops=ops)
+                       cell=cell, ops=ops, embeddings=found.get("emb"))
         except InvalidGenotype as e:
             raise InvalidGenotype(e.field, e.reason, source) from None
 
 
-_STRING_KEYS = ("K", "H", "M", "cell", "ops")
+_STRING_KEYS = ("K", "H", "M", "cell", "ops", "emb")
 
 
 def _string_int(text: str, name: str) -> int:
@@ -241,6 +258,7 @@ def _validated(g: Genotype) -> dict[str, Any]:
     out["num_cells"] = _int(g.num_cells, "num_cells", low=1, high=out["max_cells"])
     out["hidden_size"] = _int(g.hidden_size, "hidden_size", low=1, high=MAX_HIDDEN_SIZE)
     out["cell"] = _cell(g.cell, out["ops"])
+    out["embeddings"] = None if g.embeddings is None else _embeddings(g.embeddings)
     out["op_logits"] = None if g.op_logits is None else _op_logits(g.op_logits, len(out["ops"]), out["max_cells"])
     out["depth_logits"] = None if g.depth_logits is None else _numbers(
         g.depth_logits, "depth_logits", out["max_cells"], "one per depth 1..max_cells")
@@ -302,6 +320,14 @@ def _int(value, name: str, low: int, high: int | None = None) -> int:
                                        "hidden_size": ", BERT-large's width"}.get(name, "")
         raise InvalidGenotype(name, f"{_show(value)} is out of range (allowed: "
                               f"{allowed if high is not None else f'>= {low}'})")
+    return value
+
+
+def _embeddings(value) -> str:
+    if not isinstance(value, str):
+        raise InvalidGenotype("embeddings", f"expected a variant name like 'pca', got {_kind(value)}")
+    if value not in EMBEDDING_VARIANTS:
+        raise InvalidGenotype("embeddings", f"unknown variant {_show(value)} (known: {', '.join(EMBEDDING_VARIANTS)})")
     return value
 
 

@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, Pretrai
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from searchspace.cell import Cell, ClassifierHead, run_cells
-from searchspace.embeddings import StudentEmbeddings
+from searchspace.embedding_variants import build_embeddings, table_width
 from searchspace.genotype import Genotype
 from searchspace.width import leading_slice
 
@@ -28,13 +28,15 @@ class AdaBertStudentConfig(PretrainedConfig):
     model_type = "adabert_student"
 
     def __init__(self, genotype: dict | None = None, vocab_size: int = 30522, max_position_embeddings: int = 512,
-                 pair: bool = False, dropout: float = 0.1, pad_token_id: int = 0, **kwargs):
+                 pair: bool = False, dropout: float = 0.1, pad_token_id: int = 0, embedding_width: int | None = None,
+                 **kwargs):
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.genotype = genotype
         self.vocab_size = vocab_size
         self.max_position_embeddings = max_position_embeddings
         self.pair = pair
         self.dropout = dropout
+        self.embedding_width = embedding_width  # width of the word and position tables; None: hidden_size
 
     @property
     def arch(self) -> Genotype:
@@ -53,7 +55,8 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
         for node, edge in genotype.edges():
             edge_ops.setdefault((node, edge.input), []).append(edge.op)
         self.edge_ops = {edge: tuple(ops) for edge, ops in edge_ops.items()}
-        self.embeddings = StudentEmbeddings(config.vocab_size, config.max_position_embeddings, hidden, config.dropout)
+        self.embeddings = build_embeddings(genotype.embedding_variant, config.vocab_size, config.max_position_embeddings,
+                                           hidden, config.embedding_width or hidden, config.dropout)
         self.cells = torch.nn.ModuleList(Cell(hidden, self.edge_ops) for _ in range(genotype.num_cells))
         self.head = ClassifierHead(hidden, config.num_labels, config.dropout)
         self.depth = genotype.num_cells
@@ -96,10 +99,14 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
         """Copy the weights of the chosen ops, cells, embeddings and depth-K head from a supernet
         (the module or its state dict): names match because both are built by the same `Cell`.
         A student narrower than the supernet (a searched width) takes the leading channels of
-        each weight, the part the supernet ran at its width (searchspace/width.py)."""
+        each weight, the part the supernet ran at its width (searchspace/width.py). The supernet's
+        embeddings are the pca variant's; a student of another variant keeps its own."""
         source = supernet if isinstance(supernet, dict) else supernet.state_dict()
         target = self.state_dict()
+        own_embeddings = self.config.arch.embedding_variant != "pca"
         for name in target:
+            if own_embeddings and name.startswith("embeddings."):
+                continue
             key = f"heads.{self.depth - 1}." + name.removeprefix("head.") if name.startswith("head.") else name
             target[name].copy_(leading_slice(source[key], target[name].shape))
 
@@ -128,14 +135,17 @@ class _PassThrough(torch.nn.Module):
 
 
 def compile_genotype(genotype: Genotype, *, vocab_size: int, max_positions: int, num_labels: int, pair: bool,
-                     dropout: float = 0.1, pad_token_id: int = 0, id2label=None) -> AdaBertStudentForSequenceClassification:
-    """Build the student of `genotype` (fresh weights)."""
+                     dropout: float = 0.1, pad_token_id: int = 0, id2label=None,
+                     teacher_width: int | None = None) -> AdaBertStudentForSequenceClassification:
+    """Build the student of `genotype` (fresh weights). `teacher_width`: the width of the teacher's
+    word vectors, which the variants that keep them at that width need (searchspace/embedding_variants.py)."""
     # A model folder does not hold the search's weights, so its config does not point at them.
     genotype = replace(genotype, search_weights=None) if genotype.search_weights is not None else genotype
     extra = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}} if id2label else {}
     config = AdaBertStudentConfig(
         genotype=genotype.to_dict(), vocab_size=vocab_size, max_position_embeddings=max_positions, pair=pair,
-        dropout=dropout, pad_token_id=pad_token_id, num_labels=num_labels, **extra,
+        dropout=dropout, pad_token_id=pad_token_id, num_labels=num_labels,
+        embedding_width=table_width(genotype.embedding_variant, genotype.hidden_size, teacher_width), **extra,
     )
     return AdaBertStudentForSequenceClassification(config)
 

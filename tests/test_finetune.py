@@ -172,3 +172,62 @@ def test_nas_run_goes_from_data_to_report(tiny_glue, tiny_teacher, tmp_path, run
 def test_nas_run_rejects_an_unknown_stage(tiny_glue, tmp_path, run_cli):
     code, _, err = run_cli("run", "--task", "sst2", "--data-dir", tiny_glue, "--out", tmp_path / "r", "--set", "serach.epochs=1")
     assert code == 2 and "serach" in err
+
+
+# ----- the word-vector variant (searchspace/embedding_variants.py)
+
+def test_set_embeddings_overrides_the_arch_and_the_student_records_it(prepared, searched, tiny_glue, tmp_path):
+    from searchspace.projected_embeddings import ProjectedEmbeddings
+
+    out = tmp_path / "student"
+    assert finetune(prepared, tiny_glue, "sst2", searched["sst2"] / "arch.json", out, "--set", "embeddings=factorised") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["init"] == "search"  # cells and head from the search, the factorised tables from the teacher
+    written = Genotype.load(out / "arch.json")
+    assert written.embeddings == "factorised" and "embeddings: factorised" in metrics["genotype"]
+    # The search's size figures were for pca: dropped, the rest of its costs kept.
+    searched_costs = Genotype.load(searched["sst2"] / "arch.json").costs
+    assert set(written.costs) == set(searched_costs) - {"params", "params_without_embeddings", "flops"}
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert isinstance(model.embeddings, ProjectedEmbeddings)
+    assert sum(p.numel() for p in model.parameters()) == metrics["student"]["params"]
+
+
+def test_the_arch_fields_variant_is_used_and_kept(prepared, tiny_glue, tmp_path):
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({**ARCH, "embeddings": "frozen_projection"}))
+    assert finetune(prepared, tiny_glue, "sst2", arch, tmp_path / "student") == 0
+    assert Genotype.load(tmp_path / "student" / "arch.json").embeddings == "frozen_projection"
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "student")
+    teacher_width = AutoModelForSequenceClassification.from_pretrained(prepared["sst2"][0]).config.hidden_size
+    assert model.get_input_embeddings().weight.shape[1] == teacher_width
+
+
+def test_an_arch_without_the_field_records_pca(prepared, tiny_glue, tmp_path):
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(ARCH))
+    assert finetune(prepared, tiny_glue, "sst2", arch, tmp_path / "student") == 0
+    assert json.loads((tmp_path / "student" / "arch.json").read_text())["embeddings"] == "pca"
+
+
+def test_an_unknown_variant_is_a_one_line_error(prepared, tiny_glue, tmp_path, run_cli):
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(ARCH))
+    teacher, knowledge = prepared["sst2"]
+    code, _, err = run_cli("finetune", "--task", "sst2", "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge",
+                           knowledge, "--arch", arch, "--out", tmp_path / "x", "--set", "embeddings=glove")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "embeddings" in err and "'glove'" in err and "known: pca, frozen_projection, wide_projection, factorised" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_chosen_embeddings_keeps_or_replaces_the_variant():
+    from nas.train.finetune import chosen_embeddings
+
+    plain = Genotype.from_json(json.dumps({**ARCH, "costs": {"params": 5, "flops": 7, "predicted_latency_ms": 1.5}}))
+    kept = chosen_embeddings(plain, "")
+    assert kept.embeddings == "pca" and dict(kept.costs) == dict(plain.costs)
+    assert chosen_embeddings(plain, "pca") == kept
+    changed = chosen_embeddings(plain, "wide_projection")
+    assert changed.embeddings == "wide_projection" and dict(changed.costs) == {"predicted_latency_ms": 1.5}
+    assert chosen_embeddings(changed, "").embeddings == "wide_projection"

@@ -176,6 +176,7 @@ INVALID_FILES = {
     "duplicate_key": ("num_cells: ", "duplicate key"),
     "bool_num_cells": ("num_cells: ", "expected an integer", "boolean"),
     "short_depth_logits": ("depth_logits: ", "expected 8 numbers", "got 3"),
+    "unknown_embeddings": ("embeddings: ", "unknown variant 'word2vec'", "known: pca, frozen_projection"),
 }
 
 
@@ -272,6 +273,9 @@ CASES = [
     ("search_weights_windows", _set("search_weights", "C:\\w.pt"), "search_weights", "inside arch.json's folder"),
     ("search_weights_parent", _set("search_weights", "runs/../../w.pt"), "search_weights", "without '..'"),
     ("search_weights_folder", _set("search_weights", "weights/"), "search_weights", "inside arch.json's folder"),
+    ("embeddings_unknown", _set("embeddings", "glove"), "embeddings",
+     "unknown variant 'glove' (known: pca, frozen_projection, wide_projection, factorised)"),
+    ("embeddings_not_string", _set("embeddings", 3), "embeddings", "expected a variant name like 'pca', got an integer"),
 ]
 
 

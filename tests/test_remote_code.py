@@ -16,6 +16,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from dataclasses import replace
+
+from searchspace.embedding_variants import EMBEDDINGS
 from searchspace.random_arch import random_genotypes
 from searchspace.remote_code import ENTRY, write_remote_code
 from searchspace.student import AdaBertStudentForSequenceClassification, compile_genotype
@@ -26,7 +29,7 @@ TEXTS = [["the film was good", "a movie"], ["bad", "the plot was very dull and b
 def save_student(folder, genotype, pair: bool, tokenizer_dir, seed: int = 0):
     torch.manual_seed(seed)
     model = compile_genotype(genotype, vocab_size=40, max_positions=64, num_labels=3, pair=pair,
-                             id2label={0: "neg", 1: "mid", 2: "pos"}).eval()
+                             id2label={0: "neg", 1: "mid", 2: "pos"}, teacher_width=24).eval()
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(folder)
     write_remote_code(folder)
@@ -46,12 +49,15 @@ def logits_of_text(model, tokenizer, texts):
 
 @pytest.fixture(scope="module")
 def students(tiny_teacher, tmp_path_factory):
-    """[(folder, pair, in-package logits)] for random genotypes, single sentences and pairs."""
+    """[(folder, pair, in-package logits)] for random genotypes, single sentences and pairs, and
+    every word-vector variant (the first without the field, as arch.json files before it)."""
     root = tmp_path_factory.mktemp("remote_students")
     tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    variants = [None, *list(EMBEDDINGS)[1:]]
     out = []
-    for i, genotype in enumerate(random_genotypes(13, 4, hidden_size=16, max_depth=3, max_cells=3)):
+    for i, genotype in enumerate(random_genotypes(13, len(variants), hidden_size=16, max_depth=3, max_cells=3)):
         pair = i % 2 == 1
+        genotype = replace(genotype, embeddings=variants[i])
         model = save_student(root / f"student{i}", genotype, pair, tiny_teacher, seed=i)
         out.append((root / f"student{i}", pair, logits_of(model, tokenizer, pair)))
     return out
@@ -142,7 +148,7 @@ def test_the_folder_loads_where_the_package_is_not_importable(students, finetune
     # -S skips site: no .pth file runs, so the editable install of this package is not on the
     # path; only the folder holding torch and transformers is given back. The cwd is elsewhere.
     site_packages = sysconfig.get_paths()["purelib"]
-    chosen = [(str(folder), pair, expected.tolist()) for folder, pair, expected in students[:2]]
+    chosen = [(str(folder), pair, expected.tolist()) for folder, pair, expected in students]  # every variant
     shipped = tmp_path / "shipped"
     shutil.copytree(finetuned["mrpc"], shipped)
     model = AutoModelForSequenceClassification.from_pretrained(shipped).eval()
@@ -164,7 +170,8 @@ def test_bundling_follows_imports_so_a_new_module_cannot_be_forgotten():
 
     files = bundle()
     # Every module the student's forward needs, found from searchspace.student alone.
-    for name in ("searchspace_cell.py", "searchspace_embeddings.py", "searchspace_genotype.py", "ops.py",
+    for name in ("searchspace_cell.py", "searchspace_embeddings.py", "searchspace_embedding_variants.py",
+                 "searchspace_projected_embeddings.py", "searchspace_genotype.py", "ops.py",
                  "ops_registry.py", "ops_conv.py", "ops_pool.py", "ops_trivial.py", "ops_masking.py"):
         assert name in files
     assert "searchspace_supernet.py" not in files  # nothing of the search comes along

@@ -16,6 +16,12 @@ def parameter_counts(model: torch.nn.Module) -> dict:
     is a lookup, not computation, and every model here (teacher, searched student, KD baselines)
     has exactly one, so the figure compares across them. Position tables and embedding norms
     are counted, as the rest of the network is. One function, so one name means one number.
+
+    For the student's word-vector variants (searchspace/embedding_variants.py) the token table is
+    the one `get_input_embeddings()` returns at whatever width the variant keeps it (H for pca,
+    the teacher's for frozen_projection and wide_projection, H/2 for factorised); a projection into
+    the cells is computation and counted. Frozen tables are parameters like any other here: they
+    are stored and shipped, so `params` is the model's size, not what training moved.
     """
     params = sum(p.numel() for p in model.parameters())
     return {"params": params, "params_without_embeddings": params - model.get_input_embeddings().weight.numel()}

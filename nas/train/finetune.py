@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from nas.deploy.model_card import write_model_card
 from nas.train.distill_data import prepare, teacher_embedding_tables
 from nas.train.search import BEST_WEIGHTS
 from nas.train.student_training import FinetuneConfig, config_dict, measure_against_teacher, student_record, train_with_kd
-from searchspace.genotype import Genotype
+from searchspace.genotype import Genotype, InvalidGenotype
 from searchspace.remote_code import write_remote_code
 from searchspace.student import AdaBertStudentForSequenceClassification, compile_genotype
 
@@ -43,11 +44,27 @@ def initial_weights(config: FinetuneConfig, arch_path: Path, genotype: Genotype)
     return weights if weights.is_file() else None
 
 
+def chosen_embeddings(genotype: Genotype, name: str) -> Genotype:
+    """`genotype` with the word-vector variant `--set embeddings=NAME` chose ('' keeps arch.json's),
+    named explicitly, so that the student's arch.json records what it was built with. The search's
+    size figures (`costs`) are for the variant it had; another variant drops them (metrics.json
+    holds the student's measured ones)."""
+    chosen = name or genotype.embedding_variant
+    try:
+        changed = replace(genotype, embeddings=chosen)
+    except InvalidGenotype as error:
+        raise UserError(f"setting 'embeddings': {error.reason}") from None
+    if chosen == genotype.embedding_variant or genotype.costs is None:
+        return changed
+    sizes = ("params", "params_without_embeddings", "flops")
+    return replace(changed, costs={key: value for key, value in genotype.costs.items() if key not in sizes})
+
+
 def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig, out, device, checkpoint=None) -> dict:
 
     task = data.task
     arch_path = Path(arch_path)
-    genotype = Genotype.load(arch_path)
+    genotype = chosen_embeddings(Genotype.load(arch_path), config.embeddings)
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(str(teacher_dir))
     max_length = config.max_length or knowledge.max_length
@@ -57,6 +74,7 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
         genotype, vocab_size=words.shape[0], max_positions=positions.shape[0] if positions is not None else 512,
         num_labels=task.num_labels, pair=task.is_pair, dropout=config.dropout,
         pad_token_id=tokenizer.pad_token_id or 0, id2label=dict(enumerate(task.labels)) if task.labels else None,
+        teacher_width=words.shape[1],
     )
     weights = initial_weights(config, arch_path, genotype)
     if weights is not None:
@@ -70,7 +88,7 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
             student.inherit_from_supernet(saved)
         except (KeyError, RuntimeError, TypeError, AttributeError) as error:
             raise UserError(f"{weights}: does not fit {arch_path} ({one_line(str(error), 120)}); use --set init=scratch") from None
-    else:
+    if weights is None or genotype.embedding_variant != "pca":  # the search trained pca embeddings only
         student.embeddings.init_from_teacher(words, positions if positions is not None else student.embeddings.positions.weight)
 
     out = Path(out)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from kd.losses import regression_distillation, soft_cross_entropy
+from nas.base.errors import UserError
 from nas.compute.acceleration import Captured, adamw, autocast, batch_buckets, check_speed_settings
 from nas.data.batching import batch_order, device_batch, model_inputs
 from nas.data.evaluation import evaluate_splits, task_loss
@@ -21,6 +22,7 @@ from nas.deploy.latency import speedups
 from nas.deploy.serving import measure_serving
 from nas.train.loop import Hooks, linear_warmup_decay, train_loop
 from nas.train.stage_checkpoint import EpochCheckpoint
+from searchspace.genotype import EMBEDDING_VARIANTS
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class FinetuneConfig:
     kd_temperature: float = 1.0
     init: str = "auto"  # auto: the search's weights when arch.json records them (older files: supernet_best.pt beside it), else scratch; search; scratch
     dropout: float = 0.1
+    embeddings: str = ""  # the student's word-vector variant (searchspace/embedding_variants.py); "": arch.json's
     max_length: int = 0  # 0: the length the knowledge was computed at
     use_augmented: bool = True
     latency_repeats: int = 20
@@ -49,6 +52,8 @@ class FinetuneConfig:
 
     def __post_init__(self):
         check_speed_settings(self.compile, self.amp)
+        if self.embeddings and self.embeddings not in EMBEDDING_VARIANTS:  # as the settings are read
+            raise UserError(f"setting 'embeddings': unknown variant {self.embeddings!r} (known: {', '.join(EMBEDDING_VARIANTS)})")
 
 
 def kd_loss(student_logits, teacher_logits, labels, task, gamma: float, temperature: float):

@@ -1,0 +1,67 @@
+"""Word vectors kept at a width of their own and projected into the cells' width.
+
+`StudentEmbeddings` (embeddings.py) stores the student's tables at the cells' width `hidden`,
+PCA-projected from the teacher's once. This module stores them at another width `width` and
+learns a linear projection `width -> hidden` applied to every token:
+
+* width = the teacher's, tables frozen: the teacher's own word vectors, only a projection learned;
+* width = the teacher's, tables trainable: as wide as the teacher's, all learned;
+* width = r, tables trainable: ALBERT's factorised embedding (Lan et al. 2020, arXiv 1909.11942),
+  a (vocab, r) table and an r x hidden projection.
+
+Positions are treated as words are: a table at `width` (the teacher's, or its PCA projection),
+frozen or trainable alike, added to the word vectors before the one shared projection, as
+`StudentEmbeddings` adds them after its one shared PCA projection. So each variant sees what
+the teacher's embedding layer sees, and the projection's input stays a sum it was fitted for.
+
+`init_from_teacher` starts the projection at the teacher's top `hidden` principal directions,
+so a variant at least as wide as `hidden` starts out computing exactly what the PCA student
+computes; the variants then differ only in what training may change (and in their costs).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from searchspace.embeddings import principal_projection
+
+
+class ProjectedEmbeddings(nn.Module):
+    def __init__(self, vocab_size: int, max_positions: int, hidden: int, width: int, dropout: float = 0.1,
+                 frozen: bool = False):
+        super().__init__()
+        self.words = nn.Embedding(vocab_size, width)
+        self.positions = nn.Embedding(max_positions, width)
+        self.projection = nn.Linear(width, hidden, bias=False)  # LayerNorm follows: its shift is the bias
+        self.norm = nn.LayerNorm(hidden)
+        self.dropout = nn.Dropout(dropout)
+        # Frozen tables stay parameters (saved once, counted in `params`) that no gradient reaches,
+        # so AdamW neither moves nor decays them. `requires_grad` says so to whoever counts or
+        # filters parameters, but `from_pretrained` makes fresh parameters that forget it: the
+        # forward's `detach` is what keeps them frozen.
+        self.frozen = frozen
+        for table in (self.words, self.positions):
+            table.weight.requires_grad_(not frozen)
+
+    @torch.no_grad()
+    def init_from_teacher(self, words: torch.Tensor, positions: torch.Tensor) -> None:
+        """Tables: the teacher's (at its width) or their projection onto its top `width` principal
+        directions; the projection: from there onto the top `hidden` directions."""
+        width, teacher_width = self.words.embedding_dim, words.shape[1]
+        to_hidden = principal_projection(words, self.projection.out_features)  # (D, hidden)
+        # (D, width): the teacher's own coordinates, or its top `width` principal directions.
+        basis = None if width == teacher_width else principal_projection(words, width)
+        into = (lambda table: table.float()) if basis is None else (lambda table: table.float() @ basis)
+        self.words.weight.copy_(into(words))
+        self.projection.weight.copy_((to_hidden if basis is None else basis.T @ to_hidden).T)  # (hidden, width)
+        if positions.shape[1] == teacher_width:  # else (no teacher positions) keep the student's own
+            rows = min(positions.shape[0], self.positions.num_embeddings)
+            self.positions.weight[:rows].copy_(into(positions[:rows]))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = self.words(input_ids) + self.positions(positions)[None]  # (B, T, width)
+        if self.frozen:
+            x = x.detach()
+        return self.dropout(self.norm(self.projection(x)))  # (B, T, H)
