@@ -1,0 +1,238 @@
+"""Issue 11's measurement: how close a searched student gets to its teacher, and whether the search beats chance.
+
+Usage: python experiments/gap.py [--tasks mrpc,sst2] [--runs runs/gap] [--teachers runs/teachers]
+                                 [--preset adabert] [--stages recipe,search,sanity,baselines] [--random 5]
+
+Needs experiments/teacher.py's teachers (runs/teachers/TASK). For each task, in stages, each run
+skipped when its folder is finished, so the script resumes where a stopped session left it:
+
+1. knowledge: the teacher-labelled transfer set (`nas knowledge --augment-preset PRESET`, 20x for
+   the `adabert` preset), built shard by shard (a stopped build continues).
+2. recipe: one fixed cell (experiments/results/depth.md's budgeted K=4 H=128 cell) finetuned from
+   scratch three ways: the task's own rows with logit KD (the recipe before issue 11), the task's
+   rows with AdaBERT's probe KD, and the transfer set with probe KD. It separates what the
+   recipe and the transfer set each bring, at a fixed architecture.
+3. search: `nas search` on the transfer set under the latency budgets of the targets (the
+   teacher's batch-32 latency, timed here once, over 5 and over 20), depth and width searched,
+   then `nas finetune` of each derived student with probe KD from the search's weights.
+4. sanity: `nas sanity` on the 5x search: the searched architecture against random ones of
+   equal predicted latency, all finetuned the same way.
+5. baselines: KD baselines of comparable size (`nas distill`) on the same transfer set.
+
+Every student is timed beside the teacher in this one process (batch 1 and 32, first dev rows)
+and experiments/results/gap.md is rewritten after every stage, with the stages not yet run
+marked as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from baselines import COMPARABLE, measure_side_by_side, nas  # noqa: E402  (experiments/ is this script's folder)
+
+SPEEDS = (5.0, 20.0)  # issue 11's latency targets: at least 5x and 20x faster than the teacher at batch 32
+GAP_POINTS = {5.0: 2.0, 20.0: 3.0}  # ... within 2 (floor 3) and 3 points of the teacher's metric
+FIXED_CELL = {  # experiments/results/depth.md: the budgeted search's K=4 cell, the best 5x student before issue 11
+    "schema_version": 1, "num_cells": 4, "hidden_size": 128,
+    "cell": [[["cnn3", 1], ["cnn3", 0]], [["identity", 1], ["identity", 0]], [["dilated_cnn3", 2], ["cnn3", 0]]],
+}
+# Per task: epochs on the task's own rows and on the 20x transfer set (about the same number of
+# steps' worth of new rows), the search's rows and epochs, and the widths it chooses among.
+SETTINGS = {
+    "mrpc": {"epochs_1x": 6, "epochs_transfer": 2, "search": ["--epochs", "2"], "widths": "64,96,128"},
+    "sst2": {"epochs_1x": 3, "epochs_transfer": 1, "search": ["--epochs", "1", "--max-train", "8000"],
+             "widths": "64,96,128"},
+}
+BASELINES = {  # name -> nas distill arguments: the comparable Transformer and Tang et al.'s BiLSTM
+    "vanilla KD, Transformer": ["--method", "vanilla", "--student", COMPARABLE],
+    "BiLSTM (Tang et al.)": ["--method", "bilstm", "--student", "bilstm:hidden=128"],
+}
+STAGES = ("recipe", "search", "sanity", "baselines")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="mrpc,sst2")
+    parser.add_argument("--runs", default=str(ROOT / "runs/gap"))
+    parser.add_argument("--teachers", default=str(ROOT / "runs/teachers"))
+    parser.add_argument("--preset", default="adabert", help="augmentation preset of the transfer set")
+    parser.add_argument("--stages", default=",".join(STAGES), help="which stages to run (the report shows all that finished)")
+    parser.add_argument("--random", type=int, default=5)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--results", default=str(ROOT / "experiments/results/gap.md"))
+    args = parser.parse_args()
+    stages = set(args.stages.split(",")) - {""}
+    if stages - set(STAGES):
+        raise SystemExit(f"--stages: unknown {sorted(stages - set(STAGES))} (known: {', '.join(STAGES)})")
+
+    reports = {}
+    for task in args.tasks.split(","):
+        teacher = Path(args.teachers) / task
+        if not (teacher / "metrics.json").is_file():
+            print(f"{task}: no teacher at {teacher} yet (python experiments/teacher.py); skipped", flush=True)
+            continue
+        reports[task] = run_task(task, teacher, Path(args.runs) / task, args, stages, reports)
+    write_report(Path(args.results), reports, args)
+    return 0
+
+
+def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: dict) -> dict:
+    settings = SETTINGS[task]
+    data = ["--data-dir", args.data_dir] if args.data_dir else []
+    knowledge = runs / f"knowledge_{args.preset}"
+    if not (knowledge / "manifest.json").is_file():
+        nas("knowledge", "--task", task, *data, "--teacher", teacher, "--augment-preset", args.preset, "--out", knowledge)
+    common = ["--task", task, *data, "--teacher", teacher, "--knowledge", knowledge, "--seed", 42]
+    budget = teacher_budget(task, teacher, runs, args.data_dir)
+    students = {}  # row name -> (what it is, folder)
+    report = {"teacher": json.loads((teacher / "metrics.json").read_text()), "budget": budget, "students": students,
+              "knowledge": json.loads((knowledge / "manifest.json").read_text()), "sanity": None}
+
+    def finetune(name: str, what: str, arch: Path, out: Path, *extra) -> None:
+        if not (out / "metrics.json").is_file():
+            nas("finetune", *common, "--arch", arch, "--out", out, "--set", "latency_repeats=3", *extra)
+        students[name] = (what, out)
+
+    if "recipe" in stages:
+        arch = runs / "fixed_cell.json"
+        arch.parent.mkdir(parents=True, exist_ok=True)
+        arch.write_text(json.dumps(FIXED_CELL))
+        own = ["--set", "use_augmented=false", "--epochs", settings["epochs_1x"], "--set", "init=scratch"]
+        finetune("fixed cell, task rows, logit KD", "the recipe before issue 11", arch, runs / "fixed_1x_logits",
+                 *own, "--set", "kd=logits")
+        finetune("fixed cell, task rows, probe KD", "AdaBERT's probe KD", arch, runs / "fixed_1x_probes", *own, "--set", "kd=probes")
+        finetune("fixed cell, transfer set, probe KD", f"probe KD on the {args.preset} transfer set", arch,
+                 runs / "fixed_transfer_probes", "--epochs", settings["epochs_transfer"], "--set", "init=scratch",
+                 "--set", "kd=probes")
+        reports[task] = report
+        write_report(Path(args.results), reports, args)
+
+    searched = {}
+    if "search" in stages:
+        for speed in SPEEDS:
+            search = runs / f"search_{speed:g}x"
+            if not (search / "arch.json").is_file():
+                resume = ["--resume"] if (search / "checkpoint.pt").is_file() else []
+                nas("search", *common, "--out", search, *settings["search"], "--latency-budget", budget[f"budget_{speed:g}x_ms"],
+                    "--set", "latency_batch_size=32", "--set", f"latency_seq_len={budget['seq_len']}",
+                    "--set", "depth_choice=budget", "--set", f"widths={settings['widths']}", *resume)
+            searched[speed] = search / "arch.json"
+            finetune(f"searched for {speed:g}x", f"`nas search` under the {speed:g}x budget, then `nas finetune`",
+                     search / "arch.json", runs / f"student_{speed:g}x", "--epochs", settings["epochs_transfer"])
+        reports[task] = report
+        write_report(Path(args.results), reports, args)
+
+    if "sanity" in stages and SPEEDS[0] in searched:
+        out = runs / "sanity_5x"
+        if not (out / "sanity.json").is_file():
+            nas("sanity", *common, "--arch", searched[SPEEDS[0]], "--out", out, "--random", args.random,
+                "--epochs", settings["epochs_transfer"], "--set", "latency_repeats=3")
+        report["sanity"] = json.loads((out / "sanity.json").read_text())
+
+    if "baselines" in stages:
+        for name, method in BASELINES.items():
+            out = runs / ("baseline_" + method[1])
+            if not (out / "metrics.json").is_file():
+                nas("distill", *common, *method, "--out", out, "--epochs", settings["epochs_transfer"],
+                    "--set", "latency_repeats=3")
+            students[name] = (f"`nas distill {' '.join(map(str, method))}` on the same transfer set", out)
+
+    report["latency"] = measure_side_by_side(task, teacher, {name: folder for name, (_, folder) in students.items()},
+                                             args.data_dir)
+    reports[task] = report
+    write_report(Path(args.results), reports, args)
+    return report
+
+
+def teacher_budget(task: str, teacher: Path, runs: Path, data_dir) -> dict:
+    """The teacher's batch-32 latency, timed once (a resumed run keeps its budgets), and the budgets of the targets."""
+    path = runs / "budget.json"
+    if not path.is_file():
+        teacher_ms = measure_side_by_side(task, teacher, {}, data_dir)["teacher"]["batch_32_ms"]
+        pair = json.loads((teacher / "metrics.json").read_text()).get("max_length", 64) > 64
+        budget = {"teacher_batch_32_ms": teacher_ms, "seq_len": 128 if pair else 64,
+                  **{f"budget_{speed:g}x_ms": round(teacher_ms / speed, 3) for speed in SPEEDS}}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(budget))
+    return json.loads(path.read_text())
+
+
+def write_report(path: Path, reports: dict, args) -> None:
+    from nas.base import atomic
+    from nas.base.run_info import machine
+
+    lines = [
+        "# Closing the gap (issue 11): searched students against the MiniLM teacher",
+        "",
+        f"Command: `{' '.join(['python experiments/gap.py', *sys.argv[1:]])}`  ",
+        f"Machine: {machine()}  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+        "",
+        f"Transfer set: the `{args.preset}` augmentation preset (`nas knowledge --augment-preset {args.preset}`). "
+        "Latency: CPU, the teacher and every student timed in this one process, median of 20 interleaved runs after 5 "
+        "warm-up runs on the first 1 / 32 dev rows. Targets: at least 5x faster than the teacher at batch 32 within "
+        "2 points (floor 3), at least 20x within 3 points; the search beats the mean of equal-latency random "
+        "architectures by one standard deviation and 0.5 points.",
+        "",
+    ]
+    for task, report in reports.items():
+        lines += task_section(task, report)
+    missing = [task for task in args.tasks.split(",") if task not in reports]
+    if missing:
+        lines += [f"Not run yet: {', '.join(missing)} (no fine-tuned teacher at the time of this report).", ""]
+    atomic.write_text(path, "\n".join(lines))
+    print("\n".join(lines), flush=True)
+
+
+def task_section(task: str, report: dict) -> list[str]:
+    teacher = report["teacher"]
+    metric = teacher["primary_metric"]
+    teacher_score = teacher["metrics"][metric]
+    budget, latency = report["budget"], report.get("latency")
+    rows = sum(report["knowledge"]["splits"].get(s, 0) for s in ("train", "augmented"))
+    lines = [
+        f"## {task}",
+        "",
+        f"Teacher dev {metric} {teacher_score:.4f}; batch-32 latency {budget['teacher_batch_32_ms']:.1f} ms when the "
+        f"budgets were set (5x: {budget['budget_5x_ms']:g} ms, 20x: {budget['budget_20x_ms']:g} ms, length "
+        f"{budget['seq_len']}). Transfer set: {rows:,} rows ({report['knowledge']['splits'].get('train', 0):,} of the "
+        "task's own).",
+        "",
+    ]
+    if latency is None:
+        return lines + ["(students not timed yet: this stage is still running)", ""]
+    lines += [
+        f"| student | dev {metric} | below teacher (points) | rows trained | params | b=1 faster | b=32 faster | "
+        "meets | how it was made |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, (what, folder) in report["students"].items():
+        record = json.loads((Path(folder) / "metrics.json").read_text())
+        score = record["metrics"][metric]
+        gap = (teacher_score - score) * 100
+        speed_1 = latency["teacher"]["batch_1_ms"] / latency[name]["batch_1_ms"]
+        speed_32 = latency["teacher"]["batch_32_ms"] / latency[name]["batch_32_ms"]
+        met = [f"{speed:g}x" for speed in SPEEDS if speed_32 >= speed and gap <= GAP_POINTS[speed]]
+        lines.append(f"| {name} | {score:.4f} | {gap:.2f} | {record.get('train_rows', 0):,} | "
+                     f"{record['student']['params']:,} | {speed_1:.1f}x | {speed_32:.1f}x | {', '.join(met) or 'no'} | {what} |")
+    lines.append("")
+    sanity = report.get("sanity")
+    if sanity:
+        verdict = "beats" if sanity["beats_random"] else "does not beat"
+        lines += [f"Sanity (`nas sanity`, 5x search): searched {sanity['searched']:.4f} vs {len(sanity['rows']) - 1} random "
+                  f"architectures of equal predicted latency {sanity['random_mean']:.4f} ± {sanity['random_std']:.4f} "
+                  f"({sanity['gain_points']:+.2f} points): the search {verdict} chance.", ""]
+    else:
+        lines += ["Sanity check: not run yet.", ""]
+    return lines
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
