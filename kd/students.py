@@ -342,6 +342,11 @@ def count_parameters(model: nn.Module, embeddings: bool = True) -> int:
     return total if embeddings else total - model.get_input_embeddings().weight.numel()
 
 
+def default_weight_decay(spec: StudentSpec) -> float:
+    """The weight decay of a student kind when none is set: a searched student's is `nas finetune`'s."""
+    return 1e-4 if spec.kind == "arch" else 0.01
+
+
 def default_lr(spec: StudentSpec) -> float:
     """The learning rate a student kind trains well with when none is set."""
     if spec.kind == "transformer":
