@@ -113,7 +113,7 @@ def student_forward(model: AdaBertStudentForSequenceClassification, input_ids: t
     (B, T, H), mask (B, T) bool). A test keeps the logits equal to `model(...).logits`.
     """
     states = model.cell_outputs(input_ids, attention_mask, token_type_ids)
-    return model.classify(states), (states.embedded, *states.cells), states.mask
+    return model.classify(states), (states.embedded, *states.per_cell), states.mask
 
 
 def _adapt_student(model, inputs, need, method, mask) -> ModelOutputs:

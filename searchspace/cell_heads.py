@@ -30,10 +30,10 @@ class CellHeads(nn.Module):
         config = student.config
         return cls(config.arch.hidden_size, config.num_labels, config.arch.num_cells, config.dropout)
 
-    def forward(self, cells: tuple[torch.Tensor, ...], mask: torch.Tensor) -> list[torch.Tensor]:
-        """cells: the student's K cell outputs (B, T, H) (`CellOutputs.cells`), mask (B, T).
+    def forward(self, per_cell: tuple[torch.Tensor, ...], mask: torch.Tensor) -> list[torch.Tensor]:
+        """per_cell: the student's K cell outputs (B, T, H) (`CellOutputs.per_cell`), mask (B, T).
         Returns K - 1 logits (B, C), for cells 1..K-1; the last cell's are the student's own."""
-        return [head(out, mask) for head, out in zip(self.heads, cells)]
+        return [head(out, mask) for head, out in zip(self.heads, per_cell)]
 
     @torch.no_grad()
     def inherit_from_supernet(self, supernet) -> None:

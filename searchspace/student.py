@@ -44,7 +44,7 @@ class CellOutputs(NamedTuple):
     """What the student computes before its classifier (B rows, T tokens, width H)."""
 
     embedded: torch.Tensor  # (B, T, H) the embedding output
-    cells: tuple[torch.Tensor, ...]  # K tensors (B, T, H), each cell's output, first cell first
+    per_cell: tuple[torch.Tensor, ...]  # K tensors (B, T, H), each cell's output, first cell first
     mask: torch.Tensor  # (B, T) bool, True at real tokens
 
 
@@ -93,7 +93,7 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
 
     def classify(self, states: CellOutputs) -> torch.Tensor:
         """The student's own classifier on its last cell's output: logits (B, C)."""
-        return self.head(states.cells[-1], states.mask)
+        return self.head(states.per_cell[-1], states.mask)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, return_dict=None, **unused):
         logits = self.classify(self.cell_outputs(input_ids, attention_mask, token_type_ids))  # (B, C)

@@ -89,6 +89,19 @@ def probes_kd_loss(student_logits, per_cell_logits, probe_logits, labels, probe_
     return (1 - gamma) * hard + gamma * soft, {"ce": hard.detach(), "kd": soft.detach()}
 
 
+def probes_forward(student, heads):
+    """inputs -> (the student's logits (B, C), a tuple of K - 1 per-cell head logits (B, C)).
+
+    One function, so a captured graph (`compile`) holds the heads too; plain tuples of tensors
+    out, which capture and `Captured`'s output copies handle."""
+
+    def forward(inputs):
+        states = student.cell_outputs(**inputs)
+        return student.classify(states), tuple(heads(states.per_cell, states.mask))
+
+    return forward
+
+
 class _WithHeads(torch.nn.Module):
     """The student and its per-cell heads as one module, for what treats the trained weights as
     one (train mode, the epoch checkpoint); the student alone is evaluated and saved."""
@@ -116,12 +129,6 @@ def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None
     steps = -(-len(data.train) // config.batch_size) * config.epochs
     scheduler = linear_warmup_decay(optimizer, steps, config.warmup_ratio)
     forward = lambda inputs: model(**inputs).logits  # noqa: E731
-
-    def forward_with_heads(inputs):
-        # One function, so the captured graph holds the heads too; tensors out, for capture.
-        states = model.cell_outputs(**inputs)
-        return model.classify(states), tuple(heads(states.cells, states.mask))
-
     resume = None
     if checkpoint is not None:
         resume = EpochCheckpoint(checkpoint, trained, optimizer, scheduler, {"config": asdict(config), "rows": len(data.train)})
@@ -135,7 +142,7 @@ def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None
 
     # Training runs the captured forward on bucketed batches; evaluation stays eager, since its
     # length-sorted batches come in many shapes and run once an epoch.
-    captured = Captured(forward_with_heads if probes else forward, config.compile, "student forward")
+    captured = Captured(probes_forward(model, heads) if probes else forward, config.compile, "student forward")
     buckets = batch_buckets(config.compile, config.bucket)
 
     def loss(rows):
