@@ -7,6 +7,10 @@ student keeps only its own classifier, the head of its last cell. The heads of t
 it are this module: built the same way as the supernet's (`ClassifierHead`, masked mean over
 real tokens), so a finetune from the search's weights starts them where the search left them,
 and trained beside the student but never part of it, so no saved or exported model holds them.
+
+They pool by the mean over real tokens whatever pooling the knowledge's probes used ([CLS] or
+mean), as the search's heads and the student's own classifier do: the last head is that
+classifier, and a head per cell that pooled otherwise could not start from the search's.
 """
 
 from __future__ import annotations
