@@ -91,6 +91,17 @@ def test_probe_kd_step_is_the_search_formula(monkeypatch, gamma, temperature):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in heads.heads[0].out.parameters())
 
 
+def test_probe_kd_loss_on_a_regression_task_uses_mse_throughout():
+    g = torch.Generator().manual_seed(4)
+    final, below = torch.randn(5, 1, generator=g), [torch.randn(5, 1, generator=g) for _ in range(2)]
+    probes, labels = torch.randn(5, 4, 1, generator=g), torch.rand(5, generator=g) * 5
+    losses = [1.2, 0.9, 0.7, 0.4]
+    loss, _ = student_training.probes_kd_loss(final, below, probes, labels, losses, get_task("stsb"), 0.7, 1.0)
+    weights = torch.softmax(-torch.tensor([losses[1], losses[2], losses[3]]), 0)  # m(i) = ⌈i·3/3⌉ = i
+    kd = sum(w * F.mse_loss(s.reshape(-1), probes[:, i + 1].reshape(-1)) for i, (w, s) in enumerate(zip(weights, below + [final])))
+    torch.testing.assert_close(loss, 0.3 * F.mse_loss(final.reshape(-1), labels) + 0.7 * kd)
+
+
 def test_logits_kd_step_is_the_old_loss(monkeypatch):
     """kd=logits: (1 - γ) · CE + γ · T² · KL(teacher ‖ student) on the final logits, as before kd=probes existed."""
     student, data, rows = _student(), _data(), [1, 4, 0]
