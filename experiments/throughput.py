@@ -159,7 +159,8 @@ def train_once(path: str, task, data, args, device, initial_state) -> dict:
 
     new = path == "new"
     config = FinetuneConfig(
-        epochs=args.epochs, batch_size=args.batch, gamma=0.8 if args.knowledge else 0.0, seed=0,
+        # kd=logits: the step this experiment has always timed (its data carries teacher logits only).
+        epochs=args.epochs, batch_size=args.batch, gamma=0.8 if args.knowledge else 0.0, seed=0, kd="logits",
         compile=args.compile if new else "off", amp=args.amp if new else "off",
         bucket=args.bucket if new else False, fused_optimizer=new,
     )

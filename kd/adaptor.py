@@ -9,7 +9,7 @@ alone never pays for hidden states or attention maps. Three kinds of model are u
   query/key/value projections through forward hooks on each layer's self-attention, registered
   on this model instance for this one call and removed afterwards.
 * The AdaBERT student (`searchspace.student.AdaBertStudentForSequenceClassification`): the
-  embedding output and each cell's output, by replaying its forward with its own modules.
+  embedding output and each cell's output, through its public `cell_outputs` and `classify`.
   It has no attention, so asking it for attention maps is a `UserError`.
 * Anything else callable whose output is a tensor or has `.logits`: logits only.
 
@@ -35,7 +35,6 @@ from transformers import PreTrainedModel
 from kd.record import ModelOutputs
 from nas.base.errors import UserError
 from ops.masking import masked_mean
-from searchspace.cell import run_cells
 from searchspace.student import AdaBertStudentForSequenceClassification
 
 NEEDS = frozenset({"hidden_states", "attentions", "values", "queries", "keys", "pooled"})
@@ -107,19 +106,14 @@ def _mask(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
 
 def student_forward(model: AdaBertStudentForSequenceClassification, input_ids: torch.Tensor,
                     attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None):
-    """The student's forward, step for step, keeping what it computes on the way.
+    """The student's forward through its public `cell_outputs` and `classify`, keeping what it
+    computes on the way.
 
     Returns (logits (B, C), hidden states: the embedding output then each cell's output, all
     (B, T, H), mask (B, T) bool). A test keeps the logits equal to `model(...).logits`.
     """
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    embedded = model.embeddings(input_ids)  # (B, T, H)
-    outputs, mask = run_cells(
-        model.cells, embedded, attention_mask, token_type_ids, model.config.pair, model._choices, model.depth
-    )
-    logits = model.head(outputs[-1], mask)  # (B, C)
-    return logits, (embedded, *outputs), mask
+    states = model.cell_outputs(input_ids, attention_mask, token_type_ids)
+    return model.classify(states), (states.embedded, *states.per_cell), states.mask
 
 
 def _adapt_student(model, inputs, need, method, mask) -> ModelOutputs:

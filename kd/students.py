@@ -329,6 +329,11 @@ def load_student(folder) -> nn.Module:
     return AutoModelForSequenceClassification.from_pretrained(folder)
 
 
+def default_weight_decay(spec: StudentSpec) -> float:
+    """The weight decay of a student kind when none is set: a searched student's is `nas finetune`'s."""
+    return 1e-4 if spec.kind == "arch" else 0.01
+
+
 def default_lr(spec: StudentSpec) -> float:
     """The learning rate a student kind trains well with when none is set."""
     if spec.kind == "transformer":

@@ -13,6 +13,7 @@ split the two sentences.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import NamedTuple
 
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
@@ -41,6 +42,14 @@ class AdaBertStudentConfig(PretrainedConfig):
     @property
     def arch(self) -> Genotype:
         return Genotype.from_json(__import__("json").dumps(self.genotype), source="config.genotype")
+
+
+class CellOutputs(NamedTuple):
+    """What the student computes before its classifier (B rows, T tokens, width H)."""
+
+    embedded: torch.Tensor  # (B, T, H) the embedding output
+    per_cell: tuple[torch.Tensor, ...]  # K tensors (B, T, H), each cell's output, first cell first
+    mask: torch.Tensor  # (B, T) bool, True at real tokens
 
 
 class AdaBertStudentForSequenceClassification(PreTrainedModel):
@@ -76,14 +85,23 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
         fixed = {edge: [(op, None) for op in ops] for edge, ops in self.edge_ops.items()}
         return fixed.__getitem__
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, return_dict=None, **unused):
+    def cell_outputs(self, input_ids, attention_mask=None, token_type_ids=None) -> CellOutputs:
+        """The embedding output, every cell's output and the mask: what layer-wise KD reads
+        (kd/adaptor.py, the per-cell heads of `nas finetune`). `forward` is this plus `classify`."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        embedded = self.embeddings(input_ids)
+        embedded = self.embeddings(input_ids)  # (B, T, H)
         outputs, mask = run_cells(
             self.cells, embedded, attention_mask, token_type_ids, self.config.pair, self._choices, self.depth
         )
-        logits = self.head(outputs[-1], mask)  # (B, C)
+        return CellOutputs(embedded, tuple(outputs), mask)
+
+    def classify(self, states: CellOutputs) -> torch.Tensor:
+        """The student's own classifier on its last cell's output: logits (B, C)."""
+        return self.head(states.per_cell[-1], states.mask)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, return_dict=None, **unused):
+        logits = self.classify(self.cell_outputs(input_ids, attention_mask, token_type_ids))  # (B, C)
         loss = None
         if labels is not None:
             if self.config.num_labels == 1:

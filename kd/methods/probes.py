@@ -9,8 +9,10 @@ layer is the student's own classifier, so its logits are distilled from the top 
     L = (1 − α) · CE(s, y) + α · Σ_i w_i · D(probe_{m(i)}, head_i)
 
 The per-layer heads train with the student and are not exported. With a Transformer student
-this is the "homogeneous student" ablation of AdaBERT; with `arch:` it is AdaBERT's finetuning
-KD on a searched student. Probe logits come from the cache; the teacher never runs.
+this is the "homogeneous student" ablation of AdaBERT. A searched (`arch:`) student is not
+trained here: `nas distill` hands it to `nas finetune`'s kd=probes (nas/train/distill.py,
+SEARCHED_STUDENT_KD), whose per-cell heads are the search's (`searchspace.cell_heads`), so one
+recipe trains it whichever command is asked. Probe logits come from the cache; the teacher never runs.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ Like search and finetune, every method trains on the transfer set: the task's ro
 knowledge's augmented rows when it has them (`nas knowledge --augment N` or `--augment-preset`),
 labelled by the teacher; `--set use_augmented=false` trains on the task's rows only.
 metrics.json says which: "train_rows" (all rows), "augmented_rows" and "augmentation".
+
+A searched student (`--student arch:...`) taught by `probes` or `vanilla` is trained by
+`nas finetune`'s code (`run_finetune`, kd=probes or kd=logits), so the two commands cannot
+become two recipes for the same student; its metrics.json also holds "finetune_config".
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ import torch
 
 from kd.adaptor import adapt
 from kd.methods import Context, Method, method_class
-from kd.students import (BiLSTMClassifier, StudentSpec, build_student, default_lr, load_student, parse_student_spec,
-                         resolve_spec, save_student)
+from kd.students import (BiLSTMClassifier, StudentSpec, build_student, default_lr, default_weight_decay, load_student,
+                         parse_student_spec, resolve_spec, save_student)
 from nas.base import atomic
 from nas.base.errors import UserError
 from nas.base.run_info import provenance, tensorboard_writer
@@ -37,10 +41,14 @@ from nas.data.evaluation import evaluate_splits
 from nas.data.model_metrics import METRICS, StudentMetrics
 from nas.data.models import load_classifier, load_tokenizer
 from nas.train.distill_data import DistillData, Targets, prepare
+from nas.train.finetune import run_finetune
 from nas.train.loop import Hooks, LoopState, linear_warmup_decay, train_loop
-from nas.train.student_training import measure_against_teacher, student_record
+from nas.train.student_training import FinetuneConfig, config_dict, measure_against_teacher, student_record
 
 OPTIONS = ("temperature", "alpha", "beta", "layer_map", "replace_base", "replace_rate")
+# Methods whose recipe for a searched (`arch:`) student is `nas finetune`'s, with this `kd` mode:
+# one code path trains the searched student, whichever command is asked.
+SEARCHED_STUDENT_KD = {"probes": "probes", "vanilla": "logits"}
 SAMPLE_ROWS = 4  # rows of the one batch both models are first run on, to read their shapes
 
 
@@ -52,7 +60,7 @@ class DistillConfig:
     batch_size: int = 32
     eval_batch_size: int = 256
     lr: float | None = None  # None: by student kind (kd.students.default_lr)
-    weight_decay: float = 0.01
+    weight_decay: float | None = None  # None: by student kind (kd.students.default_weight_decay)
     warmup_ratio: float = 0.1
     # Method options, None for the method's own default (see kd/methods); a method rejects those it does not read.
     temperature: float | None = None
@@ -172,7 +180,8 @@ def train_stage(session: Session, stage: str, config: DistillConfig, *, epoch_of
     data, method = session.data, session.method
     steps = -(-len(data.train) // config.batch_size) * config.epochs
     with session.stage(stage) as params:
-        optimizer = adamw(params, lr=config.lr or default_lr(session.spec), weight_decay=config.weight_decay,
+        weight_decay = config.weight_decay if config.weight_decay is not None else default_weight_decay(session.spec)
+        optimizer = adamw(params, lr=config.lr or default_lr(session.spec), weight_decay=weight_decay,
                           fused=config.fused_optimizer)
         hooks = Hooks(
             loss=lambda rows: session.loss(rows, stage),
@@ -190,9 +199,47 @@ def train_stage(session: Session, stage: str, config: DistillConfig, *, epoch_of
     return state, time.perf_counter() - started
 
 
+def finetune_config(config: DistillConfig, method: Method, spec: StudentSpec) -> FinetuneConfig:
+    """The `nas finetune` settings that train a searched student as `config` asks (SEARCHED_STUDENT_KD)."""
+    return FinetuneConfig(
+        kd=SEARCHED_STUDENT_KD[method.name], gamma=method.options["alpha"], kd_temperature=method.options["temperature"],
+        epochs=config.epochs, batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+        lr=config.lr or default_lr(spec),
+        weight_decay=config.weight_decay if config.weight_decay is not None else default_weight_decay(spec),
+        warmup_ratio=config.warmup_ratio, max_length=config.max_length, use_augmented=config.use_augmented,
+        latency_repeats=config.latency_repeats, seed=config.seed, bucket=config.bucket,
+        fused_optimizer=config.fused_optimizer,
+    )
+
+
+def _distill_searched(task_data, teacher_dir, knowledge, config: DistillConfig, method: Method, spec: StudentSpec,
+                      out, device) -> StudentMetrics:
+    """A searched student with probes or vanilla KD: `nas finetune`'s training, with distill's records added."""
+    finetune = finetune_config(config, method, spec)
+
+    def record(state, seconds) -> dict:
+        return {
+            "method": method.name,
+            "method_options": method.options,
+            "student_spec": str(spec),
+            "stages": [{"name": "train", "epochs": config.epochs, "steps": state.step, "best_epoch": state.best_epoch + 1,
+                        "train_seconds": round(seconds, 1), "history": state.history}],
+            "config": asdict(config),
+            "finetune_config": config_dict(finetune),
+            "provenance": provenance(task=task_data.task.name, method=method.name, student=str(spec),
+                                     teacher=str(Path(teacher_dir).resolve())),
+        }
+
+    run_finetune(spec.path, task_data, teacher_dir, knowledge, finetune, out, device, record=record)
+    return StudentMetrics.load(Path(out) / METRICS)
+
+
 def run_distill(task_data, teacher_dir, knowledge, config: DistillConfig, out, device) -> StudentMetrics:
     """Distil, keep the final stage's best epoch, measure it beside the teacher; returns metrics.json's record."""
 
+    spec = parse_student_spec(config.student_text)
+    if spec.kind == "arch" and config.method in SEARCHED_STUDENT_KD:
+        return _distill_searched(task_data, teacher_dir, knowledge, config, config.make_method(), spec, out, device)
     session = make_session(task_data, teacher_dir, knowledge, config, device)
     task, method, spec = session.task, session.method, session.spec
     with atomic.staged_folder(Path(out)) as staging:

@@ -19,6 +19,7 @@ from nas.deploy.model_card import write_model_card
 from nas.train.distill_data import prepare, teacher_embedding_tables
 from nas.train.search import BEST_WEIGHTS
 from nas.train.student_training import FinetuneConfig, config_dict, measure_against_teacher, student_record, train_with_kd
+from searchspace.cell_heads import CellHeads
 from searchspace.genotype import Genotype, InvalidGenotype
 from searchspace.remote_code import write_remote_code
 from searchspace.student import AdaBertStudentForSequenceClassification, compile_genotype
@@ -60,7 +61,13 @@ def chosen_embeddings(genotype: Genotype, name: str) -> Genotype:
     return replace(changed, costs={key: value for key, value in genotype.costs.items() if key not in sizes})
 
 
-def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig, out, device, checkpoint=None) -> dict:
+def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig, out, device, checkpoint=None,
+                 record=None) -> dict:
+    """Compile `arch_path`, train it with KD (`config.kd`), write the model folder and metrics.json to `out`.
+
+    This is the one recipe for a searched student: `nas distill` with an `arch:` student and the
+    probes or vanilla method comes here too (nas/train/distill.py). `record(state, seconds)`, if
+    given, returns keys to add to metrics.json (what `nas distill` records about its method)."""
 
     task = data.task
     arch_path = Path(arch_path)
@@ -76,6 +83,9 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
         pad_token_id=tokenizer.pad_token_id or 0, id2label=dict(enumerate(task.labels)) if task.labels else None,
         teacher_width=words.shape[1],
     )
+    # Built here, after the student, so their fresh weights come from the same seeded stream
+    # whichever command trains it; inherited below with the student's when the search's are used.
+    heads = CellHeads.for_student(student) if config.kd == "probes" else None
     weights = initial_weights(config, arch_path, genotype)
     if weights is not None:
         open_regular(weights, "the search's weights (.pt)", DATA_CAP).close()
@@ -86,6 +96,8 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
                             "use --set init=scratch") from None
         try:
             student.inherit_from_supernet(saved)
+            if heads is not None:
+                heads.inherit_from_supernet(saved)
         except (KeyError, RuntimeError, TypeError, AttributeError) as error:
             raise UserError(f"{weights}: does not fit {arch_path} ({one_line(str(error), 120)}); use --set init=scratch") from None
     if weights is None or genotype.embedding_variant != "pca":  # the search trained pca embeddings only
@@ -100,7 +112,8 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
             tokenizer.save_pretrained(staging)
             write_remote_code(staging)  # after save_pretrained, which rewrites config.json
 
-        state, seconds = train_with_kd(student, task, distill, config, device, writer, save_best, checkpoint=checkpoint)
+        state, seconds = train_with_kd(student, task, distill, config, device, writer, save_best, checkpoint=checkpoint,
+                                       heads=heads)
         writer.close()
         best = AdaBertStudentForSequenceClassification.from_pretrained(staging).to(device)
         teacher = load_classifier(str(teacher_dir), task, new_head=False, sdpa=True)
@@ -111,10 +124,13 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
         onnx = onnx_beside(best, distill.dev["dev"], staging, config.latency_repeats)  # None without the deploy extra
         result = {
             **student_record(task, state, knowledge, train_seconds=seconds, train_rows=len(distill.train),
-                             augmented_rows=len(distill.train) - distill.original_rows, init="search" if weights is not None else "scratch", genotype=genotype, measured=measured),
+                             augmented_rows=len(distill.train) - distill.original_rows,
+                             init="search" if weights is not None else "scratch", genotype=genotype, measured=measured),
+            "kd": config.kd,
             **({"onnx": onnx} if onnx is not None else {}),
             "config": config_dict(config),
             "provenance": provenance(task=task.name, arch=str(arch_path.resolve()), teacher=str(Path(teacher_dir).resolve())),
+            **(record(state, seconds) if record is not None else {}),
         }
         atomic.write_json(staging / "metrics.json", result)
         write_model_card(staging)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from kd.losses import regression_distillation, soft_cross_entropy
+from kd.losses import probes_kd, regression_distillation, soft_cross_entropy
 from nas.base.errors import UserError
 from nas.compute.acceleration import Captured, adamw, autocast, batch_buckets, check_speed_settings
 from nas.data.batching import batch_order, device_batch, model_inputs
@@ -22,7 +22,10 @@ from nas.deploy.latency import speedups
 from nas.deploy.serving import measure_serving
 from nas.train.loop import Hooks, linear_warmup_decay, train_loop
 from nas.train.stage_checkpoint import EpochCheckpoint
+from searchspace.cell_heads import CellHeads
 from searchspace.genotype import EMBEDDING_VARIANTS
+
+KD_MODES = ("probes", "logits")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ class FinetuneConfig:
     warmup_ratio: float = 0.1
     gamma: float = 0.8  # KD share of the loss, as in the search
     kd_temperature: float = 1.0
+    # What the KD term matches. probes: AdaBERT's probe KD, as the search does it: a head per
+    # cell (the last is the student's own classifier) against the teacher's layer probes,
+    # weighted by probe quality. logits: the final logits against the teacher's (Hinton et al.).
+    kd: str = "probes"
     init: str = "auto"  # auto: the search's weights when arch.json records them (older files: supernet_best.pt beside it), else scratch; search; scratch
     dropout: float = 0.1
     embeddings: str = ""  # the student's word-vector variant (searchspace/embedding_variants.py); "": arch.json's
@@ -54,6 +61,10 @@ class FinetuneConfig:
         check_speed_settings(self.compile, self.amp)
         if self.embeddings and self.embeddings not in EMBEDDING_VARIANTS:  # as the settings are read
             raise UserError(f"setting 'embeddings': unknown variant {self.embeddings!r} (known: {', '.join(EMBEDDING_VARIANTS)})")
+        if self.kd not in KD_MODES:
+            raise UserError(f"setting 'kd': expected {' or '.join(KD_MODES)}, got {self.kd!r}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise UserError(f"setting 'gamma': expected a value in [0, 1], got {self.gamma}")
 
 
 def kd_loss(student_logits, teacher_logits, labels, task, gamma: float, temperature: float):
@@ -68,20 +79,62 @@ def kd_loss(student_logits, teacher_logits, labels, task, gamma: float, temperat
     return (1 - gamma) * hard + gamma * soft, {"ce": hard.detach(), "kd": soft.detach()}
 
 
+def probes_kd_loss(student_logits, per_cell_logits, probe_logits, labels, probe_losses, task, gamma: float,
+                   temperature: float):
+    """(1 - γ) · task loss + γ · AdaBERT's probe KD (`kd.losses.probes_kd`), as the search computes it.
+
+    student_logits: (B, C), the student's own classifier, which is the head of its last cell;
+    per_cell_logits: K - 1 tensors (B, C), the heads of the cells below it (`CellHeads`);
+    probe_logits: (B, L+1, C) the teacher's probes; probe_losses: their L+1 dev losses.
+    """
+    hard = task_loss(student_logits, labels, task.is_regression)
+    soft = probes_kd([*per_cell_logits, student_logits], probe_logits, probe_losses, temperature, task.is_regression)
+    return (1 - gamma) * hard + gamma * soft, {"ce": hard.detach(), "kd": soft.detach()}
+
+
+def probes_forward(student, heads):
+    """inputs -> (the student's logits (B, C), a tuple of K - 1 per-cell head logits (B, C)).
+
+    One function, so a captured graph (`compile`) holds the heads too; plain tuples of tensors
+    out, which capture and `Captured`'s output copies handle."""
+
+    def forward(inputs):
+        states = student.cell_outputs(**inputs)
+        return student.classify(states), tuple(heads(states.per_cell, states.mask))
+
+    return forward
+
+
+class _WithHeads(torch.nn.Module):
+    """The student and its per-cell heads as one module, for what treats the trained weights as
+    one (train mode, the epoch checkpoint); the student alone is evaluated and saved."""
+
+    def __init__(self, student, heads):
+        super().__init__()
+        self.student, self.heads = student, heads
+
+
 def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None, on_best=None, description="finetune",
-                  checkpoint=None):
+                  checkpoint=None, heads=None):
     """Train `model` (a classifier taking tokenizer outputs) on `data` (DistillData) and keep its best epoch.
 
-    `checkpoint`: a file for epoch checkpoints (`nas run`), from which a stopped run continues."""
+    With `config.kd == "probes"`, `model` is a compiled student and `heads` its `CellHeads`
+    (trained with it; fresh ones when None). `checkpoint`: a file for epoch checkpoints
+    (`nas run`), from which a stopped run continues."""
     torch.manual_seed(config.seed)
     model.to(device)
-    optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=config.fused_optimizer)
+    probes = config.kd == "probes"
+    if probes:
+        heads = (heads if heads is not None else CellHeads.for_student(model)).to(device)
+        probe_losses = tuple(data.probe_losses)
+    trained = _WithHeads(model, heads) if probes else model
+    optimizer = adamw(trained.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=config.fused_optimizer)
     steps = -(-len(data.train) // config.batch_size) * config.epochs
     scheduler = linear_warmup_decay(optimizer, steps, config.warmup_ratio)
     forward = lambda inputs: model(**inputs).logits  # noqa: E731
     resume = None
     if checkpoint is not None:
-        resume = EpochCheckpoint(checkpoint, model, optimizer, scheduler, {"config": asdict(config), "rows": len(data.train)})
+        resume = EpochCheckpoint(checkpoint, trained, optimizer, scheduler, {"config": asdict(config), "rows": len(data.train)})
     resumed_state = resume.restore() if resume else None
 
     def best(state, metrics):
@@ -92,11 +145,17 @@ def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None
 
     # Training runs the captured forward on bucketed batches; evaluation stays eager, since its
     # length-sorted batches come in many shapes and run once an epoch.
-    captured = Captured(forward, config.compile, "student forward")
+    captured = Captured(probes_forward(model, heads) if probes else forward, config.compile, "student forward")
     buckets = batch_buckets(config.compile, config.bucket)
 
     def loss(rows):
         batch = device_batch(data.train, rows, device, buckets)
+        if probes:
+            probe_logits = data.train_targets.probe_logits[torch.as_tensor(rows)].to(device, non_blocking=True)
+            with autocast(device, config.amp):
+                logits, per_cell = captured(model_inputs(batch))
+            return probes_kd_loss(logits.float(), [x.float() for x in per_cell], probe_logits, batch["labels"],
+                                  probe_losses, task, config.gamma, config.kd_temperature)
         teacher_logits = data.train_targets.logits[torch.as_tensor(rows)].to(device, non_blocking=True)
         with autocast(device, config.amp):
             logits = captured(model_inputs(batch))
@@ -110,7 +169,7 @@ def train_with_kd(model, task, data, config: FinetuneConfig, device, writer=None
         checkpoint=resume.save if resume else None,
     )
     started = time.perf_counter()
-    state = train_loop(model=model, optimizer=optimizer, scheduler=scheduler, hooks=hooks, epochs=config.epochs,
+    state = train_loop(model=trained, optimizer=optimizer, scheduler=scheduler, hooks=hooks, epochs=config.epochs,
                        primary_metric=task.primary_metric, writer=writer, description=description, state=resumed_state)
     if resume and on_best and state.best_epoch >= 0:  # a resumed run's output folder is new: save the best again
         resume.load_best()
