@@ -25,7 +25,6 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -37,25 +36,7 @@ GENOTYPE = "v1;K=4;H=128;M=8;cell=cnn3~1,cnn3~0|identity~1,identity~0|dilated_cn
 # this depth scored with a standard deviation of 1.02 points at 8,000 rows x 3 epochs (depth.md).
 NOISE_POINTS = 1.0
 
-
-def load_data(rows: int, knowledge: str | None, max_length: int = 128):
-    from nas.data.batching import encode
-    from nas.data.glue_io import read_examples
-    from nas.data.models import load_tokenizer, resolve_model
-    from nas.data.tasks import get_task, resolve_data_dir
-
-    task = get_task("sst2")
-    data_dir = resolve_data_dir(None)
-    tokenizer = load_tokenizer(resolve_model("minilm"))
-    train = encode(read_examples(task, data_dir, "train", limit=rows), tokenizer, max_length)
-    dev = encode(read_examples(task, data_dir, "dev"), tokenizer, max_length)
-    if knowledge:
-        from kd.knowledge import Knowledge
-
-        logits = torch.as_tensor(Knowledge(knowledge).split("train").rows(list(range(len(train))))[0])
-    else:
-        logits = torch.zeros(len(train), task.num_labels)
-    return task, SimpleNamespace(train=train, train_targets=SimpleNamespace(logits=logits), dev={"dev": dev})
+from throughput import load_data  # noqa: E402  (experiments/ is this script's folder)
 
 
 def build(variant: str, task, words: torch.Tensor, positions: torch.Tensor | None, seed: int):
@@ -122,7 +103,7 @@ def main() -> int:
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
 
-    task, data = load_data(args.rows, args.knowledge)
+    task, data = load_data(args.rows, args.knowledge, None)  # experiments/throughput.py's SST-2 rows
     words, positions = teacher_embedding_tables(resolve_model("minilm"), task)
     for seed in seeds:  # every variant at one seed before the next seed, so a stopped run stays balanced
         for variant in variants:

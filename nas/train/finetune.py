@@ -13,6 +13,7 @@ from nas.base import atomic
 from nas.base.errors import UserError
 from nas.base.run_info import provenance, tensorboard_writer
 from nas.base.safe_files import DATA_CAP, one_line, open_regular
+from nas.data.model_metrics import METRICS, StudentMetrics
 from nas.data.models import load_classifier, load_tokenizer
 from nas.deploy.export import onnx_beside
 from nas.deploy.model_card import write_model_card
@@ -132,6 +133,7 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
             "provenance": provenance(task=task.name, arch=str(arch_path.resolve()), teacher=str(Path(teacher_dir).resolve())),
             **(record(state, seconds) if record is not None else {}),
         }
-        atomic.write_json(staging / "metrics.json", result)
+        # Through the record, so that what `nas run`, the sweep and the model card read back is checked as written.
+        StudentMetrics.from_dict(result, staging / METRICS).save(staging / METRICS)
         write_model_card(staging)
     return result
