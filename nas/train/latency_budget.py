@@ -84,7 +84,21 @@ def _fits(table: LatencyTable, config, device) -> bool:
             and config.latency_seq_len in table.seq_lens(config.latency_batch_size))
 
 
-class SearchLatency:
+class LatencyTerm:
+    """The efficiency term from a predictor's expected latency, shared by one table
+    (`SearchLatency`) and one table per searched width (nas/train/width_latency.py): the budget's
+    hinge when there is a budget, else the latency relative to the slowest architecture's.
+    Subclasses give `expected_ms(path)`, `budget_ms`, `target_ms` and `slowest_ms`."""
+
+    def efficiency(self, path) -> tuple[torch.Tensor, float]:
+        """(L_E, E[lat] in ms) for a sampled path (see the module docstring)."""
+        expected = self.expected_ms(path)
+        if self.budget_ms > 0:
+            return latency_budget_penalty(expected, self.target_ms), expected.item()
+        return expected / self.slowest_ms, expected.item()
+
+
+class SearchLatency(LatencyTerm):
     """One search's latency table read at its budget's batch size and length: the efficiency
     term, the budget check, fitting derived genotypes, and what arch.json records."""
 
@@ -120,13 +134,6 @@ class SearchLatency:
     def expected_ms(self, path) -> torch.Tensor:
         return expected_latency(path.op_weights, path.depth_weights, self.op_ms_vector,
                                 self.entry.cell_ms, self.frame_ms, EDGES_PER_CELL)
-
-    def efficiency(self, path) -> tuple[torch.Tensor, float]:
-        """(L_E, E[lat] in ms) for a sampled path (see the module docstring)."""
-        expected = self.expected_ms(path)
-        if self.budget_ms > 0:
-            return latency_budget_penalty(expected, self.target_ms), expected.item()
-        return expected / self.slowest_ms, expected.item()
 
     # ---- derivation
     def predict(self, genotype) -> float:

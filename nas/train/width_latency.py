@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from kd.losses import efficiency_loss, latency_budget_penalty
+from kd.losses import efficiency_loss
 from nas.base.errors import UserError
 from nas.deploy.latency_table import load_latency_table
-from nas.train.latency_budget import SearchLatency, needs_latency, search_latency, search_table
+from nas.train.latency_budget import LatencyTerm, SearchLatency, needs_latency, search_latency, search_table
 from ops import OPS
 
 
@@ -67,7 +67,7 @@ def width_search_latency(config, out: Path, device, pair: bool, ops, processes=N
     return latency
 
 
-class WidthLatency:
+class WidthLatency(LatencyTerm):
     """`SearchLatency`'s interface (nas/train/latency_budget.py) over several widths."""
 
     def __init__(self, per_width: dict[int, SearchLatency], config):
@@ -89,12 +89,6 @@ class WidthLatency:
     def expected_ms(self, path) -> torch.Tensor:
         return sum(g * self.per_width[w].expected_ms(path)
                    for w, g in zip(self.widths, path.width_weights) if g.detach() != 0)
-
-    def efficiency(self, path) -> tuple[torch.Tensor, float]:
-        expected = self.expected_ms(path)
-        if self.budget_ms > 0:
-            return latency_budget_penalty(expected, self.target_ms), expected.item()
-        return expected / self.slowest_ms, expected.item()
 
     def predict(self, genotype) -> float:
         return self._of(genotype).predict(genotype)
