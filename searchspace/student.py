@@ -19,7 +19,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from searchspace.cell import Cell, ClassifierHead, run_cells
+from searchspace.cell import Cell, ClassifierHead, fixed_choices, run_cells
 from searchspace.embedding_variants import build_embeddings, table_width
 from searchspace.genotype import Genotype
 from searchspace.width import leading_slice
@@ -64,6 +64,8 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
         for node, edge in genotype.edges():
             edge_ops.setdefault((node, edge.input), []).append(edge.op)
         self.edge_ops = {edge: tuple(ops) for edge, ops in edge_ops.items()}
+        # Every cell computes the same fixed ops: built once, not on every forward pass.
+        self._cell_choices = fixed_choices(self.edge_ops)
         self.embeddings = build_embeddings(genotype.embedding_variant, config.vocab_size, config.max_position_embeddings,
                                            hidden, config.embedding_width or hidden, config.dropout)
         self.cells = torch.nn.ModuleList(Cell(hidden, self.edge_ops) for _ in range(genotype.num_cells))
@@ -81,10 +83,6 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
         # Each submodule initialises itself in its constructor; nothing to override here.
         pass
 
-    def _choices(self, index):
-        fixed = {edge: [(op, None) for op in ops] for edge, ops in self.edge_ops.items()}
-        return fixed.__getitem__
-
     def cell_outputs(self, input_ids, attention_mask=None, token_type_ids=None) -> CellOutputs:
         """The embedding output, every cell's output and the mask: what layer-wise KD reads
         (kd/adaptor.py, the per-cell heads of `nas finetune`). `forward` is this plus `classify`."""
@@ -92,7 +90,7 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
             attention_mask = torch.ones_like(input_ids)
         embedded = self.embeddings(input_ids)  # (B, T, H)
         outputs, mask = run_cells(
-            self.cells, embedded, attention_mask, token_type_ids, self.config.pair, self._choices, self.depth
+            self.cells, embedded, attention_mask, token_type_ids, self.config.pair, self._cell_choices, self.depth
         )
         return CellOutputs(embedded, tuple(outputs), mask)
 
