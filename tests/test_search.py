@@ -128,10 +128,19 @@ def interrupt_architecture_step(monkeypatch, step: int, when: str) -> None:
     monkeypatch.setattr(Search, "architecture_step", wrapper)
 
 
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler, which it installs only when its parent did not ignore SIGINT
+    (a job started with nohup or `&` from a script does): the simulated Ctrl-C needs it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("step, when", [(3, "after"), (1, "after"), (3, "before"), (1, "before")],
                          ids=["epoch2-boundary", "epoch1-boundary", "epoch2-mid-step", "epoch1-mid-step"])
 def test_resume_after_interrupt_matches_an_uninterrupted_run(
-    finished, prepared, tiny_glue, tmp_path, monkeypatch, run_cli, step, when
+    finished, prepared, tiny_glue, tmp_path, monkeypatch, run_cli, python_sigint, step, when
 ):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     args = search_args(prepared, tiny_glue, "sst2", tmp_path)
