@@ -101,7 +101,8 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
         if not (out / "metrics.json").is_file():
             if args.report_only or not arch.is_file():
                 return
-            nas("finetune", *common, "--arch", arch, "--out", out, "--set", "latency_repeats=3", *extra)
+            # --resume: a run a stopped session left continues from its last epoch (20x epochs are long here)
+            nas("finetune", *common, "--arch", arch, "--out", out, "--set", "latency_repeats=3", "--resume", *extra)
         students[name] = (what, out)
         reports[task] = report
         write_report(Path(args.results), reports, args)  # after every run: a stopped session still leaves a report

@@ -231,3 +231,32 @@ def test_chosen_embeddings_keeps_or_replaces_the_variant():
     changed = chosen_embeddings(plain, "wide_projection")
     assert changed.embeddings == "wide_projection" and dict(changed.costs) == {"predicted_latency_ms": 1.5}
     assert chosen_embeddings(changed, "").embeddings == "wide_projection"
+
+
+def test_a_stopped_finetune_resumes_from_its_epoch_checkpoint(prepared, tiny_glue, tmp_path, run_cli, monkeypatch):
+    from safetensors.torch import load_file
+    from test_stage_resume import stop_once_after_epoch
+
+    import nas.train.student_training
+
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(ARCH))
+    teacher, knowledge = prepared["sst2"]
+    args = ["finetune", "--task", "sst2", "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,
+            "--arch", arch, "--epochs", 2, "--set", "latency_repeats=2"]
+    assert run_cli(*args, "--out", tmp_path / "whole")[0] == 0
+    out, checkpoint = tmp_path / "stopped", tmp_path / "stopped.checkpoint.pt"
+    fired = stop_once_after_epoch(monkeypatch, checkpoint.name, 1)
+    code, _, _ = run_cli(*args, "--out", out)
+    assert code == 130 and fired and checkpoint.is_file() and not out.exists()
+    starts = []
+    real = nas.train.student_training.train_loop
+    monkeypatch.setattr(nas.train.student_training, "train_loop",
+                        lambda **kw: (starts.append(kw["state"] and kw["state"].epoch), real(**kw))[1])
+    assert run_cli(*args, "--out", out, "--resume")[0] == 0
+    assert starts == [1]  # continued after epoch 1 (a fresh start passes None)
+    whole, resumed = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("whole", "stopped"))
+    assert resumed["history"] == whole["history"]
+    a, b = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not checkpoint.exists()  # a finished run removes its checkpoint

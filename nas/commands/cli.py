@@ -95,6 +95,16 @@ def flags(args, *names):
     return {name: getattr(args, name, None) for name in names}
 
 
+def epoch_checkpoint(out, resume: bool):
+    """Where a training command keeps its epoch checkpoints: beside its output folder, which is
+    only written when the run finishes. An epoch on a large transfer set is long on a CPU, so every
+    run leaves them and `--resume` continues a stopped one; without it a run starts afresh."""
+    checkpoint = out.with_name(out.name + ".checkpoint.pt")
+    if not resume:
+        checkpoint.unlink(missing_ok=True)
+    return checkpoint
+
+
 # ---------------------------------------------------------------- nas teacher
 
 
@@ -118,11 +128,7 @@ def run_teacher(args):
     task = resolve_task(args)
     out = require_out(args)
     data = load_data(args, task)
-    # An epoch of a large task is long on a CPU: every run leaves epoch checkpoints beside --out
-    # so that `--resume` continues a stopped one; a finished run removes them.
-    checkpoint = out.with_name(out.name + ".checkpoint.pt")
-    if not args.resume:
-        checkpoint.unlink(missing_ok=True)
+    checkpoint = epoch_checkpoint(out, args.resume)
     with atomic.staged_folder(out) as staging:
         result = train_teacher(data, config, staging, pick_device(args.device), checkpoint=checkpoint)
     checkpoint.unlink(missing_ok=True)
@@ -220,7 +226,13 @@ def _finetune_args(parser):
     parser.add_argument("--knowledge", help="knowledge folder from `nas knowledge`")
 
 
-@command("finetune", "compile arch.json into a student, train it with KD, measure it beside the teacher", _finetune_args,
+def _finetune_command_args(parser):
+    _finetune_args(parser)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the epoch checkpoint a stopped run left beside --out (OUT.checkpoint.pt)")
+
+
+@command("finetune", "compile arch.json into a student, train it with KD, measure it beside the teacher", _finetune_command_args,
          settings=("nas.train.student_training", "FinetuneConfig"))
 def run_finetune_command(args):
     from kd.knowledge import Knowledge
@@ -238,7 +250,10 @@ def run_finetune_command(args):
     task = resolve_task(args)
     out = require_out(args)
     data = load_data(args, task)
-    run_finetune(args.arch, data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device))
+    checkpoint = epoch_checkpoint(out, args.resume)
+    run_finetune(args.arch, data, args.teacher, Knowledge(args.knowledge), config, out, pick_device(args.device),
+                 checkpoint=checkpoint)
+    checkpoint.unlink(missing_ok=True)
     result = StudentMetrics.load(out / METRICS)
     shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
     print(f"finetune {task.name}: {shown}; {result.student.params:,} params; "
