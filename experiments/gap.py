@@ -95,11 +95,12 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
     students = {}  # row name -> (what it is, folder)
     report = {"teacher": json.loads((teacher / "metrics.json").read_text()), "budget": budget, "students": students,
               "knowledge": json.loads((knowledge / "manifest.json").read_text()), "sanity": None,
-              "majority": majority_class_score(task, args.data_dir, [])}
+              "majority": majority_class_score(task, args.data_dir, []), "unfinished": []}
 
     def finetune(name: str, what: str, arch: Path, out: Path, *extra) -> None:
         if not (out / "metrics.json").is_file():
             if args.report_only or not arch.is_file():
+                report["unfinished"].append(name)
                 return
             # --resume: a run a stopped session left continues from its last epoch (20x epochs are long here)
             nas("finetune", *common, "--arch", arch, "--out", out, "--set", "latency_repeats=3", "--resume", *extra)
@@ -149,6 +150,7 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
             out = runs / ("baseline_" + method[1])
             if not (out / "metrics.json").is_file():
                 if args.report_only:
+                    report["unfinished"].append(name)
                     continue
                 nas("distill", *common, *method, "--out", out, "--epochs", settings["epochs_transfer"],
                     "--set", "latency_repeats=3")
@@ -185,7 +187,8 @@ def write_report(path: Path, reports: dict, args) -> None:
         "",
         f"Transfer set: the `{args.preset}` augmentation preset (`nas knowledge --augment-preset {args.preset}`). "
         "Speed: each student timed beside the teacher in its own `nas finetune` / `nas distill` process (CPU, median of "
-        "interleaved runs on the first 1 / 32 dev rows, `latency_repeats=3`), as its metrics.json records it. Targets: at least 5x faster than the teacher at batch 32 within "
+        "interleaved runs on the first 1 / 32 dev rows, `latency_repeats=3`), as its metrics.json records it; on a "
+        "shared machine these move with the load, so two runs of one architecture agree only as far as it was quiet. Targets: at least 5x faster than the teacher at batch 32 within "
         "2 points (floor 3), at least 20x within 3 points; the search beats the mean of equal-latency random "
         "architectures by one standard deviation and 0.5 points.",
         "",
@@ -231,6 +234,8 @@ def task_section(task: str, report: dict) -> list[str]:
         lines.append(f"| {name} | {score:.4f} | {gap:.2f} | {record.get('train_rows', 0):,} | "
                      f"{record['student']['params']:,} | {speed_1:.1f}x | {speed_32:.1f}x | {', '.join(met) or 'no'} | {what} |")
     lines.append("")
+    if report["unfinished"]:
+        lines += [f"Not finished yet (the script resumes them): {'; '.join(report['unfinished'])}.", ""]
     sanity = report.get("sanity")
     if sanity:
         verdict = "beats" if sanity["beats_random"] else "does not beat"
