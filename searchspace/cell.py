@@ -71,23 +71,60 @@ class Cell(nn.Module):
 
 
 class ClassifierHead(nn.Module):
-    """Masked mean over real tokens, a tanh layer, then the task's logits."""
+    """Masked mean over real tokens, a tanh layer, then the task's logits.
 
-    def __init__(self, hidden: int, num_labels: int, dropout: float = 0.1):
+    For a sentence pair (`pair=True`) the head compares the two sentences rather than pooling
+    them together: u and v are the means over each sentence's tokens, and the tanh layer reads
+    [u, v, |u - v|, u * v] (the features of InferSent, Conneau et al. 2017, which Tang et al.
+    2019 give their distilled BiLSTM). A CNN student sees across the sentence boundary only as
+    far as its kernels reach, and one mean over both sentences cannot tell a paraphrase from
+    two unrelated sentences on the same topic, nor score (STS-B) how far apart the two are.
+    The tanh layer is `dense` on u plus one `compare` layer per other feature: the single
+    layer over the concatenation, split by input block, so that a narrower width (the
+    supernet's width search, searchspace/width.py) keeps each block's leading channels.
+    """
+
+    def __init__(self, hidden: int, num_labels: int, dropout: float = 0.1, pair: bool = False):
         super().__init__()
         self.dense = nn.Linear(hidden, hidden)
+        self.compare = nn.ModuleList(nn.Linear(hidden, hidden, bias=False) for _ in range(3)) if pair else None
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, num_labels)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        pooled = masked_mean(x, mask)  # (B, H)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, segments=None) -> torch.Tensor:
+        """x (B, T, w), mask (B, T); segments: the two sentences' masks (B, T) of a pair head
+        (`segment_masks`), None for a single sentence."""
         width = x.shape[-1]
-        if width == self.dense.in_features:
-            return self.out(self.dropout(torch.tanh(self.dense(pooled))))  # (B, C)
-        # A narrower input (the supernet's width search) runs on the leading channels of the
-        # layers: the head built at that width with these slices as its weights.
-        hidden = torch.tanh(F.linear(pooled, self.dense.weight[:width, :width], self.dense.bias[:width]))  # (B, w)
-        return F.linear(self.dropout(hidden), self.out.weight[:, :width], self.out.bias)  # (B, C)
+        if self.compare is None:
+            hidden = _leading(self.dense, masked_mean(x, mask), width)  # (B, w)
+        else:
+            first, second = segments if segments is not None else (mask, mask)
+            u, v = masked_mean(x, first), masked_mean(x, second)  # (B, w) each
+            hidden = _leading(self.dense, u, width)
+            for layer, feature in zip(self.compare, (v, (u - v).abs(), u * v)):
+                hidden = hidden + _leading(layer, feature, width)
+        hidden = self.dropout(torch.tanh(hidden))
+        if width == self.out.in_features:
+            return self.out(hidden)  # (B, C)
+        return F.linear(hidden, self.out.weight[:, :width], self.out.bias)  # (B, C)
+
+
+def _leading(layer: nn.Linear, x: torch.Tensor, width: int) -> torch.Tensor:
+    """`layer` applied to x (B, w): at a narrower width than it was built for (the supernet's
+    width search) the layer of that width whose weights are its leading slices."""
+    if width == layer.in_features:
+        return layer(x)
+    bias = None if layer.bias is None else layer.bias[:width]
+    return F.linear(x, layer.weight[:width, :width], bias)
+
+
+def segment_masks(mask: torch.Tensor, token_type_ids) -> tuple[torch.Tensor, torch.Tensor]:
+    """The masks (B, T) of a pair's first and second sentence, split by `token_type_ids`; without
+    them both are the whole of `mask` (bool (B, T))."""
+    if token_type_ids is None:
+        return mask, mask
+    second = mask & token_type_ids.bool()
+    return mask & ~second, second
 
 
 def cell_inputs(embedded: torch.Tensor, attention_mask: torch.Tensor, token_type_ids, pair: bool):
@@ -100,8 +137,7 @@ def cell_inputs(embedded: torch.Tensor, attention_mask: torch.Tensor, token_type
     mask = attention_mask.bool()  # (B, T)
     if not pair or token_type_ids is None:
         return embedded, embedded, mask, mask
-    second = mask & token_type_ids.bool()
-    first = mask & ~second
+    first, second = segment_masks(mask, token_type_ids)
     return embedded * first.unsqueeze(-1), embedded * second.unsqueeze(-1), first, second
 
 

@@ -25,20 +25,21 @@ from searchspace.width import leading_slice
 class CellHeads(nn.Module):
     """K - 1 heads for a student of K cells: head i reads cell i's output (1 <= i < K)."""
 
-    def __init__(self, hidden: int, num_labels: int, depth: int, dropout: float = 0.1):
+    def __init__(self, hidden: int, num_labels: int, depth: int, dropout: float = 0.1, pair: bool = False):
         super().__init__()
-        self.heads = nn.ModuleList(ClassifierHead(hidden, num_labels, dropout) for _ in range(depth - 1))
+        self.heads = nn.ModuleList(ClassifierHead(hidden, num_labels, dropout, pair) for _ in range(depth - 1))
 
     @classmethod
     def for_student(cls, student) -> "CellHeads":
         """Fresh heads that fit `student` (an `AdaBertStudentForSequenceClassification`)."""
         config = student.config
-        return cls(config.arch.hidden_size, config.num_labels, config.arch.num_cells, config.dropout)
+        return cls(config.arch.hidden_size, config.num_labels, config.arch.num_cells, config.dropout, config.pair_head)
 
-    def forward(self, per_cell: tuple[torch.Tensor, ...], mask: torch.Tensor) -> list[torch.Tensor]:
-        """per_cell: the student's K cell outputs (B, T, H) (`CellOutputs.per_cell`), mask (B, T).
+    def forward(self, per_cell: tuple[torch.Tensor, ...], mask: torch.Tensor, segments=None) -> list[torch.Tensor]:
+        """per_cell: the student's K cell outputs (B, T, H) (`CellOutputs.per_cell`), mask (B, T),
+        segments: a pair head's sentence masks (`CellOutputs.segments`).
         Returns K - 1 logits (B, C), for cells 1..K-1; the last cell's are the student's own."""
-        return [head(out, mask) for head, out in zip(self.heads, per_cell)]
+        return [head(out, mask, segments) for head, out in zip(self.heads, per_cell)]
 
     @torch.no_grad()
     def inherit_from_supernet(self, supernet) -> None:
@@ -47,4 +48,6 @@ class CellHeads(nn.Module):
         as the student itself does (searchspace/width.py)."""
         source = supernet if isinstance(supernet, dict) else supernet.state_dict()
         for name, tensor in self.state_dict().items():
+            if name not in source and ".compare." in name:
+                continue  # a pair task's supernet saved before pair heads existed: these start fresh
             tensor.copy_(leading_slice(source[name], tensor.shape))  # "heads.{i}.dense.weight" is the supernet's own name

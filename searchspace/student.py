@@ -19,7 +19,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from searchspace.cell import Cell, ClassifierHead, fixed_choices, run_cells
+from searchspace.cell import Cell, ClassifierHead, fixed_choices, run_cells, segment_masks
 from searchspace.embedding_variants import build_embeddings, table_width
 from searchspace.genotype import Genotype
 from searchspace.width import leading_slice
@@ -30,7 +30,7 @@ class AdaBertStudentConfig(PretrainedConfig):
 
     def __init__(self, genotype: dict | None = None, vocab_size: int = 30522, max_position_embeddings: int = 512,
                  pair: bool = False, dropout: float = 0.1, pad_token_id: int = 0, embedding_width: int | None = None,
-                 **kwargs):
+                 pair_head: bool = False, **kwargs):
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.genotype = genotype
         self.vocab_size = vocab_size
@@ -38,6 +38,9 @@ class AdaBertStudentConfig(PretrainedConfig):
         self.pair = pair
         self.dropout = dropout
         self.embedding_width = embedding_width  # width of the word and position tables; None: hidden_size
+        # A pair task's head compares the two sentences (searchspace/cell.py: ClassifierHead).
+        # False in a config saved before that head existed, whose weights fit the plain head.
+        self.pair_head = pair_head
 
     @property
     def arch(self) -> Genotype:
@@ -50,6 +53,7 @@ class CellOutputs(NamedTuple):
     embedded: torch.Tensor  # (B, T, H) the embedding output
     per_cell: tuple[torch.Tensor, ...]  # K tensors (B, T, H), each cell's output, first cell first
     mask: torch.Tensor  # (B, T) bool, True at real tokens
+    segments: tuple[torch.Tensor, torch.Tensor] | None = None  # a pair head's two sentence masks (B, T)
 
 
 class AdaBertStudentForSequenceClassification(PreTrainedModel):
@@ -69,7 +73,7 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
         self.embeddings = build_embeddings(genotype.embedding_variant, config.vocab_size, config.max_position_embeddings,
                                            hidden, config.embedding_width or hidden, config.dropout)
         self.cells = torch.nn.ModuleList(Cell(hidden, self.edge_ops) for _ in range(genotype.num_cells))
-        self.head = ClassifierHead(hidden, config.num_labels, config.dropout)
+        self.head = ClassifierHead(hidden, config.num_labels, config.dropout, pair=config.pair_head)
         self.depth = genotype.num_cells
         self.post_init()
 
@@ -92,11 +96,12 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
         outputs, mask = run_cells(
             self.cells, embedded, attention_mask, token_type_ids, self.config.pair, self._cell_choices, self.depth
         )
-        return CellOutputs(embedded, tuple(outputs), mask)
+        segments = segment_masks(mask, token_type_ids) if self.config.pair_head else None
+        return CellOutputs(embedded, tuple(outputs), mask, segments)
 
     def classify(self, states: CellOutputs) -> torch.Tensor:
         """The student's own classifier on its last cell's output: logits (B, C)."""
-        return self.head(states.per_cell[-1], states.mask)
+        return self.head(states.per_cell[-1], states.mask, states.segments)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, return_dict=None, **unused):
         logits = self.classify(self.cell_outputs(input_ids, attention_mask, token_type_ids))  # (B, C)
@@ -124,6 +129,8 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
             if own_embeddings and name.startswith("embeddings."):
                 continue
             key = f"heads.{self.depth - 1}." + name.removeprefix("head.") if name.startswith("head.") else name
+            if key not in source and ".compare." in key:
+                continue  # a pair task's supernet saved before pair heads existed: these start fresh
             target[name].copy_(leading_slice(source[key], target[name].shape))
 
     def without_cells(self) -> AdaBertStudentForSequenceClassification:
@@ -160,6 +167,7 @@ def compile_genotype(genotype: Genotype, *, vocab_size: int, max_positions: int,
     extra = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}} if id2label else {}
     config = AdaBertStudentConfig(
         genotype=genotype.to_dict(), vocab_size=vocab_size, max_position_embeddings=max_positions, pair=pair,
+        pair_head=pair,
         dropout=dropout, pad_token_id=pad_token_id, num_labels=num_labels,
         embedding_width=table_width(genotype.embedding_variant, genotype.hidden_size, teacher_width), **extra,
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from searchspace.cell import Cell, ClassifierHead, dag_edges, run_cells
+from searchspace.cell import Cell, ClassifierHead, dag_edges, run_cells, segment_masks
 from searchspace.embeddings import StudentEmbeddings
 from searchspace.space import SearchSpace
 from searchspace.width import mix_widths, width_one_hot
@@ -47,7 +47,7 @@ class SuperNet(nn.Module):
         self.embeddings = StudentEmbeddings(vocab_size, max_positions, space.hidden_size, space.dropout)
         self.cells = nn.ModuleList(Cell(space.hidden_size, every_op) for _ in range(space.max_cells))
         self.heads = nn.ModuleList(
-            ClassifierHead(space.hidden_size, num_labels, space.dropout) for _ in range(space.max_cells)
+            ClassifierHead(space.hidden_size, num_labels, space.dropout, pair=pair) for _ in range(space.max_cells)
         )
         logit_sets = 1 if space.shared_cells else space.max_cells
         self.op_logits = nn.Parameter(1e-3 * torch.randn(logit_sets, len(self.edges), len(space.ops)))
@@ -114,7 +114,8 @@ class SuperNet(nn.Module):
 
         embedded = self.embeddings(input_ids, width)  # (B, T, width or H); the cells and heads follow its width
         outputs, mask = run_cells(self.cells, embedded, attention_mask, token_type_ids, self.pair, cell_choices, depth)
-        per_depth = [self.heads[k](out, mask) for k, out in enumerate(outputs)]
+        segments = segment_masks(mask, token_type_ids) if self.pair else None
+        per_depth = [self.heads[k](out, mask, segments) for k, out in enumerate(outputs)]
         # A one-hot depth makes this the chosen head's logits, with a gradient to the depth logits.
         final = sum(path.depth_weights[k] * logits for k, logits in enumerate(per_depth) if path.depth_weights[k] != 0)
         return final, per_depth
