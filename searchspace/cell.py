@@ -14,12 +14,15 @@ None (a fixed architecture). An edge with an empty list is not computed at all.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ops import build_op
 from ops.masking import masked_mean
+from searchspace.alignment import unmatched
 from searchspace.topology import NODES, NUM_INPUTS, NUM_NODES, SEARCH_EDGES
 
 
@@ -76,7 +79,8 @@ class ClassifierHead(nn.Module):
     For a sentence pair (`pair=True`) the head compares the two sentences rather than pooling
     them together: u and v are the means over each sentence's tokens, and the tanh layer reads
     [u, v, |u - v|, u * v] (the features of InferSent, Conneau et al. 2017, which Tang et al.
-    2019 give their distilled BiLSTM). A CNN student sees across the sentence boundary only as
+    2019 give their distilled BiLSTM) and what each sentence's tokens leave unmatched in the
+    other (searchspace/alignment.py). A CNN student sees across the sentence boundary only as
     far as its kernels reach, and one mean over both sentences cannot tell a paraphrase from
     two unrelated sentences on the same topic, nor score (STS-B) how far apart the two are.
     The tanh layer is `dense` on u plus one `compare` layer per other feature: the single
@@ -87,21 +91,21 @@ class ClassifierHead(nn.Module):
     def __init__(self, hidden: int, num_labels: int, dropout: float = 0.1, pair: bool = False):
         super().__init__()
         self.dense = nn.Linear(hidden, hidden)
-        self.compare = nn.ModuleList(nn.Linear(hidden, hidden, bias=False) for _ in range(3)) if pair else None
+        self.compare = nn.ModuleList(nn.Linear(hidden, hidden, bias=False) for _ in range(4)) if pair else None
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, num_labels)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, segments=None) -> torch.Tensor:
-        """x (B, T, w), mask (B, T); segments: the two sentences' masks (B, T) of a pair head
-        (`segment_masks`), None for a single sentence."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, pair: PairInputs | None = None) -> torch.Tensor:
+        """x (B, T, w) the last cell's output, mask (B, T); `pair`: what a pair head reads besides
+        (`pair_inputs`), None for a single sentence."""
         width = x.shape[-1]
         if self.compare is None:
             hidden = _leading(self.dense, masked_mean(x, mask), width)  # (B, w)
         else:
-            first, second = segments if segments is not None else (mask, mask)
+            first, second, embedded = pair if pair is not None else (mask, mask, x)
             u, v = masked_mean(x, first), masked_mean(x, second)  # (B, w) each
             hidden = _leading(self.dense, u, width)
-            for layer, feature in zip(self.compare, (v, (u - v).abs(), u * v)):
+            for layer, feature in zip(self.compare, (v, (u - v).abs(), u * v, unmatched(embedded, first, second))):
                 hidden = hidden + _leading(layer, feature, width)
         hidden = self.dropout(torch.tanh(hidden))
         if width == self.out.in_features:
@@ -116,6 +120,21 @@ def _leading(layer: nn.Linear, x: torch.Tensor, width: int) -> torch.Tensor:
         return layer(x)
     bias = None if layer.bias is None else layer.bias[:width]
     return F.linear(x, layer.weight[:width, :width], bias)
+
+
+class PairInputs(NamedTuple):
+    """What a pair head reads besides the last cell's output."""
+
+    first: torch.Tensor  # (B, T) bool: the first sentence's tokens
+    second: torch.Tensor  # (B, T) bool: the second sentence's
+    # (B, T, w) the embedding output: the two sentences are aligned on the word vectors, where a
+    # word and its repeat or synonym in the other sentence are close whatever their contexts.
+    embedded: torch.Tensor
+
+
+def pair_inputs(mask: torch.Tensor, token_type_ids, embedded: torch.Tensor) -> PairInputs:
+    """The `PairInputs` of a batch: mask (B, T) bool, the batch's token types, the embedding output."""
+    return PairInputs(*segment_masks(mask, token_type_ids), embedded)
 
 
 def segment_masks(mask: torch.Tensor, token_type_ids) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,11 +35,11 @@ class CellHeads(nn.Module):
         config = student.config
         return cls(config.arch.hidden_size, config.num_labels, config.arch.num_cells, config.dropout, config.pair_head)
 
-    def forward(self, per_cell: tuple[torch.Tensor, ...], mask: torch.Tensor, segments=None) -> list[torch.Tensor]:
+    def forward(self, per_cell: tuple[torch.Tensor, ...], mask: torch.Tensor, pair=None) -> list[torch.Tensor]:
         """per_cell: the student's K cell outputs (B, T, H) (`CellOutputs.per_cell`), mask (B, T),
-        segments: a pair head's sentence masks (`CellOutputs.segments`).
+        pair: what a pair head reads besides (`CellOutputs.pair`).
         Returns K - 1 logits (B, C), for cells 1..K-1; the last cell's are the student's own."""
-        return [head(out, mask, segments) for head, out in zip(self.heads, per_cell)]
+        return [head(out, mask, pair) for head, out in zip(self.heads, per_cell)]
 
     @torch.no_grad()
     def inherit_from_supernet(self, supernet) -> None:

@@ -19,7 +19,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from searchspace.cell import Cell, ClassifierHead, fixed_choices, run_cells, segment_masks
+from searchspace.cell import Cell, ClassifierHead, PairInputs, fixed_choices, pair_inputs, run_cells
 from searchspace.embedding_variants import build_embeddings, table_width
 from searchspace.genotype import Genotype
 from searchspace.width import leading_slice
@@ -53,7 +53,7 @@ class CellOutputs(NamedTuple):
     embedded: torch.Tensor  # (B, T, H) the embedding output
     per_cell: tuple[torch.Tensor, ...]  # K tensors (B, T, H), each cell's output, first cell first
     mask: torch.Tensor  # (B, T) bool, True at real tokens
-    segments: tuple[torch.Tensor, torch.Tensor] | None = None  # a pair head's two sentence masks (B, T)
+    pair: PairInputs | None = None  # what a pair head reads besides the last cell's output
 
 
 class AdaBertStudentForSequenceClassification(PreTrainedModel):
@@ -96,12 +96,12 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
         outputs, mask = run_cells(
             self.cells, embedded, attention_mask, token_type_ids, self.config.pair, self._cell_choices, self.depth
         )
-        segments = segment_masks(mask, token_type_ids) if self.config.pair_head else None
-        return CellOutputs(embedded, tuple(outputs), mask, segments)
+        pair = pair_inputs(mask, token_type_ids, embedded) if self.config.pair_head else None
+        return CellOutputs(embedded, tuple(outputs), mask, pair)
 
     def classify(self, states: CellOutputs) -> torch.Tensor:
         """The student's own classifier on its last cell's output: logits (B, C)."""
-        return self.head(states.per_cell[-1], states.mask, states.segments)
+        return self.head(states.per_cell[-1], states.mask, states.pair)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, return_dict=None, **unused):
         logits = self.classify(self.cell_outputs(input_ids, attention_mask, token_type_ids))  # (B, C)

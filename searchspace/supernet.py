@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from searchspace.cell import Cell, ClassifierHead, dag_edges, run_cells, segment_masks
+from searchspace.cell import Cell, ClassifierHead, dag_edges, pair_inputs, run_cells
 from searchspace.embeddings import StudentEmbeddings
 from searchspace.space import SearchSpace
 from searchspace.width import mix_widths, width_one_hot
@@ -114,8 +114,8 @@ class SuperNet(nn.Module):
 
         embedded = self.embeddings(input_ids, width)  # (B, T, width or H); the cells and heads follow its width
         outputs, mask = run_cells(self.cells, embedded, attention_mask, token_type_ids, self.pair, cell_choices, depth)
-        segments = segment_masks(mask, token_type_ids) if self.pair else None
-        per_depth = [self.heads[k](out, mask, segments) for k, out in enumerate(outputs)]
+        pair = pair_inputs(mask, token_type_ids, embedded) if self.pair else None
+        per_depth = [self.heads[k](out, mask, pair) for k, out in enumerate(outputs)]
         # A one-hot depth makes this the chosen head's logits, with a gradient to the depth logits.
         final = sum(path.depth_weights[k] * logits for k, logits in enumerate(per_depth) if path.depth_weights[k] != 0)
         return final, per_depth

@@ -25,7 +25,7 @@ from nas.data.tasks import get_task
 from nas.train.distill_data import Targets
 from nas.train.loop import LoopState
 from nas.train.student_training import FinetuneConfig, probes_forward, train_with_kd
-from searchspace.cell import run_cells, segment_masks
+from searchspace.cell import pair_inputs, run_cells
 from searchspace.cell_heads import CellHeads
 from searchspace.genotype import Genotype
 from searchspace.random_arch import random_genotype
@@ -192,8 +192,8 @@ def test_forward_is_the_cells_then_the_head_exactly(pair):
         embedded = student.embeddings(inputs["input_ids"])
         outputs, mask = run_cells(student.cells, embedded, inputs["attention_mask"], inputs["token_type_ids"], pair,
                                   lambda index: fixed.__getitem__, GENOTYPE.num_cells)
-        segments = segment_masks(mask, inputs["token_type_ids"]) if pair else None
-        direct = student.head(outputs[-1], mask, segments)
+        pair_view = pair_inputs(mask, inputs["token_type_ids"], embedded) if pair else None
+        direct = student.head(outputs[-1], mask, pair_view)
         states = student.cell_outputs(**inputs)
         assert torch.equal(student(**inputs).logits, direct)
         assert torch.equal(student.classify(states), direct)

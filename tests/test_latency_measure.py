@@ -10,7 +10,7 @@ from torch import nn
 
 from nas.deploy.latency_measure import LatencyTableConfig, measure_entry
 from ops import OP_NAMES
-from searchspace.cell import fixed_choices, run_cells, segment_masks
+from searchspace.cell import fixed_choices, pair_inputs, run_cells
 from searchspace.random_arch import random_genotypes
 from searchspace.student import AdaBertStudentForSequenceClassification, compile_genotype
 
@@ -64,8 +64,8 @@ def test_fixed_choices_run_cells_as_the_compiled_student_does():
     embedded = student.embeddings(batch["input_ids"])
     outputs, mask = run_cells(student.cells, embedded, batch["attention_mask"], batch["token_type_ids"], True,
                               fixed_choices(student.edge_ops), student.depth)
-    segments = segment_masks(mask, batch["token_type_ids"])
-    assert torch.allclose(student.head(outputs[-1], mask, segments), student(**batch).logits, atol=1e-6)
+    pair = pair_inputs(mask, batch["token_type_ids"], embedded)
+    assert torch.allclose(student.head(outputs[-1], mask, pair), student(**batch).logits, atol=1e-6)
 
 
 def test_measure_entry_times_the_frame_through_without_cells(monkeypatch):

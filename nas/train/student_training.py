@@ -100,7 +100,7 @@ def probes_forward(student, heads):
 
     def forward(inputs):
         states = student.cell_outputs(**inputs)
-        return student.classify(states), tuple(heads(states.per_cell, states.mask, states.segments))
+        return student.classify(states), tuple(heads(states.per_cell, states.mask, states.pair))
 
     return forward
 

@@ -1,0 +1,39 @@
+"""What a sentence pair's two sentences fail to match in each other: the pair head's alignment feature.
+
+Paraphrase and similarity decisions hinge on which words of one sentence find a counterpart in
+the other. On MRPC a logistic regression over four token-overlap ratios (0.735 dev accuracy,
+F1 0.822) beat every CNN student whose head saw only the two sentences' means. So the pair
+head also aligns them, as the decomposable-attention model does (Parikh et al. 2016): each token
+of one sentence attends over the other's tokens (scaled dot products of the word vectors, the
+embedding output), and what the attended summary leaves unexplained, |x_i - aligned_i|, is averaged
+over the sentence. Both directions are averaged, so the feature is symmetric in the pair. The
+cost is two (T x T) products per row, a few percent of the cells' work at length 128.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ops.masking import masked_mean
+
+# Padded or other-sentence keys get this score rather than -inf: a row whose other sentence
+# is empty (cannot come from the tokenizer, but a hand-made input can) stays finite.
+_EXCLUDED = -1e4
+
+
+def unmatched(x: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """x (B, T, w), first / second (B, T) bool: the two sentences' tokens. Returns (B, w): the
+    mean of |x_i - aligned_i| over each sentence's tokens, averaged over the two directions."""
+    scores = x @ x.transpose(1, 2) / math.sqrt(x.shape[-1])  # (B, T, T): query i, key j
+    to_second = _gap(x, scores, first, second)
+    to_first = _gap(x, scores.transpose(1, 2), second, first)
+    return 0.5 * (to_second + to_first)  # (B, w)
+
+
+def _gap(x, scores, queries, keys):
+    """Mean over `queries` tokens of |x - (attention over `keys` tokens) x|."""
+    weights = torch.softmax(scores.masked_fill(~keys.unsqueeze(1), _EXCLUDED), dim=-1)  # (B, T, T)
+    aligned = weights @ x  # (B, T, w)
+    return masked_mean((x - aligned).abs(), queries)  # (B, w)
