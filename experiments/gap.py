@@ -40,6 +40,7 @@ from baselines import COMPARABLE, majority_class_score, measure_side_by_side, na
 
 SPEEDS = (5.0, 20.0)  # issue 11's latency targets: at least 5x and 20x faster than the teacher at batch 32
 GAP_POINTS = {5.0: 2.0, 20.0: 3.0}  # ... within 2 (floor 3) and 3 points of the teacher's metric
+FLOOR_POINTS = 3.0  # the issue's floor for resolving the 5x target
 FIXED_CELL = {  # experiments/results/depth.md: the budgeted search's K=4 cell, the best 5x student before issue 11
     "schema_version": 1, "num_cells": 4, "hidden_size": 128,
     "cell": [[["cnn3", 1], ["cnn3", 0]], [["identity", 1], ["identity", 0]], [["dilated_cnn3", 2], ["cnn3", 0]]],
@@ -122,7 +123,7 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
         arch.parent.mkdir(parents=True, exist_ok=True)
         arch.write_text(json.dumps(FIXED_CELL))
         own = ["--set", "use_augmented=false", "--epochs", settings["epochs_1x"], "--set", "init=scratch"]
-        finetune("fixed cell, task rows, logit KD", "the recipe before issue 11", arch, runs / "fixed_1x_logits",
+        finetune("fixed cell, task rows, logit KD", "KD of the final logits, as before issue 11", arch, runs / "fixed_1x_logits",
                  *own, "--set", "kd=logits")
         finetune("fixed cell, task rows, probe KD", "AdaBERT's probe KD", arch, runs / "fixed_1x_probes", *own, "--set", "kd=probes")
         finetune("fixed cell, transfer set, probe KD", f"probe KD on the {args.preset} transfer set", arch,
@@ -199,7 +200,9 @@ def write_report(path: Path, reports: dict, args) -> None:
         "interleaved runs on the first 1 / 32 dev rows, `latency_repeats=3`), as its metrics.json records it; on a "
         "shared machine these move with the load, so two runs of one architecture agree only as far as it was quiet. Targets: at least 5x faster than the teacher at batch 32 within "
         "2 points (floor 3), at least 20x within 3 points; the search beats the mean of equal-latency random "
-        "architectures by one standard deviation and 0.5 points.",
+        "architectures by one standard deviation and 0.5 points. A sentence-pair task's students (MRPC) use the pair "
+        "head, which compares the two sentences and aligns their words (README, \"The student\"). Each row is one "
+        "seed (42): seed-to-seed spread was not measured, so differences of a point or so may be noise.",
         "",
     ]
     for task, report in reports.items():
@@ -240,6 +243,8 @@ def task_section(task: str, report: dict) -> list[str]:
         gap = (teacher_score - score) * 100
         speed_1, speed_32 = record["speedup"]["batch_1_speedup"], record["speedup"]["batch_32_speedup"]
         met = [f"{speed:g}x" for speed in SPEEDS if speed_32 >= speed and gap <= GAP_POINTS[speed]]
+        if not met and speed_32 >= SPEEDS[0] and gap <= FLOOR_POINTS:
+            met = [f"{SPEEDS[0]:g}x at the floor ({FLOOR_POINTS:g} points)"]
         lines.append(f"| {name} | {score:.4f} | {gap:.2f} | {record.get('train_rows', 0):,} | "
                      f"{record['student']['params']:,} | {speed_1:.1f}x | {speed_32:.1f}x | {', '.join(met) or 'no'} | {what} |")
     lines.append("")
