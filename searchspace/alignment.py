@@ -18,8 +18,8 @@ import torch
 
 from ops.masking import masked_mean
 
-# Padded or other-sentence keys get this score rather than -inf: a row whose other sentence
-# is empty (cannot come from the tokenizer, but a hand-made input can) stays finite.
+# Padded or other-sentence keys get this score rather than -inf, which would make a row whose
+# other sentence is empty NaN. Such rows do occur: a pair model fed all-zero token types.
 _EXCLUDED = -1e4
 
 
@@ -34,6 +34,10 @@ def unmatched(x: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> tor
 
 def _gap(x, scores, queries, keys):
     """Mean over `queries` tokens of |x - (attention over `keys` tokens) x|."""
-    weights = torch.softmax(scores.masked_fill(~keys.unsqueeze(1), _EXCLUDED), dim=-1)  # (B, T, T)
+    keys = keys.unsqueeze(1)  # (B, 1, T)
+    # Times the mask: exact zeros where the softmax underflowed already, and for a row with no
+    # key token at all (its softmax is uniform over every position, padding included) nothing
+    # is aligned, so the result does not depend on how far the batch was padded.
+    weights = torch.softmax(scores.masked_fill(~keys, _EXCLUDED), dim=-1) * keys.to(x.dtype)  # (B, T, T)
     aligned = weights @ x  # (B, T, w)
     return masked_mean((x - aligned).abs(), queries)  # (B, w)

@@ -108,7 +108,7 @@ def test_unmatched_is_symmetric_and_small_where_each_sentence_finds_itself_in_th
     assert gap_copied < 0.1 * gap_unrelated, (gap_copied, gap_unrelated)
 
 
-def test_unmatched_ignores_padding_and_stays_finite_without_a_second_sentence():
+def test_unmatched_ignores_padding_even_without_a_second_sentence():
     torch.manual_seed(4)
     x = torch.randn(1, 6, HIDDEN)
     first = torch.tensor([[True, True, True, False, False, False]])
@@ -116,4 +116,7 @@ def test_unmatched_ignores_padding_and_stays_finite_without_a_second_sentence():
     padded = x.clone()
     padded[0, 5] = 100.0
     assert torch.allclose(unmatched(x, first, second), unmatched(padded, first, second), atol=1e-6)
-    assert torch.isfinite(unmatched(x, first, torch.zeros_like(second))).all()
+    # No second sentence (a pair model fed all-zero token types): finite, and blind to padding.
+    nothing = torch.zeros_like(second)
+    assert torch.isfinite(unmatched(x, first, nothing)).all()
+    assert torch.allclose(unmatched(x, first, nothing), unmatched(padded, first, nothing), atol=1e-6)
