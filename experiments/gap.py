@@ -47,16 +47,18 @@ FIXED_CELL = {  # experiments/results/depth.md: the budgeted search's K=4 cell, 
 }
 # Per task: epochs on the task's own rows and on the 20x transfer set (about the same number of
 # steps' worth of new rows), the search's rows and epochs, the widths it chooses among, and the
-# epochs of each of `nas sanity`'s finetunes. Sized for a 2-core CPU (about 100 transfer rows a
-# second in a finetune, half that in a search): one pass of a search over MRPC's transfer set is
-# about half an hour there, and the sanity check's six finetunes take one epoch each, the same
-# for the searched architecture and the random ones.
+# epochs of each of `nas sanity`'s finetunes. Sized for a 2-core CPU (about 130 transfer rows a
+# second in a finetune, 50 in a search): a search is its one warm-up epoch (weights only; the
+# architecture logits stay frozen, so a one-epoch search derives their random start) and one
+# epoch that trains the architecture, about 20 minutes each over MRPC's transfer set; the
+# sanity check's six finetunes take one epoch each, the same for the searched architecture
+# and the random ones.
 SETTINGS = {
-    "mrpc": {"rows": [], "epochs_1x": 6, "epochs_transfer": 2, "search": ["--epochs", "1"], "widths": "64,96,128",
+    "mrpc": {"rows": [], "epochs_1x": 6, "epochs_transfer": 2, "search": ["--epochs", "2"], "widths": "64,96,128",
              "epochs_sanity": 1},
     # The issue's CPU-sized SST-2: the first 8,000 training rows (160,000 augmented); the whole
     # 67,349 rows at 20x (1.35M teacher-labelled rows) is a GPU run.
-    "sst2": {"rows": ["--max-train", "8000"], "epochs_1x": 3, "epochs_transfer": 1, "search": ["--epochs", "1"],
+    "sst2": {"rows": ["--max-train", "8000"], "epochs_1x": 3, "epochs_transfer": 1, "search": ["--epochs", "2"],
              "widths": "64,96,128", "epochs_sanity": 1},
 }
 BASELINES = {  # name -> nas distill arguments: the comparable Transformer and Tang et al.'s BiLSTM

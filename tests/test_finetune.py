@@ -25,7 +25,8 @@ def searched(prepared, tiny_glue, tmp_path_factory):
     root = tmp_path_factory.mktemp("search_for_finetune")
     for task, (teacher, knowledge) in prepared.items():
         assert main(["search", "--task", task, "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,
-                     "--out", root / task, "--epochs", 1, "--set", "hidden_size=16", "--set", "max_cells=2"]) == 0
+                     "--out", root / task, "--epochs", 1, "--set", "hidden_size=16", "--set", "max_cells=2",
+                     "--set", "warmup_epochs=0"]) == 0
     return {task: root / task for task in prepared}
 
 
@@ -155,7 +156,7 @@ def test_search_weights_that_are_not_weights_are_a_one_line_error(weights, prepa
 def test_nas_run_goes_from_data_to_report(tiny_glue, tiny_teacher, tmp_path, run_cli):
     out = tmp_path / "run"
     args = ("run", "--task", "sst2", "--data-dir", tiny_glue, "--out", out, "--set", f"model={tiny_teacher}",
-            "--set", "teacher.epochs=1", "--set", "search.epochs=1", "--set", "search.hidden_size=16",
+            "--set", "teacher.epochs=1", "--set", "search.epochs=1", "--set", "search.warmup_epochs=0", "--set", "search.hidden_size=16",
             "--set", "search.max_cells=2", "--set", "finetune.epochs=1", "--set", "finetune.latency_repeats=2")
     code, out_text, _ = run_cli(*args)
     assert code == 0

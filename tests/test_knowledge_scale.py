@@ -127,7 +127,7 @@ def test_search_and_distill_commands_never_tokenise(prepared, tiny_glue, tmp_pat
     common = ("--task", "mrpc", "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,
               "--device", "cpu", "--max-train", 32, "--max-dev", 16, "--epochs", 1)
     code, _, err = run_cli("search", *common, "--out", tmp_path / "search", "--set", "max_cells=2",
-                           "--set", "hidden_size=8", "--set", "batch_size=16")
+                           "--set", "hidden_size=8", "--set", "batch_size=16", "--set", "warmup_epochs=0")
     assert code == 0, err
     code, _, err = run_cli("distill", "--method", "vanilla", *common, "--out", tmp_path / "distill",
                            "--set", "latency_repeats=2")

@@ -16,7 +16,7 @@ def test_nas_run_with_augment_resumes_each_stopped_stage(tiny_glue, tiny_teacher
     out = tmp_path / "run"
     args = ("run", "--task", "sst2", "--data-dir", tiny_glue, "--out", out, "--augment", 2, "--device", "cpu",
             "--set", f"model={tiny_teacher}", "--set", "knowledge.shard_rows=64",
-            "--set", "teacher.epochs=1", "--set", "search.epochs=1", "--set", "search.hidden_size=16",
+            "--set", "teacher.epochs=1", "--set", "search.epochs=1", "--set", "search.warmup_epochs=0", "--set", "search.hidden_size=16",
             "--set", "search.max_cells=2", "--set", "finetune.epochs=2", "--set", "finetune.latency_repeats=2")
 
     # ---- stopped in the knowledge stage, after its first shard of augmented rows

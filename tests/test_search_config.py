@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from nas.base.errors import UserError
 from nas.run.config import build
 from nas.train.search import SearchConfig
 from searchspace.space import SearchSpace
@@ -54,3 +55,11 @@ def test_newer_settings_are_recorded_only_when_set():
     assert record["selection"] == "perturbation"
     assert record["widths"] == (64, 128) and record["perturbation_rows"] == 64
     assert SearchConfig(**record).to_dict() == record
+
+
+@pytest.mark.parametrize("epochs, warmup", [(1, 1), (2, 3), (0, 0)])
+def test_a_search_that_would_never_train_its_architecture_is_refused(epochs, warmup):
+    # The logits stay frozen through the warm-up: such a search derives their random start.
+    with pytest.raises(UserError, match=r"'epochs' \(\d+\) and 'warmup_epochs' \(\d+\)"):
+        SearchConfig(epochs=epochs, warmup_epochs=warmup)
+    SearchConfig(epochs=warmup + 1, warmup_epochs=warmup)

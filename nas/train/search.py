@@ -145,6 +145,11 @@ class SearchConfig:
 
     def __post_init__(self):
         check_speed_settings("off", self.amp)
+        if self.epochs <= self.warmup_epochs:
+            # Otherwise the architecture logits never train and the derived cell is their random
+            # start, reported as if searched.
+            raise UserError(f"settings 'epochs' ({self.epochs}) and 'warmup_epochs' ({self.warmup_epochs}): the "
+                            "architecture trains only after the warm-up, so epochs must exceed warmup_epochs")
         if self.depth_choice not in ("logits", "budget"):
             raise UserError(f"setting 'depth_choice': expected logits or budget, got {self.depth_choice!r}")
         if self.depth_choice == "budget" and self.latency_budget_ms <= 0:
