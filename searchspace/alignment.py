@@ -7,7 +7,8 @@ head also aligns them, as the decomposable-attention model does (Parikh et al. 2
 of one sentence attends over the other's tokens (scaled dot products of the word vectors, the
 embedding output), and what the attended summary leaves unexplained, |x_i - aligned_i|, is averaged
 over the sentence. Both directions are averaged, so the feature is symmetric in the pair. The
-cost is two (T x T) products per row, a few percent of the cells' work at length 128.
+cost is three (T x T x w) products per row: at width 128 and length 128, the multiply-adds of
+one cnn3 op (T x w x w x 3), which the latency tables' pair frame includes.
 """
 
 from __future__ import annotations
