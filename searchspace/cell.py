@@ -102,10 +102,10 @@ class ClassifierHead(nn.Module):
         if self.compare is None:
             hidden = _leading(self.dense, masked_mean(x, mask), width)  # (B, w)
         else:
-            first, second, embedded = pair if pair is not None else (mask, mask, x)
+            first, second, gap = pair if pair is not None else (mask, mask, unmatched(x, mask, mask))
             u, v = masked_mean(x, first), masked_mean(x, second)  # (B, w) each
             hidden = _leading(self.dense, u, width)
-            for layer, feature in zip(self.compare, (v, (u - v).abs(), u * v, unmatched(embedded, first, second))):
+            for layer, feature in zip(self.compare, (v, (u - v).abs(), u * v, gap)):
                 hidden = hidden + _leading(layer, feature, width)
         hidden = self.dropout(torch.tanh(hidden))
         if width == self.out.in_features:
@@ -127,14 +127,22 @@ class PairInputs(NamedTuple):
 
     first: torch.Tensor  # (B, T) bool: the first sentence's tokens
     second: torch.Tensor  # (B, T) bool: the second sentence's
-    # (B, T, w) the embedding output: the two sentences are aligned on the word vectors, where a
-    # word and its repeat or synonym in the other sentence are close whatever their contexts.
-    embedded: torch.Tensor
+    # (B, w) what the sentences' word vectors leave unmatched in each other (alignment.py). On the
+    # word vectors, where a word and its repeat or synonym in the other sentence are close
+    # whatever their contexts; it depends on no cell, so every head of a network shares it.
+    unmatched: torch.Tensor
 
 
 def pair_inputs(mask: torch.Tensor, token_type_ids, embedded: torch.Tensor) -> PairInputs:
     """The `PairInputs` of a batch: mask (B, T) bool, the batch's token types, the embedding output."""
-    return PairInputs(*segment_masks(mask, token_type_ids), embedded)
+    first, second = segment_masks(mask, token_type_ids)
+    return PairInputs(first, second, unmatched(embedded, first, second))
+
+
+def predates_pair_head(key: str, source) -> bool:
+    """Whether `key` is a pair head's `compare` weight that `source`, a pair task's supernet state
+    saved before pair heads existed, lacks: a student or KD head inheriting from it starts it fresh."""
+    return key not in source and ".compare." in key
 
 
 def segment_masks(mask: torch.Tensor, token_type_ids) -> tuple[torch.Tensor, torch.Tensor]:

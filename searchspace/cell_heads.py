@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from searchspace.cell import ClassifierHead
+from searchspace.cell import ClassifierHead, predates_pair_head
 from searchspace.width import leading_slice
 
 
@@ -48,6 +48,6 @@ class CellHeads(nn.Module):
         as the student itself does (searchspace/width.py)."""
         source = supernet if isinstance(supernet, dict) else supernet.state_dict()
         for name, tensor in self.state_dict().items():
-            if name not in source and ".compare." in name:
-                continue  # a pair task's supernet saved before pair heads existed: these start fresh
+            if predates_pair_head(name, source):
+                continue
             tensor.copy_(leading_slice(source[name], tensor.shape))  # "heads.{i}.dense.weight" is the supernet's own name

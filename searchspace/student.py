@@ -19,7 +19,8 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from searchspace.cell import Cell, ClassifierHead, PairInputs, fixed_choices, pair_inputs, run_cells
+from searchspace.cell import (Cell, ClassifierHead, PairInputs, fixed_choices, pair_inputs, predates_pair_head,
+                              run_cells)
 from searchspace.embedding_variants import build_embeddings, table_width
 from searchspace.genotype import Genotype
 from searchspace.width import leading_slice
@@ -129,8 +130,8 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
             if own_embeddings and name.startswith("embeddings."):
                 continue
             key = f"heads.{self.depth - 1}." + name.removeprefix("head.") if name.startswith("head.") else name
-            if key not in source and ".compare." in key:
-                continue  # a pair task's supernet saved before pair heads existed: these start fresh
+            if predates_pair_head(key, source):
+                continue
             target[name].copy_(leading_slice(source[key], target[name].shape))
 
     def without_cells(self) -> AdaBertStudentForSequenceClassification:
