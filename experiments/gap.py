@@ -10,15 +10,16 @@ skipped when its folder is finished, so the script resumes where a stopped sessi
    the `adabert` preset), built shard by shard (a stopped build continues). SST-2 runs on its
    first 8,000 training rows throughout (SETTINGS), MRPC on all of them.
 2. recipe: one fixed cell (experiments/results/depth.md's budgeted K=4 H=128 cell) finetuned from
-   scratch three ways: the task's own rows with logit KD (the recipe before issue 11), the task's
-   rows with AdaBERT's probe KD, and the transfer set with probe KD. It separates what the
-   recipe and the transfer set each bring, at a fixed architecture.
-3. search: `nas search` on the transfer set under the latency budgets of the targets (the
+   scratch: the task's own rows with logit KD (the recipe before issue 11), then AdaBERT's probe
+   KD on the task's rows, the 5x and the 20x transfer set. It separates what the KD recipe and
+   the transfer set's size each bring, at a fixed architecture.
+3. search: `nas search` on the 5x transfer set under the latency budgets of the targets (the
    teacher's batch-32 latency, timed here once, over 5 and over 20), depth and width searched,
-   then `nas finetune` of each derived student with probe KD from the search's weights.
+   then `nas finetune` of each derived student with probe KD from the search's weights, on the
+   task's row set (SETTINGS: for MRPC its own rows, the fixed cell's best).
 4. sanity: `nas sanity` on the 5x search: the searched architecture against random ones of
    equal predicted latency, all finetuned the same way.
-5. baselines: KD baselines of comparable size (`nas distill`) on the same transfer set.
+5. baselines: KD baselines of comparable size (`nas distill`) on the searched students' rows.
 
 Every student is timed beside the teacher in its own training process (metrics.json's speed-up
 at batch 1 and 32), and experiments/results/gap.md is rewritten after every run, so a stopped
@@ -45,22 +46,40 @@ FIXED_CELL = {  # experiments/results/depth.md: the budgeted search's K=4 cell, 
     "schema_version": 1, "num_cells": 4, "hidden_size": 128,
     "cell": [[["cnn3", 1], ["cnn3", 0]], [["identity", 1], ["identity", 0]], [["dilated_cnn3", 2], ["cnn3", 0]]],
 }
-# Per task: epochs on the task's own rows and on the 20x transfer set (about the same number of
-# steps' worth of new rows), the search's rows and epochs, the widths it chooses among, and the
-# epochs of each of `nas sanity`'s finetunes. Sized for a 2-core CPU (about 130 transfer rows a
-# second in a finetune, 50 in a search): a search is its one warm-up epoch (weights only; the
-# architecture logits stay frozen, so a one-epoch search derives their random start) and one
-# epoch that trains the architecture, about 20 minutes each over MRPC's transfer set; the
-# sanity check's six finetunes take one epoch each, the same for the searched architecture
-# and the random ones.
-SETTINGS = {
-    "mrpc": {"rows": [], "epochs_1x": 6, "epochs_transfer": 2, "search": ["--epochs", "2"], "widths": "64,96,128",
-             "epochs_sanity": 1},
-    # The issue's CPU-sized SST-2: the first 8,000 training rows (160,000 augmented); the whole
-    # 67,349 rows at 20x (1.35M teacher-labelled rows) is a GPU run.
-    "sst2": {"rows": ["--max-train", "8000"], "epochs_1x": 3, "epochs_transfer": 1, "search": ["--epochs", "2"],
-             "widths": "64,96,128", "epochs_sanity": 1},
+# What a student trains on: the task's own rows, or the transfer set at 5 or 20 copies of each
+# row (one 20x knowledge folder serves all three: `augmented_copies` keeps each row's first
+# copies). The epochs of each, per task, give about the same number of steps' worth of new rows.
+ROW_SETS = {
+    "task rows": ["--set", "use_augmented=false"],
+    "5x transfer set": ["--set", "augmented_copies=4"],  # each row and 4 of its copies
+    "20x transfer set": [],
 }
+# Per task: the rows, the epochs of each row set, what the search trains on and for how long, the
+# widths it chooses among, and the row set of the searched students (and of the baselines beside
+# them, and of `nas sanity`'s finetunes). Sized for a 2-core CPU (about 130 rows a second in a
+# finetune, 50 in a search): a search is its one warm-up epoch (weights only; the architecture
+# logits stay frozen, so a one-epoch search would derive their random start) and one epoch that
+# trains the architecture, on the 5x transfer set (about 6 minutes an epoch for MRPC).
+SETTINGS = {
+    # MRPC's searched students train on the task's own rows with probe KD: at the fixed cell that
+    # beat the 20x transfer set (the recipe rows of experiments/results/gap.md).
+    "mrpc": {"rows": [], "epochs": {"task rows": 6, "5x transfer set": 2, "20x transfer set": 2},
+             "search": ["--epochs", "2", "--set", "augmented_copies=4"], "widths": "64,96,128",
+             "student": "task rows", "sanity": "task rows"},
+    # The issue's CPU-sized SST-2: the first 8,000 training rows (160,000 augmented); the whole
+    # 67,349 rows at 20x (1.35M teacher-labelled rows) is a GPU run. Its sanity finetunes take the
+    # 5x set for one epoch each, six of them.
+    "sst2": {"rows": ["--max-train", "8000"], "epochs": {"task rows": 3, "5x transfer set": 1, "20x transfer set": 1},
+             "search": ["--epochs", "2", "--set", "augmented_copies=4"], "widths": "64,96,128",
+             "student": "20x transfer set", "sanity": "5x transfer set"},
+}
+
+
+def trained_on(settings: dict, row_set: str) -> list:
+    """The `nas finetune` / `nas distill` flags of a row set, with its epochs for the task."""
+    return [*ROW_SETS[row_set], "--epochs", settings["epochs"][row_set]]
+
+
 BASELINES = {  # name -> nas distill arguments: the comparable Transformer and Tang et al.'s BiLSTM
     "vanilla KD, Transformer": ["--method", "vanilla", "--student", COMPARABLE],
     "BiLSTM (Tang et al.)": ["--method", "bilstm", "--student", "bilstm:hidden=128"],
@@ -107,7 +126,7 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
     report = {"teacher": json.loads((teacher / "metrics.json").read_text()), "budget": budget, "students": students,
               "knowledge": json.loads((knowledge / "manifest.json").read_text()), "sanity": None,
               "majority": majority_class_score(task, args.data_dir, settings["rows"]), "unfinished": [],
-              "epochs_sanity": settings["epochs_sanity"]}
+              "sanity_rows": f"{settings['epochs'][settings['sanity']]} epoch(s) on the {settings['sanity']}"}
 
     def finetune(name: str, what: str, arch: Path, out: Path, *extra) -> None:
         if not (out / "metrics.json").is_file():
@@ -124,17 +143,18 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
         arch = runs / "fixed_cell.json"
         arch.parent.mkdir(parents=True, exist_ok=True)
         arch.write_text(json.dumps(FIXED_CELL))
-        own = ["--set", "use_augmented=false", "--epochs", settings["epochs_1x"], "--set", "init=scratch"]
+        scratch = ["--set", "init=scratch"]
         finetune("fixed cell, task rows, logit KD", "KD of the final logits, as before issue 11", arch, runs / "fixed_1x_logits",
-                 *own, "--set", "kd=logits")
-        finetune("fixed cell, task rows, probe KD", "AdaBERT's probe KD", arch, runs / "fixed_1x_probes", *own, "--set", "kd=probes")
-        finetune("fixed cell, transfer set, probe KD", f"probe KD on the {args.preset} transfer set", arch,
-                 runs / "fixed_transfer_probes", "--epochs", settings["epochs_transfer"], "--set", "init=scratch",
-                 "--set", "kd=probes")
+                 *trained_on(settings, "task rows"), *scratch, "--set", "kd=logits")
+        for row_set, folder in (("task rows", "fixed_1x_probes"), ("5x transfer set", "fixed_5x_probes"),
+                                ("20x transfer set", "fixed_transfer_probes")):
+            finetune(f"fixed cell, {row_set}, probe KD", "AdaBERT's probe KD" + ("" if row_set == "task rows" else f" on the {args.preset} preset"),
+                     arch, runs / folder, *trained_on(settings, row_set), *scratch, "--set", "kd=probes")
         reports[task] = report
         write_report(Path(args.results), reports, args)
 
     searched = {}
+    student = trained_on(settings, settings["student"])
     if "search" in stages:
         for speed in SPEEDS:
             search = runs / f"search_{speed:g}x"
@@ -144,8 +164,8 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                     "--set", "latency_batch_size=32", "--set", f"latency_seq_len={budget['seq_len']}",
                     "--set", "depth_choice=budget", "--set", f"widths={settings['widths']}", *resume)
             searched[speed] = search / "arch.json"
-            finetune(f"searched for {speed:g}x", f"`nas search` under the {speed:g}x budget, then `nas finetune`",
-                     search / "arch.json", runs / f"student_{speed:g}x", "--epochs", settings["epochs_transfer"])
+            finetune(f"searched for {speed:g}x", f"`nas search` under the {speed:g}x budget, then `nas finetune` on the "
+                     f"{settings['student']}", search / "arch.json", runs / f"student_{speed:g}x", *student)
         reports[task] = report
         write_report(Path(args.results), reports, args)
 
@@ -153,7 +173,7 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
         out = runs / "sanity_5x"
         if not (out / "sanity.json").is_file() and not args.report_only:
             nas("sanity", *common, "--arch", searched[SPEEDS[0]], "--out", out, "--random", args.random,
-                "--epochs", settings["epochs_sanity"], "--set", "latency_repeats=3")
+                *trained_on(settings, settings["sanity"]), "--set", "latency_repeats=3")
         if (out / "sanity.json").is_file():
             report["sanity"] = json.loads((out / "sanity.json").read_text())
 
@@ -164,9 +184,9 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                 if args.report_only:
                     report["unfinished"].append(name)
                     continue
-                nas("distill", *common, *method, "--out", out, "--epochs", settings["epochs_transfer"],
-                    "--set", "latency_repeats=3")
-            students[name] = (f"`nas distill {' '.join(map(str, method))}` on the same transfer set", out)
+                nas("distill", *common, *method, "--out", out, *student, "--set", "latency_repeats=3")
+            students[name] = (f"`nas distill {' '.join(map(str, method))}` on the {settings['student']}, as the "
+                              "searched students", out)
 
     reports[task] = report
     write_report(Path(args.results), reports, args)
@@ -255,8 +275,8 @@ def task_section(task: str, report: dict) -> list[str]:
     sanity = report.get("sanity")
     if sanity:
         verdict = "beats" if sanity["beats_random"] else "does not beat"
-        lines += [f"Sanity (`nas sanity`, 5x search, every architecture finetuned {report['epochs_sanity']} epoch(s) on the "
-                  f"transfer set): searched {sanity['searched']:.4f} vs {len(sanity['rows']) - 1} random "
+        lines += [f"Sanity (`nas sanity`, 5x search, every architecture finetuned from scratch the same way, "
+                  f"{report['sanity_rows']}): searched {sanity['searched']:.4f} vs {len(sanity['rows']) - 1} random "
                   f"architectures of equal predicted latency {sanity['random_mean']:.4f} ± {sanity['random_std']:.4f} "
                   f"({sanity['gain_points']:+.2f} points): the search {verdict} chance.", ""]
     else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_distill_cli import ARCH
 from tiny_students import TINY
 
 from kd.methods import METHODS
@@ -52,6 +53,17 @@ def test_use_augmented_false_trains_on_the_task_rows_only(run_cli, augmented_kno
     metrics, _ = distill(run_cli, teacher, knowledge, tiny_glue, "vanilla", tmp_path / "out", "--set", "use_augmented=false")
     assert metrics["train_rows"] == ROWS and metrics["augmented_rows"] == 0 and metrics["augmentation"] is None
     assert [stage["steps"] for stage in metrics["stages"]] == [-(-ROWS // BATCH)]
+
+
+@pytest.mark.parametrize("searched", [False, True])  # a KD baseline, and a searched student (`nas finetune`'s loop)
+def test_augmented_copies_takes_fewer_copies_per_row(run_cli, augmented_knowledge, tiny_glue, tmp_path, searched):
+    teacher, knowledge = augmented_knowledge
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(ARCH))
+    method, student = ("probes", ("--student", f"arch:{arch}")) if searched else ("vanilla", ())
+    metrics, _ = distill(run_cli, teacher, knowledge, tiny_glue, method, tmp_path / "out", *student,
+                         "--set", "augmented_copies=1")
+    assert metrics["train_rows"] == ROWS * 2 and metrics["augmented_rows"] == ROWS
 
 
 def test_knowledge_without_augmented_rows_records_none(run_cli, prepared, tiny_glue, tmp_path):

@@ -58,6 +58,8 @@ def test_ragged_rows_behave_like_lists():
     assert ragged.lengths.tolist() == [3, 0, 1, 2]
     assert ragged[1:3] == [[], [8]] and ragged[2:] == [[8], [9, 10]]
     assert RaggedRows.concat([ragged[2:], ragged[:1]]) == [[8], [9, 10], [5, 6, 7]]
+    assert ragged.take([3, 0, 3, 1]) == [[9, 10], [5, 6, 7], [9, 10], []]
+    assert ragged[1:].take([2, 0]) == [[9, 10], []]  # a view whose offsets do not start at 0
 
 
 def test_stored_arrays_round_trip(tmp_path, teacher):
@@ -119,6 +121,23 @@ def test_prepare_reads_the_ids_without_tokenising(built, teacher, tiny_glue, mon
     assert distill.dev["dev"].input_ids == expected.dev["dev"].input_ids
     with pytest.raises(Tokenised):  # the spy does catch a tokenizer call
         prepare(data, knowledge, tokenizer, knowledge.max_length + 1)
+
+
+def test_prepare_keeps_the_first_copies_of_each_row(built, teacher, tiny_glue):
+    data = load_task_data(get_task("sst2"), tiny_glue, 60, None)
+    knowledge, tokenizer = Knowledge(built), load_tokenizer(str(teacher))
+    every = prepare(data, knowledge, tokenizer, knowledge.max_length)
+    first = prepare(data, knowledge, tokenizer, knowledge.max_length, copies=1)
+    assert len(first.train) == 60 * 2 and first.original_rows == 60
+    kept = list(range(60)) + [60 + 2 * row for row in range(60)]  # each row's first of its 2 copies
+    assert first.train.input_ids == [every.train.input_ids[i] for i in kept]
+    assert first.train.token_type_ids == [every.train.token_type_ids[i] for i in kept]
+    assert torch.equal(first.train.labels, every.train.labels[kept])
+    assert torch.equal(first.train_targets.probe_logits, every.train_targets.probe_logits[kept])
+    assert prepare(data, knowledge, tokenizer, knowledge.max_length, copies=2).train.input_ids == every.train.input_ids
+    for copies in (3, -1):
+        with pytest.raises(UserError, match=rf"setting 'augmented_copies': expected 0 \(all\) to 2 .* got {copies}"):
+            prepare(data, knowledge, tokenizer, knowledge.max_length, copies=copies)
 
 
 def test_search_and_distill_commands_never_tokenise(prepared, tiny_glue, tmp_path, monkeypatch, run_cli):

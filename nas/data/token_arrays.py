@@ -50,6 +50,15 @@ class RaggedRows:
         lengths = np.concatenate([p.lengths for p in parts])
         return cls(np.concatenate(flats), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
 
+    def take(self, index: np.ndarray) -> RaggedRows:
+        """One in-memory array of the rows at `index`, in that order (a gather: rows need not be contiguous)."""
+        index = np.asarray(index, dtype=np.int64)
+        lengths = self.lengths[index]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        # Each output position reads from its row's start plus its place within the row.
+        source = np.repeat(self.offsets[index] - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
+        return RaggedRows(np.asarray(self.flat[source]), offsets)
+
     def __len__(self) -> int:
         return len(self.offsets) - 1
 

@@ -71,6 +71,7 @@ class DistillConfig:
     replace_rate: float | None = None  # Theseus: its rise per step (None: reach 1 at the stage's end)
     max_length: int = 0  # 0: the length the knowledge was computed at
     use_augmented: bool = True
+    augmented_copies: int = 0  # of each row's augmented copies, how many to train on (0: all the knowledge has)
     latency_repeats: int = 20
     seed: int = 42
     # Speed (nas/compute/acceleration.py). No `compile` or `amp` yet: the methods read hidden states and
@@ -153,7 +154,8 @@ def make_session(task_data, teacher_dir, knowledge, config: DistillConfig, devic
     method = config.make_method()
     tokenizer = load_tokenizer(str(teacher_dir))
     teacher = load_classifier(str(teacher_dir), task, new_head=False).to(device).eval().requires_grad_(False)
-    data = prepare(task_data, knowledge, tokenizer, config.max_length or knowledge.max_length, config.use_augmented)
+    data = prepare(task_data, knowledge, tokenizer, config.max_length or knowledge.max_length, config.use_augmented,
+                   config.augmented_copies)
     spec = resolve_spec(parse_student_spec(config.student_text), teacher)
     student = build_student(spec, teacher, task, tokenizer, init_layers=method.init_layers).to(device)
 
@@ -207,8 +209,8 @@ def finetune_config(config: DistillConfig, method: Method, spec: StudentSpec) ->
         lr=config.lr or default_lr(spec),
         weight_decay=config.weight_decay if config.weight_decay is not None else default_weight_decay(spec),
         warmup_ratio=config.warmup_ratio, max_length=config.max_length, use_augmented=config.use_augmented,
-        latency_repeats=config.latency_repeats, seed=config.seed, bucket=config.bucket,
-        fused_optimizer=config.fused_optimizer,
+        augmented_copies=config.augmented_copies, latency_repeats=config.latency_repeats, seed=config.seed,
+        bucket=config.bucket, fused_optimizer=config.fused_optimizer,
     )
 
 

@@ -18,6 +18,7 @@ from nas.base.errors import UserError
 from nas.data.batching import EncodedSplit, encode, join, labels_tensor
 from nas.data.glue_io import TaskData
 from nas.data.models import load_classifier
+from nas.data.token_arrays import RaggedRows
 from searchspace.embeddings import teacher_tables
 
 
@@ -46,9 +47,22 @@ def _targets(knowledge: Knowledge, split: str, rows: int) -> Targets:
     return Targets(as_tensor(part.logits), as_tensor(part.probe_logits))
 
 
-def prepare(data: TaskData, knowledge: Knowledge, tokenizer, max_length: int, use_augmented: bool = True) -> DistillData:
+def _first_copies(split: EncodedSplit, targets: Targets, variants: int, copies: int) -> tuple[EncodedSplit, Targets]:
+    """The first `copies` of each row's `variants` augmented copies (the knowledge stores them row by row)."""
+    rows = len(split) // variants
+    index = (np.arange(rows)[:, None] * variants + np.arange(copies)).ravel()
+    as_rows = lambda part: part if isinstance(part, RaggedRows) else RaggedRows.from_lists(part)  # noqa: E731
+    kept = EncodedSplit(as_rows(split.input_ids).take(index), as_rows(split.token_type_ids).take(index),
+                        split.labels[index], split.pad_id)
+    return kept, Targets(*targets.rows(torch.from_numpy(index)))
+
+
+def prepare(data: TaskData, knowledge: Knowledge, tokenizer, max_length: int, use_augmented: bool = True,
+            copies: int = 0) -> DistillData:
     """Join the rows with their targets. Token ids come from the knowledge folder when it has them
-    at `max_length` (the teacher's tokenizer made them); only another length tokenises again."""
+    at `max_length` (the teacher's tokenizer made them); only another length tokenises again.
+    `copies` (setting `augmented_copies`): how many of each row's augmented copies to train on, 0 for
+    all the folder has, so one 20x folder also serves a 5x or 1x transfer set."""
     task = data.task
     if knowledge.task != task.name:
         raise UserError(f"{knowledge.folder}: knowledge is for task {knowledge.task}, not {task.name}")
@@ -70,14 +84,20 @@ def prepare(data: TaskData, knowledge: Knowledge, tokenizer, max_length: int, us
     rows = len(data.train)
     train = tokens("train", data.train, labels_tensor(data.train, regression))
     targets = _targets(knowledge, "train", rows)
+    variants = knowledge.manifest.inputs.variants
+    if copies < 0 or (copies > variants and use_augmented):
+        raise UserError(f"setting 'augmented_copies': expected 0 (all) to {variants} (the copies per row in "
+                        f"{knowledge.folder}), got {copies}")
     if use_augmented and "augmented" in knowledge.manifest.splits:
-        extra_rows = knowledge.manifest.inputs.variants * rows  # only variants of rows in use
+        extra_rows = variants * rows  # only variants of rows in use
         extra_labels = knowledge.teacher_labels("augmented", extra_rows, regression)
         if stored:
             augmented = knowledge.encoded("augmented", extra_rows, extra_labels)
         else:
             augmented = encode(knowledge.augmented_examples()[:extra_rows], tokenizer, max_length, regression)
         extra = _targets(knowledge, "augmented", extra_rows)
+        if 0 < copies < variants:
+            augmented, extra = _first_copies(augmented, extra, variants, copies)
         train = join([train, augmented])
         targets = Targets(torch.cat([targets.logits, extra.logits]), torch.cat([targets.probe_logits, extra.probe_logits]))
     dev = {name: tokens(name, examples, labels_tensor(examples, regression)) for name, examples in data.dev.items()}

@@ -76,7 +76,7 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(str(teacher_dir))
     max_length = config.max_length or knowledge.max_length
-    distill = prepare(data, knowledge, tokenizer, max_length, config.use_augmented)
+    distill = prepare(data, knowledge, tokenizer, max_length, config.use_augmented, config.augmented_copies)
     words, positions = teacher_embedding_tables(teacher_dir, task)
     student = compile_genotype(
         genotype, vocab_size=words.shape[0], max_positions=positions.shape[0] if positions is not None else 512,

@@ -92,6 +92,7 @@ class SearchConfig:
     cost_seq_len: int = 64  # sequence length at which op FLOPs are normalised
     max_length: int = 0  # 0: the length the knowledge was computed at
     use_augmented: bool = True
+    augmented_copies: int = 0  # of each row's augmented copies, how many to train on (0: all the knowledge has)
     seed: int = 42
     # Latency instead of params+FLOPs (nas/train/latency_budget.py). "cost": AdaBERT's L_E; "latency":
     # expected latency from a table over the slowest architecture's. A budget (ms, 0 = none) turns
@@ -141,7 +142,7 @@ class SearchConfig:
         """The flat record of the settings (config.json, provenance, checkpoints). Settings added
         with the width search and perturbation selection are left out at their defaults, so a
         default search records (and a resume compares) the same keys as before they existed."""
-        return flat_dict(self, omit_when_default=("widths", "selection", "perturbation_rows"))
+        return flat_dict(self, omit_when_default=("widths", "selection", "perturbation_rows", "augmented_copies"))
 
     def __post_init__(self):
         check_speed_settings("off", self.amp)
@@ -473,7 +474,7 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(str(teacher_dir))
     max_length = config.max_length or knowledge.max_length
-    distill = prepare(data, knowledge, tokenizer, max_length, config.use_augmented)
+    distill = prepare(data, knowledge, tokenizer, max_length, config.use_augmented, config.augmented_copies)
     words, positions = teacher_embedding_tables(teacher_dir, task)
     space = config.space
     supernet = SuperNet(space, words.shape[0], positions.shape[0] if positions is not None else 512, task.num_labels, task.is_pair)

@@ -47,6 +47,7 @@ class FinetuneConfig:
     embeddings: str = ""  # the student's word-vector variant (searchspace/embedding_variants.py); "": arch.json's
     max_length: int = 0  # 0: the length the knowledge was computed at
     use_augmented: bool = True
+    augmented_copies: int = 0  # of each row's augmented copies, how many to train on (0: all the knowledge has)
     latency_repeats: int = 20
     latency_batch_sizes: tuple[int, ...] = (1, 32, 256)  # metrics.json latency, eager and optimised (nas/deploy/serving.py)
     seed: int = 42
