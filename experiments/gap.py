@@ -15,7 +15,7 @@ skipped when its folder is finished, so the script resumes where a stopped sessi
    the transfer set's size each bring, at a fixed architecture.
 3. search: `nas search` on the 5x transfer set under the latency budgets of the targets (the
    teacher's batch-32 latency, timed here once, over 5 and over 20), depth and width searched,
-   then `nas finetune` of each derived student with probe KD from the search's weights, on the
+   the cell chosen by perturbation (DARTS-PT), then `nas finetune` of each derived student with probe KD from the search's weights, on the
    task's row set (SETTINGS: for MRPC its own rows, the fixed cell's best).
 4. sanity: `nas sanity` on the 5x search: the searched architecture against random ones of
    equal predicted latency, all finetuned the same way.
@@ -58,19 +58,24 @@ ROW_SETS = {
 # widths it chooses among, and the row set of the searched students (and of the baselines beside
 # them, and of `nas sanity`'s finetunes). Sized for a 2-core CPU (about 130 rows a second in a
 # finetune, 50 in a search): a search is its one warm-up epoch (weights only; the architecture
-# logits stay frozen, so a one-epoch search would derive their random start) and one epoch that
-# trains the architecture, on the 5x transfer set (about 6 minutes an epoch for MRPC).
+# logits stay frozen at their random start, and its epoch is never the one derived from) and two
+# epochs that train the architecture, on the 5x transfer set (about 5 minutes an epoch for MRPC
+# on one core). The cell is chosen by DARTS-PT's perturbation rule: the argmax of the op logits
+# drifts to parameter-free ops within an epoch (the known collapse; history.json's uncapped
+# share) and its cells scored no better than random ones (experiments/results/adabert.md);
+# arch.json still records the argmax cell beside it.
+SEARCH = ["--epochs", "3", "--set", "augmented_copies=4", "--set", "selection=perturbation"]
 SETTINGS = {
     # MRPC's searched students train on the task's own rows with probe KD: at the fixed cell that
     # beat the 20x transfer set (the recipe rows of experiments/results/gap.md).
     "mrpc": {"rows": [], "epochs": {"task rows": 6, "5x transfer set": 2, "20x transfer set": 2},
-             "search": ["--epochs", "2", "--set", "augmented_copies=4"], "widths": "64,96,128",
+             "search": SEARCH, "widths": "64,96,128",
              "student": "task rows", "sanity": "task rows"},
     # The issue's CPU-sized SST-2: the first 8,000 training rows (160,000 augmented); the whole
     # 67,349 rows at 20x (1.35M teacher-labelled rows) is a GPU run. Its sanity finetunes take the
     # 5x set for one epoch each, six of them.
     "sst2": {"rows": ["--max-train", "8000"], "epochs": {"task rows": 3, "5x transfer set": 1, "20x transfer set": 1},
-             "search": ["--epochs", "2", "--set", "augmented_copies=4"], "widths": "64,96,128",
+             "search": SEARCH, "widths": "64,96,128",
              "student": "20x transfer set", "sanity": "5x transfer set"},
 }
 

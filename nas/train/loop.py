@@ -72,6 +72,7 @@ def train_loop(
     log_every: int = 20,
     description: str = "train",
     show_progress: bool = True,  # False: no progress bar (the other processes of a torchrun search)
+    best_from_epoch: int = 0,  # earlier epochs are scored and logged but cannot be the best (a search's warm-up)
 ) -> LoopState:
     state = state or LoopState()
     if state.rng is not None:
@@ -98,7 +99,8 @@ def train_loop(
                 for name, value in metrics.items():
                     if isinstance(value, (int, float)):
                         writer.add_scalar(f"dev/{name}", value, state.epoch + 1)
-            if primary_metric and metrics and (state.best is None or metrics[primary_metric] > state.best):
+            eligible = state.epoch >= best_from_epoch
+            if primary_metric and metrics and eligible and (state.best is None or metrics[primary_metric] > state.best):
                 state.best, state.best_epoch = metrics[primary_metric], state.epoch
                 if hooks.on_best:
                     hooks.on_best(state, metrics)

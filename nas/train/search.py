@@ -8,7 +8,7 @@ architecture logits on a batch from a held-out slice of the training set, both m
 with probes KD against the cached teacher knowledge and the efficiency term of the sampled
 path (kd.losses). Each step samples one path (hard Gumbel) so only the sampled op of each edge
 and the sampled depth are computed. At the end of each epoch a genotype is derived and scored
-on dev with that path fixed; `arch.json` is the best-scoring one.
+on dev with that path fixed; `arch.json` is the best-scoring one after the warm-up.
 """
 
 from __future__ import annotations
@@ -457,6 +457,10 @@ class Search:
             model=self.supernet, optimizer=self.weight_optimizer, scheduler=self.scheduler, hooks=hooks,
             epochs=self.config.epochs, primary_metric=self.task.primary_metric, state=self.state,
             writer=self.writer, description="search", show_progress=distributed.is_main(self.processes),
+            # The warm-up's derived genotypes are the architecture logits' random start: its
+            # supernet often scores best on dev (its weights train on every op alike), which
+            # made a two-epoch search hand over a random cell as its best.
+            best_from_epoch=self.config.warmup_epochs,
         )
         return self.state
 
