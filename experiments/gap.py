@@ -1,7 +1,7 @@
 """Issue 11's measurement: how close a searched student gets to its teacher, and whether the search beats chance.
 
 Usage: python experiments/gap.py [--tasks mrpc,sst2] [--runs runs/gap] [--teachers runs/teachers]
-                                 [--preset adabert] [--stages recipe,search,sanity,baselines] [--random 5]
+                                 [--preset adabert] [--stages recipe,search,sanity,baselines,width] [--random 5]
 
 Needs experiments/teacher.py's teachers (runs/teachers/TASK). For each task, in stages, each run
 skipped when its folder is finished, so the script resumes where a stopped session left it:
@@ -20,6 +20,8 @@ skipped when its folder is finished, so the script resumes where a stopped sessi
 4. sanity: `nas sanity` on the 5x search: the searched architecture against random ones of
    equal predicted latency, all finetuned the same way.
 5. baselines: KD baselines of comparable size (`nas distill`) on the searched students' rows.
+6. width: the 5x search again with the width not searched (the widest only), its student
+   finetuned the same way: what searching the width brings.
 
 Every student is timed beside the teacher in its own training process (metrics.json's speed-up
 at batch 1 and 32), and experiments/results/gap.md is rewritten after every run, so a stopped
@@ -89,7 +91,7 @@ BASELINES = {  # name -> nas distill arguments: the comparable Transformer and T
     "vanilla KD, Transformer": ["--method", "vanilla", "--student", COMPARABLE],
     "BiLSTM (Tang et al.)": ["--method", "bilstm", "--student", "bilstm:hidden=128"],
 }
-STAGES = ("recipe", "search", "sanity", "baselines")
+STAGES = ("recipe", "search", "sanity", "baselines", "width")
 
 
 def main() -> int:
@@ -158,23 +160,32 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
         reports[task] = report
         write_report(Path(args.results), reports, args)
 
-    searched = {}
     student = trained_on(settings, settings["student"])
+
+    def search(name: str, speed: float, folder: str, *space) -> Path:
+        """A budgeted search (resumed if stopped) and the finetune of its student; arch.json's path."""
+        out = runs / folder
+        if not (out / "arch.json").is_file() and not args.report_only:
+            resume = ["--resume"] if (out / "checkpoint.pt").is_file() else []
+            nas("search", *common, "--out", out, *settings["search"], "--latency-budget", budget[f"budget_{speed:g}x_ms"],
+                "--set", "latency_batch_size=32", "--set", f"latency_seq_len={budget['seq_len']}",
+                "--set", "depth_choice=budget", *space, *resume)
+        finetune(name, f"`nas search` under the {speed:g}x budget, then `nas finetune` on the {settings['student']}",
+                 out / "arch.json", runs / folder.replace("search", "student"), *student)
+        return out / "arch.json"
+
+    searched = {speed: runs / f"search_{speed:g}x" / "arch.json" for speed in SPEEDS}
     if "search" in stages:
         for speed in SPEEDS:
-            search = runs / f"search_{speed:g}x"
-            if not (search / "arch.json").is_file() and not args.report_only:
-                resume = ["--resume"] if (search / "checkpoint.pt").is_file() else []
-                nas("search", *common, "--out", search, *settings["search"], "--latency-budget", budget[f"budget_{speed:g}x_ms"],
-                    "--set", "latency_batch_size=32", "--set", f"latency_seq_len={budget['seq_len']}",
-                    "--set", "depth_choice=budget", "--set", f"widths={settings['widths']}", *resume)
-            searched[speed] = search / "arch.json"
-            finetune(f"searched for {speed:g}x", f"`nas search` under the {speed:g}x budget, then `nas finetune` on the "
-                     f"{settings['student']}", search / "arch.json", runs / f"student_{speed:g}x", *student)
-        reports[task] = report
-        write_report(Path(args.results), reports, args)
+            search(f"searched for {speed:g}x", speed, f"search_{speed:g}x", "--set", f"widths={settings['widths']}")
+    if "width" in stages:  # the ablation: the same search with the width fixed at the widest
+        widest = max(map(int, settings["widths"].split(",")))
+        search(f"searched for 5x, width not searched (H={widest})", SPEEDS[0], "search_5x_one_width",
+               "--set", f"hidden_size={widest}")
+    reports[task] = report
+    write_report(Path(args.results), reports, args)
 
-    if "sanity" in stages and SPEEDS[0] in searched:
+    if "sanity" in stages and searched[SPEEDS[0]].is_file():
         out = runs / "sanity_5x"
         if not (out / "sanity.json").is_file() and not args.report_only:
             nas("sanity", *common, "--arch", searched[SPEEDS[0]], "--out", out, "--random", args.random,
