@@ -76,25 +76,34 @@ def folder_name(run: str) -> str:
     return run.replace(" ", "_").replace("(", "").replace(")", "")
 
 
+def latency_inputs(task_name: str, teacher_dir: Path, data_dir) -> dict[int, dict]:
+    """The batches of 1 and 32 dev rows every latency here is timed on (as `nas finetune` times them)."""
+    from nas.data.batching import encode
+    from nas.data.glue_io import read_examples
+    from nas.data.models import load_tokenizer
+    from nas.data.tasks import get_task, resolve_data_dir
+    from nas.deploy.latency import latency_batches
+
+    task = get_task(task_name)
+    tokenizer = load_tokenizer(str(teacher_dir))
+    dev = encode(read_examples(task, resolve_data_dir(data_dir), "dev", 64), tokenizer, 128 if task.is_pair else 64)
+    return latency_batches(dev)
+
+
 def measure_side_by_side(task_name: str, teacher_dir: Path, folders: dict[str, Path], data_dir) -> dict:
     """Latency at batch 1 and 32 of the teacher and every student, interleaved in this one process."""
     import torch
 
     from kd.students import load_student
-    from nas.data.batching import encode
-    from nas.data.glue_io import read_examples
-    from nas.deploy.latency import compare_latency, latency_batches
-    from nas.data.models import load_classifier, load_tokenizer, quiet_transformers
-    from nas.data.tasks import get_task, resolve_data_dir
+    from nas.data.models import load_classifier, quiet_transformers
+    from nas.data.tasks import get_task
+    from nas.deploy.latency import compare_latency
 
     quiet_transformers()
-    task = get_task(task_name)
-    tokenizer = load_tokenizer(str(teacher_dir))
-    dev = encode(read_examples(task, resolve_data_dir(data_dir), "dev", 64), tokenizer, 128 if task.is_pair else 64)
-    models = {"teacher": load_classifier(str(teacher_dir), task, new_head=False).eval()}
+    models = {"teacher": load_classifier(str(teacher_dir), get_task(task_name), new_head=False).eval()}
     models.update({name: load_student(folder).eval() for name, folder in folders.items()})
     forwards = {name: (lambda m: lambda batch: m(**batch).logits)(model) for name, model in models.items()}
-    return compare_latency(forwards, latency_batches(dev), torch.device("cpu"), warmup=5, repeats=20)
+    return compare_latency(forwards, latency_inputs(task_name, teacher_dir, data_dir), torch.device("cpu"), warmup=5, repeats=20)
 
 
 def majority_class_score(task_name: str, data_dir, subset: list) -> dict:
