@@ -132,7 +132,9 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
     if not (knowledge / "manifest.json").is_file() and not args.report_only:
         nas("knowledge", "--task", task, *data, "--teacher", teacher, "--augment-preset", args.preset, "--out", knowledge)
     common = ["--task", task, *data, "--teacher", teacher, "--knowledge", knowledge, "--seed", 42]
-    budget = teacher_budget(task, teacher, runs, args.data_dir)
+    # A report reads the budget a run timed; it times nothing itself.
+    budget = teacher_budget(task, teacher, runs, args.data_dir) if not args.report_only else \
+        (json.loads((runs / "budget.json").read_text()) if (runs / "budget.json").is_file() else None)
     students = {}  # row name -> (what it is, folder)
     report = {"teacher": json.loads((teacher / "metrics.json").read_text()), "budget": budget, "students": students,
               "knowledge": json.loads((knowledge / "manifest.json").read_text()), "sanity": None,
@@ -276,9 +278,11 @@ def task_section(task: str, report: dict) -> list[str]:
     lines = [
         f"## {task}",
         "",
-        f"Teacher dev {metric} {teacher_score:.4f}; batch-32 latency {budget['teacher_batch_32_ms']:.1f} ms when the "
-        f"budgets were set (5x: {budget['budget_5x_ms']:g} ms, 20x: {budget['budget_20x_ms']:g} ms, length "
-        f"{budget['seq_len']}). Transfer set: {rows:,} rows ({report['knowledge']['splits'].get('train', 0):,} of the "
+        f"Teacher dev {metric} {teacher_score:.4f}; "
+        + (f"batch-32 latency {budget['teacher_batch_32_ms']:.1f} ms when the budgets were set (5x: "
+           f"{budget['budget_5x_ms']:g} ms, 20x: {budget['budget_20x_ms']:g} ms, length {budget['seq_len']}, "
+           f"{budget.get('threads', '?')} torch thread(s)). " if budget else "no latency budget timed yet. ")
+        + f"Transfer set: {rows:,} rows ({report['knowledge']['splits'].get('train', 0):,} of the "
         f"task's own). Always predicting the most frequent training label scores {metric} "
         f"{report['majority'][metric]:.4f}: the floor a student must clear.",
         "",
