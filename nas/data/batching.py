@@ -51,8 +51,7 @@ class EncodedSplit:
         """(ids, token types, row starts, row lengths): every row end to end in two flat tensors,
         built on first use. The rows are read-only once a split is made."""
         if self._packed is None:
-            as_rows = lambda rows, dtype: rows if isinstance(rows, RaggedRows) else RaggedRows.from_lists(rows, dtype)  # noqa: E731
-            ids, types = as_rows(self.input_ids, np.int32), as_rows(self.token_type_ids, np.int8)
+            ids, types = RaggedRows.of(self.input_ids, np.int32), RaggedRows.of(self.token_type_ids, np.int8)
             # One in-memory copy in the stored dtypes (int32 ids, int8 types: a quarter and an
             # eighth of int64), widened per batch; a memory-mapped split is read once here.
             flat = lambda rows: torch.from_numpy(np.array(rows.flat[rows.offsets[0] : rows.offsets[-1]]))  # noqa: E731
@@ -76,10 +75,9 @@ def labels_tensor(examples: list[Example], regression: bool) -> torch.Tensor:
 
 def join(parts: list[EncodedSplit]) -> EncodedSplit:
     """The rows of every part in order, as one split (the task's rows, then the augmented ones)."""
-    as_rows = lambda rows: rows if isinstance(rows, RaggedRows) else RaggedRows.from_lists(rows)  # noqa: E731
     return EncodedSplit(
-        RaggedRows.concat([as_rows(p.input_ids) for p in parts]),
-        RaggedRows.concat([as_rows(p.token_type_ids) for p in parts]),
+        RaggedRows.concat([RaggedRows.of(p.input_ids) for p in parts]),
+        RaggedRows.concat([RaggedRows.of(p.token_type_ids) for p in parts]),
         torch.cat([p.labels for p in parts]),
         parts[0].pad_id,
     )

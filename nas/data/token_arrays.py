@@ -44,6 +44,11 @@ class RaggedRows:
         return cls(flat, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
 
     @classmethod
+    def of(cls, rows, dtype=np.int32) -> RaggedRows:
+        """`rows` as RaggedRows: itself if it is one, else its lists packed (`from_lists`)."""
+        return rows if isinstance(rows, RaggedRows) else cls.from_lists(rows, dtype)
+
+    @classmethod
     def concat(cls, parts) -> RaggedRows:
         """One in-memory array of the rows of every part, in order."""
         flats = [np.asarray(p.flat[p.offsets[0] : p.offsets[-1]]) for p in parts]

@@ -51,8 +51,7 @@ def _first_copies(split: EncodedSplit, targets: Targets, variants: int, copies: 
     """The first `copies` of each row's `variants` augmented copies (the knowledge stores them row by row)."""
     rows = len(split) // variants
     index = (np.arange(rows)[:, None] * variants + np.arange(copies)).ravel()
-    as_rows = lambda part: part if isinstance(part, RaggedRows) else RaggedRows.from_lists(part)  # noqa: E731
-    kept = EncodedSplit(as_rows(split.input_ids).take(index), as_rows(split.token_type_ids).take(index),
+    kept = EncodedSplit(RaggedRows.of(split.input_ids).take(index), RaggedRows.of(split.token_type_ids).take(index),
                         split.labels[index], split.pad_id)
     return kept, Targets(*targets.rows(torch.from_numpy(index)))
 
