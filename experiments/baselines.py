@@ -90,8 +90,9 @@ def latency_inputs(task_name: str, teacher_dir: Path, data_dir) -> dict[int, dic
     return latency_batches(dev)
 
 
-def measure_side_by_side(task_name: str, teacher_dir: Path, folders: dict[str, Path], data_dir) -> dict:
-    """Latency at batch 1 and 32 of the teacher and every student, interleaved in this one process."""
+def measure_side_by_side(task_name: str, teacher_dir: Path, folders: dict[str, Path], data_dir, inputs=None) -> dict:
+    """Latency at batch 1 and 32 of the teacher and every student, interleaved in this one process,
+    on `inputs` (default: `latency_inputs`)."""
     import torch
 
     from kd.students import load_student
@@ -103,7 +104,8 @@ def measure_side_by_side(task_name: str, teacher_dir: Path, folders: dict[str, P
     models = {"teacher": load_classifier(str(teacher_dir), get_task(task_name), new_head=False).eval()}
     models.update({name: load_student(folder).eval() for name, folder in folders.items()})
     forwards = {name: (lambda m: lambda batch: m(**batch).logits)(model) for name, model in models.items()}
-    return compare_latency(forwards, latency_inputs(task_name, teacher_dir, data_dir), torch.device("cpu"), warmup=5, repeats=20)
+    inputs = inputs or latency_inputs(task_name, teacher_dir, data_dir)
+    return compare_latency(forwards, inputs, torch.device("cpu"), warmup=5, repeats=20)
 
 
 def majority_class_score(task_name: str, data_dir, subset: list) -> dict:

@@ -224,8 +224,9 @@ def teacher_budget(task: str, teacher: Path, runs: Path, data_dir) -> dict:
     target's (12.2x at the 5x budget)."""
     path = runs / "budget.json"
     if not path.is_file():
-        teacher_ms = measure_side_by_side(task, teacher, {}, data_dir)["teacher"]["batch_32_ms"]
-        seq_len = latency_inputs(task, teacher, data_dir)[32]["input_ids"].shape[1]
+        inputs = latency_inputs(task, teacher, data_dir)
+        teacher_ms = measure_side_by_side(task, teacher, {}, data_dir, inputs)["teacher"]["batch_32_ms"]
+        seq_len = inputs[32]["input_ids"].shape[1]
         budget = {"teacher_batch_32_ms": teacher_ms, "seq_len": int(seq_len), "threads": torch.get_num_threads(),
                   **{f"budget_{speed:g}x_ms": round(teacher_ms / speed, 3) for speed in SPEEDS}}
         path.parent.mkdir(parents=True, exist_ok=True)
