@@ -67,8 +67,14 @@ ROW_SETS = {
 # on one core). The cell is chosen by DARTS-PT's perturbation rule: the argmax of the op logits
 # drifts to parameter-free ops within an epoch (the known collapse; history.json's uncapped
 # share) and its cells scored no better than random ones (experiments/results/adabert.md);
-# arch.json still records the argmax cell beside it.
-SEARCH = ["--epochs", "3", "--set", "augmented_copies=4", "--set", "selection=perturbation"]
+# arch.json still records the argmax cell beside it. Perturbation is scored on 128 held-out rows:
+# on 512 it took 35 minutes of a K=8 supernet. The depth and width are chosen by trials
+# (`depth_choice=trial`, nas/train/shape_trials.py): the cell at each width, as deep as the budget
+# allows, trained for two epochs on the task's rows and scored on the held-out slice. The width
+# logits drifted to the narrowest width and the depth logits to shallow stacks, while at equal
+# latency K=2 H=96 cells beat K=1 H=128 and K=4 H=64 ones once trained.
+SEARCH = ["--epochs", "3", "--set", "augmented_copies=4", "--set", "selection=perturbation",
+          "--set", "perturbation_rows=128", "--set", "depth_choice=trial"]
 SETTINGS = {
     # MRPC's searched students train on the task's own rows with probe KD: at the fixed cell that
     # beat the 20x transfer set (the recipe rows of experiments/results/gap.md).
@@ -175,7 +181,7 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
             resume = ["--resume"] if (out / "checkpoint.pt").is_file() else []
             nas("search", *common, "--out", out, *settings["search"], "--latency-budget", budget[f"budget_{speed:g}x_ms"],
                 "--set", "latency_batch_size=32", "--set", f"latency_seq_len={budget['seq_len']}",
-                "--set", "depth_choice=budget", *space, *resume)
+                *space, *resume)
         finetune(name, f"`nas search` under the {speed:g}x budget, then `nas finetune` on the {settings['student']}",
                  out / "arch.json", runs / folder.replace("search", "student"), *student)
         return out / "arch.json"

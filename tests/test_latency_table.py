@@ -331,7 +331,7 @@ def test_depth_choice_budget_derives_the_deepest_stack_that_fits(prepared, tiny_
 
 @pytest.mark.parametrize("sets, message", [
     (["--set", "depth_choice=budget"], "needs a latency budget"),
-    (["--latency-budget", "50", "--set", "depth_choice=widest"], "expected logits or budget"),
+    (["--latency-budget", "50", "--set", "depth_choice=widest"], "expected logits, budget or trial"),
 ])
 def test_depth_choice_is_checked(prepared, tiny_glue, tmp_path, run_cli, sets, message):
     code, _, err = run_cli(*search_args(prepared, tiny_glue, tmp_path / "run", *sets))

@@ -59,6 +59,12 @@ class EncodedSplit:
             self._packed = (flat(ids), flat(types), starts, torch.from_numpy(ids.lengths.astype(np.int64)))
         return self._packed
 
+    def take(self, index) -> EncodedSplit:
+        """The rows at `index` (int array), in that order, as a new in-memory split."""
+        index = np.asarray(index, dtype=np.int64)
+        return EncodedSplit(RaggedRows.of(self.input_ids).take(index), RaggedRows.of(self.token_type_ids).take(index),
+                            self.labels[torch.from_numpy(index)], self.pad_id)
+
 
 def encode(examples: list[Example], tokenizer, max_length: int, regression: bool = False) -> EncodedSplit:
     """Tokenise on every core (see nas.data.token_arrays) into flat arrays."""

@@ -18,7 +18,6 @@ from nas.base.errors import UserError
 from nas.data.batching import EncodedSplit, encode, join, labels_tensor
 from nas.data.glue_io import TaskData
 from nas.data.models import load_classifier
-from nas.data.token_arrays import RaggedRows
 from searchspace.embeddings import teacher_tables
 
 
@@ -39,6 +38,15 @@ class DistillData:
     probe_losses: list[float]  # dev loss of each teacher layer's probe, embedding output first
     original_rows: int  # the first rows of `train` are the task's own; any after them are augmented
 
+    def held_out(self, train_rows, held_out_rows) -> DistillData:
+        """Training rows `train_rows` (of the task's own rows) scored on rows `held_out_rows` of
+        the training split instead of dev: model choices made inside a search never read dev."""
+        train_rows, held_out_rows = np.asarray(train_rows, dtype=np.int64), np.asarray(held_out_rows, dtype=np.int64)
+        if (train_rows >= self.original_rows).any() or np.intersect1d(train_rows, held_out_rows).size:
+            raise ValueError("held_out: training rows must be task rows, disjoint from the held-out ones")
+        return DistillData(self.train.take(train_rows), Targets(*self.train_targets.rows(torch.from_numpy(train_rows))),
+                           {"dev": self.train.take(held_out_rows)}, self.probe_losses, len(train_rows))
+
 
 def _targets(knowledge: Knowledge, split: str, rows: int) -> Targets:
     part = knowledge.split(split)
@@ -51,9 +59,7 @@ def _first_copies(split: EncodedSplit, targets: Targets, variants: int, copies: 
     """The first `copies` of each row's `variants` augmented copies (the knowledge stores them row by row)."""
     rows = len(split) // variants
     index = (np.arange(rows)[:, None] * variants + np.arange(copies)).ravel()
-    kept = EncodedSplit(RaggedRows.of(split.input_ids).take(index), RaggedRows.of(split.token_type_ids).take(index),
-                        split.labels[index], split.pad_id)
-    return kept, Targets(*targets.rows(torch.from_numpy(index)))
+    return split.take(index), Targets(*targets.rows(torch.from_numpy(index)))
 
 
 def prepare(data: TaskData, knowledge: Knowledge, tokenizer, max_length: int, use_augmented: bool = True,

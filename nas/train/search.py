@@ -35,6 +35,7 @@ from nas.deploy.costs import student_costs
 from nas.train.distill_data import prepare, teacher_embedding_tables
 from nas.train.figures import depth_figure, op_probability_figure
 from nas.train.perturbation import select_after_search
+from nas.train.shape_trials import choose_shape
 from nas.train.width_latency import any_search_latency, width_efficiency_loss, width_op_costs
 from nas.train.loop import Hooks, LoopState, NonFiniteLoss, linear_warmup_decay, train_loop
 from ops import OPS
@@ -111,6 +112,12 @@ class SearchConfig:
     # (on SST-2 K=1 wins although the same cell stacked 4 or 8 times scores higher once trained:
     # experiments/results/depth.md), so under a budget the spare latency is better spent on depth.
     depth_choice: str = "logits"
+    # "trial": with a latency budget, the depth and width by measurement (nas/train/shape_trials.py):
+    # the cell at each searched width, as deep as the budget allows, trained from scratch for
+    # `trial_epochs` on the task's own rows (the first `trial_rows`; 0: all) and scored on the
+    # held-out slice, never dev.
+    trial_epochs: int = 2
+    trial_rows: int = 0
     # How the cell is chosen once the search has trained the supernet. "argmax": the strongest op
     # logits (DARTS' rule, searchspace/derive.py). "perturbation": DARTS-PT's rule, the ops and
     # edges whose removal hurts the supernet's held-out loss most (nas/train/perturbation.py),
@@ -142,7 +149,8 @@ class SearchConfig:
         """The flat record of the settings (config.json, provenance, checkpoints). Settings added
         with the width search and perturbation selection are left out at their defaults, so a
         default search records (and a resume compares) the same keys as before they existed."""
-        return flat_dict(self, omit_when_default=("widths", "selection", "perturbation_rows", "augmented_copies"))
+        return flat_dict(self, omit_when_default=("widths", "selection", "perturbation_rows", "augmented_copies",
+                                                         "trial_epochs", "trial_rows"))
 
     def __post_init__(self):
         check_speed_settings("off", self.amp)
@@ -151,10 +159,13 @@ class SearchConfig:
             # start, reported as if searched.
             raise UserError(f"settings 'epochs' ({self.epochs}) and 'warmup_epochs' ({self.warmup_epochs}): the "
                             "architecture trains only after the warm-up, so epochs must exceed warmup_epochs")
-        if self.depth_choice not in ("logits", "budget"):
-            raise UserError(f"setting 'depth_choice': expected logits or budget, got {self.depth_choice!r}")
-        if self.depth_choice == "budget" and self.latency_budget_ms <= 0:
-            raise UserError("setting 'depth_choice': budget needs a latency budget (--latency-budget MS)")
+        if self.depth_choice not in ("logits", "budget", "trial"):
+            raise UserError(f"setting 'depth_choice': expected logits, budget or trial, got {self.depth_choice!r}")
+        if self.depth_choice != "logits" and self.latency_budget_ms <= 0:
+            raise UserError(f"setting 'depth_choice': {self.depth_choice} needs a latency budget (--latency-budget MS)")
+        if self.trial_epochs < 1 or self.trial_rows < 0:
+            raise UserError(f"settings 'trial_epochs' (>= 1) and 'trial_rows' (>= 0, 0 for all) are out of range: "
+                            f"{self.trial_epochs}, {self.trial_rows}")
         if not 0.0 <= self.latency_margin < 1.0:
             raise UserError(f"setting 'latency_margin': expected a value in [0, 1), got {self.latency_margin}")
         if self.selection not in ("argmax", "perturbation"):
@@ -331,8 +342,9 @@ class Search:
             self.supernet.space.ops, config.max_cells, max_parameter_free=cap,
             width_logits=self.supernet.width_logits.detach().cpu() if widths else None, widths=widths or None,
         )
-        if config.depth_choice == "budget":
-            genotype = replace(genotype, num_cells=config.max_cells)  # fit() below removes what does not fit
+        if config.depth_choice in ("budget", "trial"):
+            # fit() below removes what does not fit; `trial` chooses among the widths after the search.
+            genotype = replace(genotype, num_cells=config.max_cells)
         # With a latency budget the derived student must fit it: fewer cells, then cheaper ops.
         return self.latency.fit(genotype) if capped and self.latency is not None else genotype
 
@@ -514,6 +526,9 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
         best_metric, chosen, record = select_after_search(
             search, Genotype.from_json(json.dumps(best_genotype), source="derived genotype"), out / BEST_WEIGHTS)
         best_genotype, selection = chosen.to_dict(), {"selection": record}
+    if config.depth_choice == "trial":
+        best_metric, chosen, record = _shape_by_trials(search, best_genotype, words, positions, tokenizer.pad_token_id or 0)
+        best_genotype, selection = chosen.to_dict(), {**selection, "shape": record}
     genotype = _finalise(best_genotype, supernet, space, task, tokenizer, config, info,
                          extra={"dev_metric": {task.primary_metric: best_metric}, "best_epoch": best_epoch, **selection,
                                 "search_seconds": round(time.perf_counter() - started, 1),
@@ -525,6 +540,24 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
         genotype.save(out / "arch.json")
     distributed.barrier(processes)  # no process reports success before arch.json is written
     return genotype, state
+
+
+def _shape_by_trials(search, genotype_dict, words, positions, pad_id):
+    """`depth_choice=trial` (nas/train/shape_trials.py) after the search: rank 0 trains the
+    candidates, every rank gets its choice. Returns (the supernet's dev score at the chosen shape,
+    with the best epoch's weights; the genotype; the record for arch.json)."""
+    processes = search.processes
+    main = distributed.is_main(processes)
+    genotype = Genotype.from_json(json.dumps(genotype_dict), source="derived genotype")
+    chosen, record = choose_shape(search, genotype, words, positions, pad_id) if main else (None, None)
+    chosen, record = distributed.broadcast_from_main((chosen, record), processes)
+    distributed.barrier(processes)  # rank 0 has written the best epoch's weights
+    search.supernet.load_state_dict(torch.load(search.out / BEST_WEIGHTS, map_location=search.device, weights_only=True))
+    path = search.supernet.genotype_path(chosen)
+    forward = lambda inputs: search.supernet(**inputs, path=path)[0]  # noqa: E731
+    metrics = evaluate_splits(search.task, forward, search.data.dev, search.config.eval_batch_size, search.device,
+                              search.supernet)
+    return metrics[search.task.primary_metric], chosen, record
 
 
 def _finalise(genotype_dict, supernet, space, task, tokenizer, config, info, extra):

@@ -1,0 +1,106 @@
+"""`--set depth_choice=trial`: the searched student's depth and width chosen by short trainings.
+
+Why: under a latency budget the depth and width logits of a short search choose badly. They
+favour what learns fastest in a few epochs of weight sharing, shallow and narrow stacks, while
+the trained students rank otherwise: on MRPC at one predicted latency, K=2 H=96 cells beat
+K=1 H=128, which beat K=4 H=64 (experiments/results/gap.md), and the searched K=8 H=64 and
+K=4 H=64 students lost to random architectures of equal latency. So the cell comes from the
+search (argmax or perturbation), and its shape from measurement:
+
+1. Candidates: for each searched width (the hidden size alone when the width is not searched),
+   the derived cell stacked as deep as the budget allows at that width (the latency table's
+   `fit`: as many cells as fit, at most `max_cells`). One candidate per width, each spending the
+   whole budget; a width where even one cell is over the budget is left out.
+2. Each candidate is compiled and trained from scratch with the finetune's recipe (probe KD,
+   teacher-initialised word vectors) for `trial_epochs` on the task's own training rows outside
+   the search's held-out slice (the first `trial_rows` of them, when set), with a seed of its own.
+3. Each is scored on that held-out slice, the rows the architecture steps used, never on dev:
+   the final student's dev score then says nothing the choice already read. The best score
+   wins; a tie goes to the faster.
+
+Each trial's score is kept in `shape_trials.json` in the run folder as soon as it is known, so
+a resumed search does not train it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from nas.base import atomic
+from nas.train.student_training import FinetuneConfig, train_with_kd
+from searchspace.genotype import Genotype
+from searchspace.student import compile_genotype
+
+TRIALS_FILE = "shape_trials.json"
+TRIAL_SEED_OFFSET = 1000  # the trials' own seed: their noise is not the final finetune's
+
+
+def shape_candidates(genotype: Genotype, widths, max_cells: int, latency) -> list[Genotype]:
+    """The cell of `genotype` at each width in `widths`, as deep as `latency.fit` allows (at most
+    `max_cells`): distinct candidates, narrowest width first. `fit` moves a width whose one cell is
+    over the budget to a narrower one (or cheaper ops), so such a width adds no candidate of its own."""
+    found = []
+    for width in sorted(widths):
+        candidate = latency.fit(dataclasses.replace(genotype, hidden_size=width, num_cells=max_cells))
+        if candidate.hidden_size == width and candidate.canonical() not in {c.canonical() for c in found}:
+            found.append(candidate)
+    return found  # never empty: the search refused a budget the narrowest width cannot meet
+
+
+def trial_config(search_config) -> FinetuneConfig:
+    """The finetune's defaults (probe KD) with the search's batch size, γ, dropout and speed settings."""
+    return FinetuneConfig(epochs=search_config.trial_epochs, batch_size=search_config.batch_size,
+                          eval_batch_size=search_config.eval_batch_size, gamma=search_config.gamma,
+                          kd_temperature=search_config.kd_temperature, kd="probes", dropout=search_config.dropout,
+                          seed=search_config.seed + TRIAL_SEED_OFFSET, amp=search_config.amp,
+                          fused_optimizer=search_config.fused_optimizer)
+
+
+def trial_score(genotype: Genotype, data, task, config: FinetuneConfig, device, words, positions, pad_id: int) -> float:
+    """The held-out score of `genotype` trained from scratch on `data` (see the module docstring)."""
+    student = compile_genotype(genotype, vocab_size=words.shape[0],
+                               max_positions=positions.shape[0] if positions is not None else 512,
+                               num_labels=task.num_labels, pair=task.is_pair, dropout=config.dropout,
+                               pad_token_id=pad_id, teacher_width=words.shape[1])
+    student.embeddings.init_from_teacher(words, positions if positions is not None else student.embeddings.positions.weight)
+    state, _ = train_with_kd(student, task, data, config, device, description=f"trial {genotype.num_cells}x{genotype.hidden_size}")
+    return state.history[state.best_epoch][task.primary_metric]
+
+
+def choose_shape(search, genotype: Genotype, words, positions, pad_id: int) -> tuple[Genotype, dict]:
+    """(the best candidate shape of `genotype`'s cell, the record for arch.json's extra)."""
+    config, task = search.config, search.task
+    widths = search.supernet.widths or (config.hidden_size,)
+    candidates = shape_candidates(genotype, widths, config.max_cells, search.latency)
+    train_rows = [i for i in search.weight_rows if i < search.data.original_rows]
+    if config.trial_rows:
+        train_rows = train_rows[: config.trial_rows]
+    data = search.data.held_out(train_rows, search.arch_rows)
+    trial = trial_config(config)
+    kept = Path(search.out) / TRIALS_FILE
+    settings = {"epochs": trial.epochs, "rows": len(train_rows), "held_out_rows": len(search.arch_rows), "seed": trial.seed}
+    done = _earlier_scores(kept, settings)
+    trials = []
+    for candidate in candidates:
+        key = candidate.to_string()
+        started = time.perf_counter()
+        score = done[key] if key in done else trial_score(candidate, data, task, trial, search.device, words, positions, pad_id)
+        trials.append({"genotype": key, "predicted_ms": round(search.latency.predict(candidate), 4),
+                       f"held_out_{task.primary_metric}": score, "seconds": round(time.perf_counter() - started, 1)})
+        atomic.write_json(kept, {**settings, "trials": trials})
+    metric = f"held_out_{task.primary_metric}"
+    best = max(range(len(candidates)), key=lambda i: (trials[i][metric], -trials[i]["predicted_ms"]))
+    return candidates[best], {"rule": "trial", **settings, "trials": trials}
+
+
+def _earlier_scores(path: Path, settings: dict) -> dict:
+    """{genotype string: score} of trials a stopped run of the same settings finished."""
+    if not path.is_file():
+        return {}
+    saved = json.loads(path.read_text())
+    if any(saved.get(key) != value for key, value in settings.items()):
+        return {}
+    return {t["genotype"]: next(v for k, v in t.items() if k.startswith("held_out_")) for t in saved.get("trials", [])}

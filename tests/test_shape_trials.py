@@ -1,0 +1,154 @@
+"""`depth_choice=trial`: the searched cell's depth and width chosen by short trainings scored on
+the search's held-out training rows (nas/train/shape_trials.py), never on dev."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nas.base.errors import UserError
+from nas.train import shape_trials
+from nas.train.search import SearchConfig
+from searchspace.genotype import Genotype
+from tests.test_latency_table import EXAMPLE, hand_table
+from tests.test_width import width_latency
+
+
+# ---------------------------------------------------------------- candidates
+
+
+@pytest.mark.parametrize("budget, shapes", [
+    (100.0, [(3, 8), (3, 16)]),  # everything fits: the deepest stack at each width
+    (20.0, [(3, 8), (1, 16)]),  # width 8: K=3 17.75 ms; width 16: K=1 12.5 ms, K=2 24 ms
+    (12.0, [(2, 8)]),  # one cell at width 16 (12.5 ms) is over: that width adds nothing
+])
+def test_candidates_are_the_deepest_stack_that_fits_at_each_width(budget, shapes):
+    latency = width_latency(budget)
+    found = shape_trials.shape_candidates(EXAMPLE, (16, 8), 3, latency)
+    assert [(g.num_cells, g.hidden_size) for g in found] == shapes
+    assert all(g.cell == EXAMPLE.cell and latency.predict(g) <= budget for g in found)
+
+
+# ---------------------------------------------------------------- held-out rows
+
+
+def tiny_distill_data(prepared, tiny_glue):
+    from kd.knowledge import Knowledge
+    from nas.data.glue_io import load_task_data
+    from nas.data.models import load_tokenizer
+    from nas.data.tasks import get_task
+    from nas.train.distill_data import prepare
+
+    teacher, folder = prepared["sst2"]
+    knowledge = Knowledge(folder)
+    return prepare(load_task_data(get_task("sst2"), tiny_glue), knowledge, load_tokenizer(str(teacher)),
+                   knowledge.max_length)
+
+
+def test_held_out_data_scores_training_rows_the_trials_do_not_train_on(prepared, tiny_glue):
+    data = tiny_distill_data(prepared, tiny_glue)
+    train, held = [0, 2, 3], [5, 1]
+    part = data.held_out(train, held)
+    assert len(part.train) == part.original_rows == 3 and list(part.dev) == ["dev"]
+    assert list(part.dev["dev"].input_ids) == [list(data.train.input_ids[i]) for i in held]
+    assert torch.equal(part.dev["dev"].labels, data.train.labels[held])
+    assert list(part.train.input_ids) == [list(data.train.input_ids[i]) for i in train]
+    assert torch.equal(part.train_targets.probe_logits, data.train_targets.probe_logits[train])
+    with pytest.raises(ValueError):
+        data.held_out([0, 5], [5])  # a row both trained on and scored
+    with pytest.raises(ValueError):
+        data.held_out([data.original_rows], [0])  # an augmented row
+
+
+# ---------------------------------------------------------------- a search
+
+
+def trial_search_args(prepared, tiny_glue, out, *extra):
+    teacher, knowledge = prepared["sst2"]
+    return ["search", "--task", "sst2", "--data-dir", str(tiny_glue), "--teacher", str(teacher),
+            "--knowledge", str(knowledge), "--out", str(out), "--device", "cpu", "--epochs", "1", "--seed", "0",
+            "--set", "hidden_size=16", "--set", "widths=8,16", "--set", "max_cells=3", "--set", "warmup_epochs=0",
+            "--latency-budget", "100", "--set", "depth_choice=trial", "--set", "trial_epochs=1", *extra]
+
+
+def hand_tables(out):
+    """One table per width in the run folder, where the search reuses them: width 8 half of width 16."""
+    out.mkdir(parents=True, exist_ok=True)
+    for width, scale in ((8, 0.5), (16, 1.0)):
+        data = hand_table(hidden=width)
+        for item in data["entries"]:
+            for key in ("frame_ms", "frame_pair_ms", "embedding_ms", "head_ms", "cell_ms"):
+                item[key] *= scale
+            item["ops_ms"] = {op: ms * scale for op, ms in item["ops_ms"].items()}
+        (out / f"latency_table_w{width}.json").write_text(json.dumps(data))
+
+
+@pytest.fixture(scope="module")
+def trial_search(prepared, tiny_glue, tmp_path_factory):
+    """A tiny search over widths 8 and 16 with depth_choice=trial; the trials' data recorded."""
+    from nas.commands.cli import main
+
+    out = tmp_path_factory.mktemp("trial") / "search"
+    hand_tables(out)
+    seen, real = [], shape_trials.trial_score
+    patch = pytest.MonkeyPatch()
+    patch.setattr(shape_trials, "trial_score", lambda genotype, data, *rest: seen.append((genotype, data)) or real(genotype, data, *rest))
+    try:
+        assert main(trial_search_args(prepared, tiny_glue, out)) == 0
+    finally:
+        patch.undo()
+    return out, seen
+
+
+def test_the_search_keeps_the_best_trial_and_records_every_one(trial_search):
+    out, seen = trial_search
+    arch = Genotype.load(out / "arch.json")
+    record = arch.extra["shape"]
+    trials = record["trials"]
+    assert record["rule"] == "trial" and record["epochs"] == 1
+    assert [(g.num_cells, g.hidden_size) for g, _ in seen] == [(3, 8), (3, 16)]  # both fit the budget of 100
+    scores = [t["held_out_accuracy"] for t in trials]
+    best = max(range(2), key=lambda i: (scores[i], -trials[i]["predicted_ms"]))
+    assert (arch.num_cells, arch.hidden_size) == (seen[best][0].num_cells, seen[best][0].hidden_size)
+    assert arch.costs["predicted_latency_ms"] <= 100 * 0.95
+    written = json.loads((out / "arch.json").read_text())["extra"]["shape"]["trials"]
+    assert json.loads((out / shape_trials.TRIALS_FILE).read_text())["trials"] == written
+
+
+def test_trials_never_read_dev(trial_search, prepared, tiny_glue):
+    out, seen = trial_search
+    record = Genotype.load(out / "arch.json").extra["shape"]
+    full = tiny_distill_data(prepared, tiny_glue)
+    tail = range(full.original_rows - record["held_out_rows"], full.original_rows)  # the search's held-out slice
+    for _, data in seen:
+        assert len(data.train) == data.original_rows == record["rows"] == full.original_rows - len(tail)
+        assert list(data.dev["dev"].input_ids) == [list(full.train.input_ids[i]) for i in tail]
+        assert torch.equal(data.dev["dev"].labels, full.train.labels[list(tail)])
+
+
+def test_a_resumed_search_reuses_the_finished_trials(trial_search, prepared, tiny_glue, monkeypatch):
+    from nas.commands.cli import main
+
+    out, _ = trial_search
+    before = Genotype.load(out / "arch.json")
+    monkeypatch.setattr(shape_trials, "trial_score", lambda *a, **k: pytest.fail("a finished trial ran again"))
+    assert main(trial_search_args(prepared, tiny_glue, out, "--resume")) == 0
+    after = Genotype.load(out / "arch.json")
+    assert (after.num_cells, after.hidden_size, after.cell) == (before.num_cells, before.hidden_size, before.cell)
+
+
+@pytest.mark.parametrize("settings, field", [
+    ({"depth_choice": "trial"}, "needs a latency budget"),
+    ({"depth_choice": "trial", "latency_budget_ms": 50.0, "trial_epochs": 0}, "trial_epochs"),
+    ({"depth_choice": "trial", "latency_budget_ms": 50.0, "trial_rows": -1}, "trial_rows"),
+])
+def test_trial_settings_are_checked(settings, field):
+    with pytest.raises(UserError, match=field):
+        SearchConfig(**settings)
+
+
+def test_trial_settings_stay_out_of_a_default_record():
+    assert "trial_epochs" not in SearchConfig().to_dict()
+    assert SearchConfig(trial_epochs=3).to_dict()["trial_epochs"] == 3
