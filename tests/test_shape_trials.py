@@ -12,8 +12,8 @@ from nas.base.errors import UserError
 from nas.train import shape_trials
 from nas.train.search import SearchConfig
 from searchspace.genotype import Genotype
-from tests.test_latency_table import EXAMPLE, hand_table
-from tests.test_width import width_latency
+from tests.test_latency_table import EXAMPLE
+from tests.test_width import HAND_WIDTHS, scaled_hand_table, width_latency
 
 
 # ---------------------------------------------------------------- candidates
@@ -76,13 +76,8 @@ def trial_search_args(prepared, tiny_glue, out, *extra):
 def hand_tables(out):
     """One table per width in the run folder, where the search reuses them: width 8 half of width 16."""
     out.mkdir(parents=True, exist_ok=True)
-    for width, scale in ((8, 0.5), (16, 1.0)):
-        data = hand_table(hidden=width)
-        for item in data["entries"]:
-            for key in ("frame_ms", "frame_pair_ms", "embedding_ms", "head_ms", "cell_ms"):
-                item[key] *= scale
-            item["ops_ms"] = {op: ms * scale for op, ms in item["ops_ms"].items()}
-        (out / f"latency_table_w{width}.json").write_text(json.dumps(data))
+    for width, scale in HAND_WIDTHS:
+        (out / f"latency_table_w{width}.json").write_text(json.dumps(scaled_hand_table(width, scale)))
 
 
 @pytest.fixture(scope="module")

@@ -145,17 +145,26 @@ def test_narrower_widths_cost_less_and_the_cost_term_pulls_towards_them():
     assert grad[0] < 0 < grad[1], grad  # raising the narrow width's logit lowers the cost term
 
 
+HAND_WIDTHS = ((8, 0.5), (16, 1.0))  # (width, scale of test_latency_table's OP_MS)
+
+
+def scaled_hand_table(width: int, scale: float) -> dict:
+    """test_latency_table's hand table at `width`, every time multiplied by `scale`."""
+    data = hand_table(hidden=width)
+    for item in data["entries"]:
+        for key in ("frame_ms", "frame_pair_ms", "embedding_ms", "head_ms", "cell_ms"):
+            item[key] *= scale
+        item["ops_ms"] = {op: ms * scale for op, ms in item["ops_ms"].items()}
+    return data
+
+
 def width_latency(budget: float) -> WidthLatency:
     """Hand tables: width 8 takes half the times of width 16 (test_latency_table's OP_MS)."""
     per_width = {}
-    for width, scale in ((8, 0.5), (16, 1.0)):
-        data = hand_table(hidden=width)
-        for item in data["entries"]:
-            for key in ("frame_ms", "frame_pair_ms", "embedding_ms", "head_ms", "cell_ms"):
-                item[key] *= scale
-            item["ops_ms"] = {op: ms * scale for op, ms in item["ops_ms"].items()}
+    for width, scale in HAND_WIDTHS:
         config = SearchConfig(hidden_size=width, max_cells=3, latency_budget_ms=budget, latency_margin=0.0)
-        per_width[width] = SearchLatency(table_from_dict(data), config, False, OP_NAMES, torch.device("cpu"))
+        per_width[width] = SearchLatency(table_from_dict(scaled_hand_table(width, scale)), config, False, OP_NAMES,
+                                         torch.device("cpu"))
     return WidthLatency(per_width, SearchConfig(hidden_size=16, widths=(8, 16), max_cells=3, latency_budget_ms=budget))
 
 
