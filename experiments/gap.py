@@ -194,6 +194,9 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
         widest = max(map(int, settings["widths"].split(",")))
         search(f"searched for 5x, width not searched (H={widest})", SPEEDS[0], "search_5x_one_width",
                "--set", f"hidden_size={widest}")
+    report["shape_trials"] = {f"{speed:g}x": json.loads(path.read_text())["extra"]["shape"]
+                              for speed, path in searched.items()
+                              if path.is_file() and "shape" in json.loads(path.read_text()).get("extra", {})}
     reports[task] = report
     write_report(Path(args.results), reports, args)
 
@@ -314,6 +317,16 @@ def task_section(task: str, report: dict) -> list[str]:
     lines.append("")
     if report["unfinished"]:
         lines += [f"Not finished yet (the script resumes them): {'; '.join(report['unfinished'])}.", ""]
+    for speed, shape in report.get("shape_trials", {}).items():
+        held = next(key for key in shape["trials"][0] if key.startswith("held_out_"))
+        lines += [f"Depth and width of the {speed} search (`depth_choice=trial`): the searched cell at each width, as "
+                  f"deep as the budget allows, trained from scratch for {shape['epochs']} epochs on {shape['rows']:,} "
+                  f"task rows and scored on the search's {shape['held_out_rows']} held-out training rows (not dev); "
+                  "the best is the searched student.", "",
+                  f"| candidate | predicted b=32 ms | {held.replace('_', ' ')} | seconds |", "| --- | --- | --- | --- |"]
+        lines += [f"| {' '.join(t['genotype'].split(';')[1:3])} | {t['predicted_ms']:.1f} | {t[held]:.4f} | {t['seconds']:.0f} |"
+                  for t in shape["trials"]]
+        lines.append("")
     sanity = report.get("sanity")
     if sanity:
         verdict = "beats" if sanity["beats_random"] else "does not beat"
