@@ -150,7 +150,7 @@ class SearchConfig:
         with the width search and perturbation selection are left out at their defaults, so a
         default search records (and a resume compares) the same keys as before they existed."""
         return flat_dict(self, omit_when_default=("widths", "selection", "perturbation_rows", "augmented_copies",
-                                                         "trial_epochs", "trial_rows"))
+                                                  "trial_epochs", "trial_rows"))
 
     def __post_init__(self):
         check_speed_settings("off", self.amp)
