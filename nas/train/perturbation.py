@@ -17,7 +17,6 @@ import dataclasses
 
 import torch
 
-from nas.data.evaluation import evaluate_splits
 from searchspace.perturbation import select_by_perturbation
 from searchspace.supernet import Path
 from searchspace.topology import KEPT_EDGES
@@ -56,19 +55,14 @@ def perturbation_genotype(search, genotype):
     return dataclasses.replace(genotype, cell=cell), record
 
 
-def select_after_search(search, best_genotype, weights_path):
+def select_after_search(search, best_genotype):
     """The search's best epoch re-selected by perturbation: its saved supernet weights loaded,
     the cell chosen by `perturbation_genotype`, fitted to the latency budget if there is one, and
     scored on dev with that path. Returns (dev metric, genotype, record)."""
-    supernet = search.supernet
-    supernet.load_state_dict(torch.load(weights_path, map_location=search.device, weights_only=True))
+    search.load_best_weights()
     argmax_metric = search.best[0]
     genotype, record = perturbation_genotype(search, best_genotype)
     if search.latency is not None:
         genotype = search.latency.fit(genotype)
-    path = supernet.genotype_path(genotype)
-    forward = lambda inputs: supernet(**inputs, path=path)[0]  # noqa: E731
-    metrics = evaluate_splits(search.task, forward, search.data.dev, search.config.eval_batch_size, search.device,
-                              supernet)
     record["argmax_dev_metric"] = argmax_metric
-    return metrics[search.task.primary_metric], genotype, record
+    return search.dev_metrics(genotype)[search.task.primary_metric], genotype, record

@@ -348,11 +348,19 @@ class Search:
         # With a latency budget the derived student must fit it: fewer cells, then cheaper ops.
         return self.latency.fit(genotype) if capped and self.latency is not None else genotype
 
-    def evaluate(self, state) -> dict:
-        genotype = self.derive()
+    def dev_metrics(self, genotype) -> dict:
+        """The supernet's dev metrics on the one-hot path of `genotype`."""
         path = self.supernet.genotype_path(genotype)
         forward = lambda inputs: self.supernet(**inputs, path=path)[0]  # noqa: E731
-        metrics = evaluate_splits(self.task, forward, self.data.dev, self.config.eval_batch_size, self.device, self.supernet)
+        return evaluate_splits(self.task, forward, self.data.dev, self.config.eval_batch_size, self.device, self.supernet)
+
+    def load_best_weights(self) -> None:
+        """The best epoch's supernet weights, which `on_best` wrote beside arch.json."""
+        self.supernet.load_state_dict(torch.load(self.out / BEST_WEIGHTS, map_location=self.device, weights_only=True))
+
+    def evaluate(self, state) -> dict:
+        genotype = self.derive()
+        metrics = self.dev_metrics(genotype)
         metrics["parameter_free_share"] = genotype.parameter_free_share()
         metrics["uncapped_parameter_free_share"] = self.derive(capped=False).parameter_free_share()
         metrics["depth"] = genotype.num_cells
@@ -524,7 +532,7 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
     if config.selection == "perturbation":
         distributed.barrier(processes)  # rank 0 has written the best epoch's weights
         best_metric, chosen, record = select_after_search(
-            search, Genotype.from_json(json.dumps(best_genotype), source="derived genotype"), out / BEST_WEIGHTS)
+            search, Genotype.from_json(json.dumps(best_genotype), source="derived genotype"))
         best_genotype, selection = chosen.to_dict(), {"selection": record}
     if config.depth_choice == "trial":
         best_metric, chosen, record = _shape_by_trials(search, best_genotype, words, positions, tokenizer.pad_token_id or 0)
@@ -552,12 +560,8 @@ def _shape_by_trials(search, genotype_dict, words, positions, pad_id):
     chosen, record = choose_shape(search, genotype, words, positions, pad_id) if main else (None, None)
     chosen, record = distributed.broadcast_from_main((chosen, record), processes)
     distributed.barrier(processes)  # rank 0 has written the best epoch's weights
-    search.supernet.load_state_dict(torch.load(search.out / BEST_WEIGHTS, map_location=search.device, weights_only=True))
-    path = search.supernet.genotype_path(chosen)
-    forward = lambda inputs: search.supernet(**inputs, path=path)[0]  # noqa: E731
-    metrics = evaluate_splits(search.task, forward, search.data.dev, search.config.eval_batch_size, search.device,
-                              search.supernet)
-    return metrics[search.task.primary_metric], chosen, record
+    search.load_best_weights()
+    return search.dev_metrics(chosen)[search.task.primary_metric], chosen, record
 
 
 def _finalise(genotype_dict, supernet, space, task, tokenizer, config, info, extra):
