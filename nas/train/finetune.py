@@ -19,11 +19,12 @@ from nas.deploy.export import onnx_beside
 from nas.deploy.model_card import write_model_card
 from nas.train.distill_data import prepare, teacher_embedding_tables
 from nas.train.search import BEST_WEIGHTS
-from nas.train.student_training import FinetuneConfig, config_dict, measure_against_teacher, student_record, train_with_kd
+from nas.train.student_training import (FinetuneConfig, compile_for_teacher, config_dict, measure_against_teacher,
+                                        student_record, train_with_kd)
 from searchspace.cell_heads import CellHeads
 from searchspace.genotype import Genotype, InvalidGenotype
 from searchspace.remote_code import write_remote_code
-from searchspace.student import AdaBertStudentForSequenceClassification, compile_genotype
+from searchspace.student import AdaBertStudentForSequenceClassification
 
 
 def initial_weights(config: FinetuneConfig, arch_path: Path, genotype: Genotype) -> Path | None:
@@ -78,12 +79,8 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
     max_length = config.max_length or knowledge.max_length
     distill = prepare(data, knowledge, tokenizer, max_length, config.use_augmented, config.augmented_copies)
     words, positions = teacher_embedding_tables(teacher_dir, task)
-    student = compile_genotype(
-        genotype, vocab_size=words.shape[0], max_positions=positions.shape[0] if positions is not None else 512,
-        num_labels=task.num_labels, pair=task.is_pair, dropout=config.dropout,
-        pad_token_id=tokenizer.pad_token_id or 0, id2label=dict(enumerate(task.labels)) if task.labels else None,
-        teacher_width=words.shape[1],
-    )
+    student = compile_for_teacher(genotype, task, words, positions, config.dropout, tokenizer.pad_token_id or 0,
+                                  id2label=dict(enumerate(task.labels)) if task.labels else None)
     # Built here, after the student, so their fresh weights come from the same seeded stream
     # whichever command trains it; inherited below with the student's when the search's are used.
     heads = CellHeads.for_student(student) if config.kd == "probes" else None

@@ -30,9 +30,8 @@ import time
 from pathlib import Path
 
 from nas.base import atomic
-from nas.train.student_training import FinetuneConfig, train_with_kd
+from nas.train.student_training import FinetuneConfig, compile_for_teacher, train_with_kd
 from searchspace.genotype import Genotype
-from searchspace.student import compile_genotype
 
 TRIALS_FILE = "shape_trials.json"
 TRIAL_SEED_OFFSET = 1000  # the trials' own seed: their noise is not the final finetune's
@@ -61,10 +60,7 @@ def trial_config(search_config) -> FinetuneConfig:
 
 def trial_score(genotype: Genotype, data, task, config: FinetuneConfig, device, words, positions, pad_id: int) -> float:
     """The held-out score of `genotype` trained from scratch on `data` (see the module docstring)."""
-    student = compile_genotype(genotype, vocab_size=words.shape[0],
-                               max_positions=positions.shape[0] if positions is not None else 512,
-                               num_labels=task.num_labels, pair=task.is_pair, dropout=config.dropout,
-                               pad_token_id=pad_id, teacher_width=words.shape[1])
+    student = compile_for_teacher(genotype, task, words, positions, config.dropout, pad_id)
     student.embeddings.init_from_teacher(words, positions if positions is not None else student.embeddings.positions.weight)
     state, _ = train_with_kd(student, task, data, config, device, description=f"trial {genotype.num_cells}x{genotype.hidden_size}")
     return state.history[state.best_epoch][task.primary_metric]
@@ -82,25 +78,25 @@ def choose_shape(search, genotype: Genotype, words, positions, pad_id: int) -> t
     trial = trial_config(config)
     kept = Path(search.out) / TRIALS_FILE
     settings = {"epochs": trial.epochs, "rows": len(train_rows), "held_out_rows": len(search.arch_rows), "seed": trial.seed}
-    done = _earlier_scores(kept, settings)
+    done = _earlier_trials(kept, settings)
+    metric = f"held_out_{task.primary_metric}"
     trials = []
     for candidate in candidates:
         key = candidate.to_string()
-        started = time.perf_counter()
-        score = done[key] if key in done else trial_score(candidate, data, task, trial, search.device, words, positions, pad_id)
-        trials.append({"genotype": key, "predicted_ms": round(search.latency.predict(candidate), 4),
-                       f"held_out_{task.primary_metric}": score, "seconds": round(time.perf_counter() - started, 1)})
+        if key not in done:
+            started = time.perf_counter()
+            score = trial_score(candidate, data, task, trial, search.device, words, positions, pad_id)
+            done[key] = {"genotype": key, "predicted_ms": round(search.latency.predict(candidate), 4), metric: score,
+                         "seconds": round(time.perf_counter() - started, 1)}
+        trials.append(done[key])
         atomic.write_json(kept, {**settings, "trials": trials})
-    metric = f"held_out_{task.primary_metric}"
     best = max(range(len(candidates)), key=lambda i: (trials[i][metric], -trials[i]["predicted_ms"]))
     return candidates[best], {"rule": "trial", **settings, "trials": trials}
 
 
-def _earlier_scores(path: Path, settings: dict) -> dict:
-    """{genotype string: score} of trials a stopped run of the same settings finished."""
-    if not path.is_file():
-        return {}
-    saved = json.loads(path.read_text())
+def _earlier_trials(path: Path, settings: dict) -> dict:
+    """{genotype string: trial record} of the trials a stopped run of the same settings finished."""
+    saved = json.loads(path.read_text()) if path.is_file() else {}
     if any(saved.get(key) != value for key, value in settings.items()):
         return {}
-    return {t["genotype"]: next(v for k, v in t.items() if k.startswith("held_out_")) for t in saved.get("trials", [])}
+    return {trial["genotype"]: trial for trial in saved["trials"]}

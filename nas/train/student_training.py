@@ -24,6 +24,7 @@ from nas.train.loop import Hooks, linear_warmup_decay, train_loop
 from nas.train.stage_checkpoint import EpochCheckpoint
 from searchspace.cell_heads import CellHeads
 from searchspace.genotype import EMBEDDING_VARIANTS
+from searchspace.student import compile_genotype
 
 KD_MODES = ("probes", "logits")
 
@@ -66,6 +67,16 @@ class FinetuneConfig:
             raise UserError(f"setting 'kd': expected {' or '.join(KD_MODES)}, got {self.kd!r}")
         if not 0.0 <= self.gamma <= 1.0:
             raise UserError(f"setting 'gamma': expected a value in [0, 1], got {self.gamma}")
+
+
+def compile_for_teacher(genotype, task, words: torch.Tensor, positions: torch.Tensor | None, dropout: float,
+                        pad_id: int, id2label=None):
+    """The student of `genotype` (fresh weights) sized to the teacher's embedding tables `words`
+    (V, D) and `positions` (P, D), or 512 positions when the teacher has none."""
+    return compile_genotype(genotype, vocab_size=words.shape[0],
+                            max_positions=positions.shape[0] if positions is not None else 512,
+                            num_labels=task.num_labels, pair=task.is_pair, dropout=dropout, pad_token_id=pad_id,
+                            id2label=id2label, teacher_width=words.shape[1])
 
 
 def kd_loss(student_logits, teacher_logits, labels, task, gamma: float, temperature: float):
