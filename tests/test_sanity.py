@@ -82,3 +82,50 @@ def test_a_tiny_sanity_check_runs_end_to_end(prepared, tiny_glue, tmp_path):
     # A second run reuses the finished finetunes and writes the same verdict.
     assert main(args) == 0
     assert json.loads((out / "sanity.json").read_text())["rows"] == summary["rows"]
+
+
+def _tiny_search(prepared, tiny_glue, out):
+    from nas.commands.cli import main
+
+    teacher, knowledge = prepared["sst2"]
+    assert main(["search", "--task", "sst2", "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,
+                 "--out", out, "--epochs", 1, "--set", "hidden_size=16", "--set", "max_cells=2",
+                 "--set", "warmup_epochs=0"]) == 0
+    return out / "arch.json"
+
+
+def test_init_search_starts_every_architecture_from_the_supernet_and_is_not_mixed_with_scratch(
+        prepared, tiny_glue, tmp_path, run_cli):
+    teacher, knowledge = prepared["sst2"]
+    arch = _tiny_search(prepared, tiny_glue, tmp_path / "search")
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps(hand_table(hidden=16)))
+    out = tmp_path / "sanity"
+    args = ["sanity", "--task", "sst2", "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,
+            "--arch", arch, "--out", out, "--device", "cpu", "--random", "2", "--latency-table", table, "--epochs", "1",
+            "--set", "latency_repeats=1", "--set", "latency_batch_sizes=1", "--set", "use_augmented=false"]
+    code, _, err = run_cli(*args, "--set", "init=search")
+    assert code == 0, err
+    summary = json.loads((out / "sanity.json").read_text())
+    assert summary["finetune"]["init"] == "search" and len(summary["rows"]) == 3
+    for row in summary["rows"]:
+        assert json.loads((out / row["name"] / "metrics.json").read_text())["init"] == "search", row["name"]
+    assert "from the search's supernet" in (out / "sanity.md").read_text()
+    # The same folder asked from scratch would mix two starts in one verdict: refused, nothing rewritten.
+    before = (out / "sanity.json").read_text()
+    code, _, err = run_cli(*args)
+    assert code == 2 and "finetuned with init=search" in err and len(err.strip().splitlines()) == 1
+    assert (out / "sanity.json").read_text() == before
+
+
+def test_init_search_without_the_search_weights_is_a_one_line_error(prepared, tiny_glue, tmp_path, run_cli):
+    teacher, knowledge = prepared["sst2"]
+    arch = tmp_path / "arch.json"
+    dataclasses.replace(EXAMPLE, num_cells=2).save(arch)
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps(hand_table(hidden=16)))
+    code, _, err = run_cli("sanity", "--task", "sst2", "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge",
+                           knowledge, "--arch", arch, "--out", tmp_path / "sanity", "--device", "cpu", "--random", "2",
+                           "--latency-table", table, "--epochs", "1", "--set", "init=search")
+    assert code == 2 and "init=search" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "sanity").exists()

@@ -274,7 +274,8 @@ def _sanity_args(parser):
 
 
 @command("sanity", "finetune the searched architecture and random ones of equal predicted latency the same way "
-         "(from scratch); writes sanity.md: does the search beat chance?", _sanity_args,
+         "(from scratch, or --set init=search: all from the search's supernet); writes sanity.md: does the search "
+         "beat chance?", _sanity_args,
          settings=("nas.train.student_training", "FinetuneConfig"))
 def run_sanity_command(args):
     from kd.knowledge import Knowledge

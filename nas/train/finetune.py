@@ -64,12 +64,14 @@ def chosen_embeddings(genotype: Genotype, name: str) -> Genotype:
 
 
 def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig, out, device, checkpoint=None,
-                 record=None) -> dict:
+                 record=None, weights_from: Path | None = None) -> dict:
     """Compile `arch_path`, train it with KD (`config.kd`), write the model folder and metrics.json to `out`.
 
     This is the one recipe for a searched student: `nas distill` with an `arch:` student and the
     probes or vanilla method comes here too (nas/train/distill.py). `record(state, seconds)`, if
-    given, returns keys to add to metrics.json (what `nas distill` records about its method)."""
+    given, returns keys to add to metrics.json (what `nas distill` records about its method).
+    `weights_from`, if given, is the search's weights file to inherit from in place of the one
+    arch.json records (`nas sanity` starts every architecture from the searched one's supernet)."""
 
     task = data.task
     arch_path = Path(arch_path)
@@ -84,7 +86,8 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
     # Built here, after the student, so their fresh weights come from the same seeded stream
     # whichever command trains it; inherited below with the student's when the search's are used.
     heads = CellHeads.for_student(student) if config.kd == "probes" else None
-    weights = initial_weights(config, arch_path, genotype)
+    weights = initial_weights(config, arch_path, genotype) if weights_from is None or config.init == "scratch" \
+        else Path(weights_from)
     if weights is not None:
         open_regular(weights, "the search's weights (.pt)", DATA_CAP).close()
         try:
