@@ -32,6 +32,7 @@ from pathlib import Path
 
 from nas.base import atomic
 from nas.base.errors import UserError
+from nas.base.markdown import markdown_cell
 from nas.deploy.latency_table import LatencyTable, load_latency_table, predict_latency_ms
 from nas.train.finetune import initial_weights, run_finetune
 from nas.train.latency_budget import TABLE_FILE
@@ -179,7 +180,7 @@ def markdown(summary: dict, arch_path: Path) -> str:
              f"{summary['latency_seq_len']}); all finetuned {STARTS[summary['finetune']['init']]} with the same "
              "settings.", "",
              "| architecture | genotype | predicted ms | params | " + metric + " |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['name']} | `{r['genotype']}` | {r['predicted_ms']:.3f} | {r['params']:,} | {r[metric]:.4f} |"
+    lines += [f"| {r['name']} | `{markdown_cell(r['genotype'])}` | {r['predicted_ms']:.3f} | {r['params']:,} | {r[metric]:.4f} |"
               for r in summary["rows"]]
     verdict = "yes" if summary["beats_random"] else "no"
     lines += ["", f"Searched {summary['searched']:.4f}; random {summary['random_mean']:.4f} ± {summary['random_std']:.4f} "
