@@ -184,6 +184,9 @@ def _search_args(parser):
     parser.add_argument("--latency-budget", dest="latency_budget_ms", type=float, metavar="MS",
                         help="latency budget in ms at latency_batch_size and latency_seq_len (default 1 and 64); "
                              "the derived student is predicted to fit it")
+    parser.add_argument("--speedup", dest="latency_speedup", type=float, metavar="X",
+                        help="latency budget as X times faster than the teacher, which the search times itself "
+                             "(instead of --latency-budget)")
     parser.add_argument("--latency-table", dest="latency_table", metavar="FILE",
                         help="latency table from `nas latency-table` (default: measured into --out when needed)")
 
@@ -199,7 +202,7 @@ def run_search_command(args):
 
     quiet_transformers()
     require(args, "teacher", "knowledge")
-    config = build(SearchConfig, "search", args.config, flags(args, "epochs", "seed", "latency_budget_ms", "latency_table"), args.set)
+    config = build(SearchConfig, "search", args.config, flags(args, "epochs", "seed", "latency_budget_ms", "latency_speedup", "latency_table"), args.set)
     task = resolve_task(args)
     out = require_out(args)
     data = load_data(args, task)

@@ -36,6 +36,7 @@ from nas.train.distill_data import prepare, teacher_embedding_tables
 from nas.train.figures import depth_figure, op_probability_figure
 from nas.train.perturbation import select_after_search
 from nas.train.shape_trials import choose_shape
+from nas.train.speedup_budget import keep as keep_teacher_timing, with_speedup_budget
 from nas.train.width_latency import any_search_latency, width_efficiency_loss, width_op_costs
 from nas.train.loop import Hooks, LoopState, NonFiniteLoss, linear_warmup_decay, train_loop
 from ops import OPS
@@ -101,6 +102,10 @@ class SearchConfig:
     efficiency: str = "cost"
     latency_table: str = ""  # from `nas latency-table`; empty: measured into the run folder when needed
     latency_budget_ms: float = 0.0
+    # The budget as a speed-up over the teacher instead (0: none): the teacher's latency, timed by
+    # the search in its own process, over this (nas/train/speedup_budget.py). A budget timed
+    # elsewhere, on a busier or quieter machine, is off by as much as the machine's load.
+    latency_speedup: float = 0.0
     latency_batch_size: int = 1  # the batch size and length the budget refers to
     latency_seq_len: int = 64
     # The derived student is fitted to budget x (1 - margin): the table's predictions are off by a
@@ -150,7 +155,7 @@ class SearchConfig:
         with the width search and perturbation selection are left out at their defaults, so a
         default search records (and a resume compares) the same keys as before they existed."""
         return flat_dict(self, omit_when_default=("widths", "selection", "perturbation_rows", "augmented_copies",
-                                                  "trial_epochs", "trial_rows"))
+                                                  "trial_epochs", "trial_rows", "latency_speedup"))
 
     def __post_init__(self):
         check_speed_settings("off", self.amp)
@@ -161,8 +166,12 @@ class SearchConfig:
                             "architecture trains only after the warm-up, so epochs must exceed warmup_epochs")
         if self.depth_choice not in ("logits", "budget", "trial"):
             raise UserError(f"setting 'depth_choice': expected logits, budget or trial, got {self.depth_choice!r}")
-        if self.depth_choice != "logits" and self.latency_budget_ms <= 0:
-            raise UserError(f"setting 'depth_choice': {self.depth_choice} needs a latency budget (--latency-budget MS)")
+        if self.latency_speedup < 0 or self.latency_speedup and self.latency_budget_ms:
+            raise UserError(f"settings 'latency_speedup' ({self.latency_speedup}) and 'latency_budget_ms' "
+                            f"({self.latency_budget_ms}): give one budget, a speed-up over the teacher or milliseconds")
+        if self.depth_choice != "logits" and self.latency_budget_ms <= 0 and self.latency_speedup <= 0:
+            raise UserError(f"setting 'depth_choice': {self.depth_choice} needs a latency budget (--latency-budget MS "
+                            "or --speedup X)")
         if self.trial_epochs < 1 or self.trial_rows < 0:
             raise UserError(f"settings 'trial_epochs' (>= 1) and 'trial_rows' (>= 0, 0 for all) are out of range: "
                             f"{self.trial_epochs}, {self.trial_rows}")
@@ -493,6 +502,8 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
     (before its checkpoint is written); an exception it raises stops the search."""
 
     task = data.task
+    # A speed-up over the teacher becomes milliseconds here, the teacher timed just before the tables.
+    config, teacher_timing = with_speedup_budget(config, teacher_dir, task, out, device, processes)
     # The latency table, and a budget no architecture can meet refused, before anything is loaded.
     latency = any_search_latency(config, out, device, task.is_pair, tuple(OPS), processes)
     torch.manual_seed(config.seed)
@@ -520,6 +531,7 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
         atomic.write_json(out / "config.json", info)
         if latency is not None:
             latency.keep_table(out)  # a table measured for this run, beside its config
+        keep_teacher_timing(teacher_timing, out)
     writer = search.writer = tensorboard_writer(out / "tensorboard") if main else None
     started = time.perf_counter()
     state = search.run()
@@ -540,6 +552,7 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
     genotype = _finalise(best_genotype, supernet, space, task, tokenizer, config, info,
                          extra={"dev_metric": {task.primary_metric: best_metric}, "best_epoch": best_epoch, **selection,
                                 "search_seconds": round(time.perf_counter() - started, 1),
+                                **({"latency_speedup": teacher_timing} if teacher_timing else {}),
                                 "history": state.history, "max_length": max_length,
                                 **({"processes": processes.world_size} if processes else {})})
     if latency is not None:
