@@ -75,11 +75,15 @@ ROW_SETS = {
 # arch.json still records the argmax cell beside it. Perturbation is scored on 128 held-out rows:
 # on 512 it took 35 minutes of a K=8 supernet. The depth and width are chosen by trials
 # (`depth_choice=trial`, nas/train/shape_trials.py): the cell at each width, as deep as the budget
-# allows, trained for two epochs on the task's rows and scored on the held-out slice. The width
+# allows and that depth halved down to one cell, each trained for two epochs on the task's rows
+# from the search's weights (as its student is) and scored on the held-out slice. The width
 # logits drifted to the narrowest width and the depth logits to shallow stacks, while at equal
-# latency K=2 H=96 cells beat K=1 H=128 and K=4 H=64 ones once trained.
+# latency K=2 H=96 cells beat K=1 H=128 and K=4 H=64 ones once trained; trials from scratch of
+# the deepest stacks alone could not separate MRPC's shapes (all within half a point of the
+# floor), and on MRPC stacks of 7 or 8 cells trained to the floor where 2 to 4 did not.
 SEARCH = ["--epochs", "3", "--set", "augmented_copies=4", "--set", "selection=perturbation",
-          "--set", "perturbation_rows=128", "--set", "depth_choice=trial"]
+          "--set", "perturbation_rows=128", "--set", "depth_choice=trial", "--set", "trial_init=search",
+          "--set", "trial_depths=halving"]
 SETTINGS = {
     # MRPC's searched students train on the task's own rows with probe KD: at the fixed cell that
     # beat the 20x transfer set (the recipe rows of experiments/results/gap.md).
@@ -374,8 +378,10 @@ def task_section(task: str, report: dict) -> list[str]:
         lines += [f"Not finished yet (the script resumes them): {'; '.join(report['unfinished'])}.", ""]
     for speed, shape in report.get("shape_trials", {}).items():
         held = next(key for key in shape["trials"][0] if key.startswith("held_out_"))
+        depths = " and that depth halved down to one cell" if shape.get("depths") == "halving" else ""
+        start = "from the search's weights" if shape.get("init") == "search" else "from scratch"
         lines += [f"Depth and width of the {speed} search (`depth_choice=trial`): the searched cell at each width, as "
-                  f"deep as the budget allows, trained from scratch for {shape['epochs']} epochs on {shape['rows']:,} "
+                  f"deep as the budget allows{depths}, trained {start} for {shape['epochs']} epochs on {shape['rows']:,} "
                   f"task rows and scored on the search's {shape['held_out_rows']} held-out training rows (not dev); "
                   "the best is the searched student.", "",
                   f"| candidate | predicted b=32 ms | {held.replace('_', ' ')} | seconds |", "| --- | --- | --- | --- |"]

@@ -147,3 +147,68 @@ def test_trial_settings_are_checked(settings, field):
 def test_trial_settings_stay_out_of_a_default_record():
     assert "trial_epochs" not in SearchConfig().to_dict()
     assert SearchConfig(trial_epochs=3).to_dict()["trial_epochs"] == 3
+
+
+# ---------------------------------------------------------------- shallower stacks, inherited weights
+
+
+@pytest.mark.parametrize("depth, expected", [(8, [8, 4, 2, 1]), (5, [5, 2, 1]), (3, [3, 1]), (1, [1])])
+def test_halvings_go_down_to_one_cell(depth, expected):
+    assert shape_trials.halvings(depth) == expected
+
+
+@pytest.mark.parametrize("budget, shapes", [
+    (100.0, [(3, 8), (1, 8), (3, 16), (1, 16)]),
+    (20.0, [(3, 8), (1, 8), (1, 16)]),  # width 16 fits one cell only: nothing to halve
+])
+def test_halving_adds_the_shallower_stacks_of_each_width(budget, shapes):
+    found = shape_trials.shape_candidates(EXAMPLE, (16, 8), 3, width_latency(budget), depths="halving")
+    assert [(g.num_cells, g.hidden_size) for g in found] == shapes
+
+
+def test_a_finished_search_derives_again_with_other_trial_settings_without_training(trial_search, prepared, tiny_glue,
+                                                                                  tmp_path, monkeypatch):
+    import shutil
+
+    from nas.commands.cli import main
+    from nas.train import search as search_module
+    from searchspace.width import leading_slice
+
+    out = tmp_path / "search"
+    shutil.copytree(trial_search[0], out)
+    before = json.loads((out / "arch.json").read_text())["extra"]
+    supernet = torch.load(out / "supernet_best.pt", weights_only=True)
+    monkeypatch.setattr(search_module.Search, "step_loss", lambda *a, **k: pytest.fail("the supernet trained again"))
+    starts, real = [], shape_trials.train_with_kd
+
+    def spy(student, task, data, config, device, **rest):
+        starts.append({name: value.clone() for name, value in student.state_dict().items()})
+        return real(student, task, data, config, device, **rest)
+
+    monkeypatch.setattr(shape_trials, "train_with_kd", spy)
+    assert main(trial_search_args(prepared, tiny_glue, out, "--resume", "--set", "trial_init=search",
+                                  "--set", "trial_depths=halving")) == 0
+    record = Genotype.load(out / "arch.json").extra["shape"]
+    assert record["init"] == "search" and record["depths"] == "halving"
+    assert [t["genotype"].split(";")[1:3] for t in record["trials"]] == [["K=3", "H=8"], ["K=1", "H=8"],
+                                                                         ["K=3", "H=16"], ["K=1", "H=16"]]
+    assert json.loads((out / "arch.json").read_text())["extra"]["history"] == before["history"]
+    # Each trial started from the supernet: its cells' weights are the supernet's leading channels.
+    for start in starts:
+        name = next(n for n in start if n.startswith("cells.") and n.endswith("weight") and start[n].dim() > 1)
+        assert torch.equal(start[name], leading_slice(supernet[name], start[name].shape)), name
+
+
+def test_a_resume_with_another_training_setting_is_still_refused(trial_search, prepared, tiny_glue, tmp_path, run_cli):
+    import shutil
+
+    out = tmp_path / "search"
+    shutil.copytree(trial_search[0], out)
+    code, _, err = run_cli(*trial_search_args(prepared, tiny_glue, out, "--resume", "--set", "lr=0.5"))
+    assert code == 2 and "other settings (lr)" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("settings", [{"trial_init": "teacher"}, {"trial_depths": "all"}])
+def test_trial_start_and_depth_settings_are_checked(settings):
+    with pytest.raises(UserError, match="trial_init.*trial_depths"):
+        SearchConfig(depth_choice="trial", latency_budget_ms=50.0, **settings)

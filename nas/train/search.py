@@ -123,6 +123,13 @@ class SearchConfig:
     # held-out slice, never dev.
     trial_epochs: int = 2
     trial_rows: int = 0
+    # Where a trial starts: "scratch", or "search": the search's best weights, each candidate
+    # inheriting its own ops, cells and width, as the searched student does in `nas finetune`.
+    # Which depths: "deepest", the deepest stack that fits at each width; "halving", that depth
+    # and its halvings down to 1 (8, 4, 2, 1). On MRPC's 3,668 rows stacks of 7 or 8 cells trained
+    # to the majority-class floor while 2 to 4 cells of the same latency did not.
+    trial_init: str = "scratch"
+    trial_depths: str = "deepest"
     # How the cell is chosen once the search has trained the supernet. "argmax": the strongest op
     # logits (DARTS' rule, searchspace/derive.py). "perturbation": DARTS-PT's rule, the ops and
     # edges whose removal hurts the supernet's held-out loss most (nas/train/perturbation.py),
@@ -155,7 +162,8 @@ class SearchConfig:
         with the width search and perturbation selection are left out at their defaults, so a
         default search records (and a resume compares) the same keys as before they existed."""
         return flat_dict(self, omit_when_default=("widths", "selection", "perturbation_rows", "augmented_copies",
-                                                  "trial_epochs", "trial_rows", "latency_speedup"))
+                                                  "trial_epochs", "trial_rows", "latency_speedup", "trial_init",
+                                                  "trial_depths"))
 
     def __post_init__(self):
         check_speed_settings("off", self.amp)
@@ -172,6 +180,9 @@ class SearchConfig:
         if self.depth_choice != "logits" and self.latency_budget_ms <= 0 and self.latency_speedup <= 0:
             raise UserError(f"setting 'depth_choice': {self.depth_choice} needs a latency budget (--latency-budget MS "
                             "or --speedup X)")
+        if self.trial_init not in ("scratch", "search") or self.trial_depths not in ("deepest", "halving"):
+            raise UserError(f"settings 'trial_init' (scratch or search) and 'trial_depths' (deepest or halving): got "
+                            f"{self.trial_init!r}, {self.trial_depths!r}")
         if self.trial_epochs < 1 or self.trial_rows < 0:
             raise UserError(f"settings 'trial_epochs' (>= 1) and 'trial_rows' (>= 0, 0 for all) are out of range: "
                             f"{self.trial_epochs}, {self.trial_rows}")
@@ -204,6 +215,12 @@ class SearchConfig:
             raise UserError(f"setting 'arch_fraction': expected a value in (0, 1), got {self.arch_fraction}")
         if self.tau_floor <= 0 or self.tau_start <= 0:
             raise UserError("settings 'tau_start' and 'tau_floor' must be positive")
+
+
+# Settings read only once the supernet has trained, by the cell selection and the shape trials: a
+# search resumed with other values of them (a finished one included) derives again from the same
+# supernet, instead of being refused or trained again.
+DERIVATION_SETTINGS = ("selection", "perturbation_rows", "trial_epochs", "trial_rows", "trial_init", "trial_depths")
 
 
 def normalised_op_costs(ops, hidden: int, seq_len: int) -> torch.Tensor:
@@ -460,8 +477,10 @@ class Search:
 
     def restore(self, path: Path):
         saved = torch.load(path, map_location=self.device, weights_only=False)
-        if saved["config"] != self.config.to_dict():
-            changed = sorted(k for k in saved["config"] if saved["config"][k] != self.config.to_dict().get(k))
+        now = self.config.to_dict()
+        changed = sorted(k for k in saved["config"].keys() | now.keys()
+                         if saved["config"].get(k) != now.get(k) and k not in DERIVATION_SETTINGS)
+        if changed:
             raise UserError(f"{path}: the checkpoint was made with other settings ({', '.join(changed)}); resume with the same ones")
         self.supernet.load_state_dict(saved["supernet"])
         self.weight_optimizer.load_state_dict(saved["weight_optimizer"])

@@ -10,10 +10,15 @@ search (argmax or perturbation), and its shape from measurement:
 1. Candidates: for each searched width (the hidden size alone when the width is not searched),
    the derived cell stacked as deep as the budget allows at that width (the latency table's
    `fit`: as many cells as fit, at most `max_cells`). One candidate per width, each spending the
-   whole budget; a width where even one cell is over the budget is left out.
-2. Each candidate is compiled and trained from scratch with the finetune's recipe (probe KD,
-   teacher-initialised word vectors) for `trial_epochs` on the task's own training rows outside
-   the search's held-out slice (the first `trial_rows` of them, when set), with a seed of its own.
+   whole budget; a width where even one cell is over the budget is left out. With
+   `trial_depths=halving` each width also offers that depth's halvings down to one cell: on a
+   small training set a deep stack can lose to a shallow one of less latency (on MRPC, stacks of
+   7 or 8 cells trained to the majority-class floor while stacks of 2 to 4 did not).
+2. Each candidate is compiled and trained with the finetune's recipe (probe KD) for
+   `trial_epochs` on the task's own training rows outside the search's held-out slice (the first
+   `trial_rows` of them, when set), with a seed of its own: from scratch (teacher-initialised
+   word vectors), or with `trial_init=search` from the search's best weights, each candidate
+   inheriting its own ops, cells and width as the searched student does in `nas finetune`.
 3. Each is scored on that held-out slice, the rows the architecture steps used, never on dev:
    the final student's dev score then says nothing the choice already read. The best score
    wins; a tie goes to the faster.
@@ -31,22 +36,35 @@ from pathlib import Path
 
 from nas.base import atomic
 from nas.train.student_training import FinetuneConfig, compile_for_teacher, train_with_kd
+from searchspace.cell_heads import CellHeads
 from searchspace.genotype import Genotype
 
 TRIALS_FILE = "shape_trials.json"
 TRIAL_SEED_OFFSET = 1000  # the trials' own seed: their noise is not the final finetune's
+BEFORE_SETTING = {"init": "scratch", "depths": "deepest"}  # what a trials file from before these settings ran with
 
 
-def shape_candidates(genotype: Genotype, widths, max_cells: int, latency) -> list[Genotype]:
+def shape_candidates(genotype: Genotype, widths, max_cells: int, latency, depths: str = "deepest") -> list[Genotype]:
     """The cell of `genotype` at each width in `widths`, as deep as `latency.fit` allows (at most
-    `max_cells`): distinct candidates, narrowest width first. `fit` moves a width whose one cell is
-    over the budget to a narrower one (or cheaper ops), so such a width adds no candidate of its own."""
+    `max_cells`), and with `depths="halving"` that depth's halvings down to 1 as well: distinct
+    candidates, narrowest width first, deepest first within a width. `fit` moves a width whose one
+    cell is over the budget to a narrower one (or cheaper ops), so such a width adds no candidate
+    of its own."""
     found = []
     for width in sorted(widths):
-        candidate = latency.fit(dataclasses.replace(genotype, hidden_size=width, num_cells=max_cells))
-        if candidate.hidden_size == width and candidate.canonical() not in {c.canonical() for c in found}:
-            found.append(candidate)
+        deepest = latency.fit(dataclasses.replace(genotype, hidden_size=width, num_cells=max_cells))
+        if deepest.hidden_size != width:
+            continue
+        for depth in halvings(deepest.num_cells) if depths == "halving" else (deepest.num_cells,):
+            candidate = dataclasses.replace(deepest, num_cells=depth)
+            if candidate.canonical() not in {c.canonical() for c in found}:
+                found.append(candidate)
     return found  # never empty: the search refused a budget the narrowest width cannot meet
+
+
+def halvings(depth: int) -> list[int]:
+    """`depth`, its half, quarter, ... down to 1: [8, 4, 2, 1], [5, 2, 1]."""
+    return [depth >> shift for shift in range(depth.bit_length())]
 
 
 def trial_config(search_config) -> FinetuneConfig:
@@ -58,11 +76,20 @@ def trial_config(search_config) -> FinetuneConfig:
                           fused_optimizer=search_config.fused_optimizer)
 
 
-def trial_score(genotype: Genotype, data, task, config: FinetuneConfig, device, words, positions, pad_id: int) -> float:
-    """The held-out score of `genotype` trained from scratch on `data` (see the module docstring)."""
+def trial_score(genotype: Genotype, data, task, config: FinetuneConfig, device, words, positions, pad_id: int,
+                supernet_weights: dict | None = None) -> float:
+    """The held-out score of `genotype` trained on `data` (see the module docstring): from scratch,
+    or from `supernet_weights` (the search's best supernet state) when given."""
     student = compile_for_teacher(genotype, task, words, positions, config.dropout, pad_id)
-    student.embeddings.init_from_teacher(words, positions if positions is not None else student.embeddings.positions.weight)
-    state, _ = train_with_kd(student, task, data, config, device, description=f"trial {genotype.num_cells}x{genotype.hidden_size}")
+    heads = None  # from scratch: fresh ones, made by train_with_kd
+    if supernet_weights is None:
+        student.embeddings.init_from_teacher(words, positions if positions is not None else student.embeddings.positions.weight)
+    else:
+        student.inherit_from_supernet(supernet_weights)
+        heads = CellHeads.for_student(student)
+        heads.inherit_from_supernet(supernet_weights)
+    state, _ = train_with_kd(student, task, data, config, device, heads=heads,
+                             description=f"trial {genotype.num_cells}x{genotype.hidden_size}")
     return state.history[state.best_epoch][task.primary_metric]
 
 
@@ -70,22 +97,27 @@ def choose_shape(search, genotype: Genotype, words, positions, pad_id: int) -> t
     """(the best candidate shape of `genotype`'s cell, the record for arch.json's extra)."""
     config, task = search.config, search.task
     widths = search.supernet.widths or (config.hidden_size,)
-    candidates = shape_candidates(genotype, widths, config.max_cells, search.latency)
+    candidates = shape_candidates(genotype, widths, config.max_cells, search.latency, config.trial_depths)
     train_rows = [i for i in search.weight_rows if i < search.data.original_rows]
     if config.trial_rows:
         train_rows = train_rows[: config.trial_rows]
     data = search.data.held_out(train_rows, search.arch_rows)
     trial = trial_config(config)
     kept = Path(search.out) / TRIALS_FILE
-    settings = {"epochs": trial.epochs, "rows": len(train_rows), "held_out_rows": len(search.arch_rows), "seed": trial.seed}
+    settings = {"epochs": trial.epochs, "rows": len(train_rows), "held_out_rows": len(search.arch_rows), "seed": trial.seed,
+                "init": config.trial_init, "depths": config.trial_depths}
     done = _earlier_trials(kept, settings)
+    weights = None
+    if config.trial_init == "search":
+        search.load_best_weights()
+        weights = {name: value.detach().clone() for name, value in search.supernet.state_dict().items()}
     metric = f"held_out_{task.primary_metric}"
     trials = []
     for candidate in candidates:
         key = candidate.to_string()
         if key not in done:
             started = time.perf_counter()
-            score = trial_score(candidate, data, task, trial, search.device, words, positions, pad_id)
+            score = trial_score(candidate, data, task, trial, search.device, words, positions, pad_id, weights)
             done[key] = {"genotype": key, "predicted_ms": round(search.latency.predict(candidate), 4), metric: score,
                          "seconds": round(time.perf_counter() - started, 1)}
         trials.append(done[key])
@@ -97,6 +129,6 @@ def choose_shape(search, genotype: Genotype, words, positions, pad_id: int) -> t
 def _earlier_trials(path: Path, settings: dict) -> dict:
     """{genotype string: trial record} of the trials a stopped run of the same settings finished."""
     saved = json.loads(path.read_text()) if path.is_file() else {}
-    if any(saved.get(key) != value for key, value in settings.items()):
+    if any(saved.get(key, BEFORE_SETTING.get(key)) != value for key, value in settings.items()):
         return {}
     return {trial["genotype"]: trial for trial in saved["trials"]}
