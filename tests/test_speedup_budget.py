@@ -53,7 +53,7 @@ def test_no_speedup_leaves_the_config_alone(tmp_path):
 
 def test_an_unreadable_kept_timing_is_named(tmp_path):
     (tmp_path / TEACHER_LATENCY).write_text("{not json")
-    with pytest.raises(UserError, match=f"{TEACHER_LATENCY}: not the search's teacher timing"):
+    with pytest.raises(UserError, match=f"{TEACHER_LATENCY}: not valid JSON"):
         with_speedup_budget(SearchConfig(latency_speedup=2), "teacher", get_task("sst2"), tmp_path, CPU)
 
 

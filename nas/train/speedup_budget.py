@@ -17,13 +17,13 @@ and compares equal settings.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
 
 from nas.base import atomic
 from nas.base.errors import UserError
+from nas.base.safe_files import read_json
 from nas.compute import distributed
 from nas.data.models import load_classifier
 from nas.deploy.costs import dummy_inputs
@@ -73,10 +73,7 @@ def _kept(path: Path, wanted: dict) -> dict | None:
     """The timing kept in a run folder, if it was taken the way this search would take it."""
     if not path.is_file():
         return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path}: not the search's teacher timing ({type(error).__name__}); remove it to time again") from None
+    record = read_json(path, "the search's teacher timing (JSON)")
     fits = isinstance(record, dict) and all(record.get(key) == value for key, value in wanted.items()) \
         and isinstance(record.get("teacher_ms"), (int, float)) and record["teacher_ms"] > 0
     return record if fits else None
