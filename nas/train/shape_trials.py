@@ -110,7 +110,7 @@ def choose_shape(search, genotype: Genotype, words, positions, pad_id: int) -> t
     weights = None
     if config.trial_init == "search":
         search.load_best_weights()
-        weights = {name: value.detach().clone() for name, value in search.supernet.state_dict().items()}
+        weights = search.supernet.state_dict()  # read only: each student copies its slices out
     metric = f"held_out_{task.primary_metric}"
     trials = []
     for candidate in candidates:
