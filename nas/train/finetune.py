@@ -86,8 +86,7 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
     # Built here, after the student, so their fresh weights come from the same seeded stream
     # whichever command trains it; inherited below with the student's when the search's are used.
     heads = CellHeads.for_student(student) if config.kd == "probes" else None
-    weights = initial_weights(config, arch_path, genotype) if weights_from is None or config.init == "scratch" \
-        else Path(weights_from)
+    weights = initial_weights(config, arch_path, genotype) if weights_from is None else Path(weights_from)
     if weights is not None:
         open_regular(weights, "the search's weights (.pt)", DATA_CAP).close()
         try:
