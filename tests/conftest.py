@@ -122,6 +122,19 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
+def searched(prepared, tiny_glue, tmp_path_factory):
+    """{task: search folder} of a 1-epoch search (for init from the search's weights); read only."""
+    from nas.commands.cli import main
+
+    root = tmp_path_factory.mktemp("search_for_finetune")
+    for task, (teacher, knowledge) in prepared.items():
+        assert main(["search", "--task", task, "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,
+                     "--out", root / task, "--epochs", 1, "--set", "hidden_size=16", "--set", "max_cells=2",
+                     "--set", "warmup_epochs=0"]) == 0
+    return {task: root / task for task in prepared}
+
+
+@pytest.fixture(scope="session")
 def finetuned(prepared, tiny_glue, tmp_path_factory):
     """{task: student folder} of `nas finetune` (1 epoch, a hand-written cell) for sst2 and mrpc."""
     import json

@@ -19,17 +19,6 @@ ARCH = {"schema_version": 1, "num_cells": 2, "hidden_size": 16,
         "cell": [[["cnn3", 0], ["max_pool", 1]], [["dilated_cnn5", 2], ["identity", 0]], [["cnn7", 3], ["avg_pool", 2]]]}
 
 
-@pytest.fixture(scope="module")
-def searched(prepared, tiny_glue, tmp_path_factory):
-    """{task: search folder} of a 1-epoch search (for init from the search's weights)."""
-    root = tmp_path_factory.mktemp("search_for_finetune")
-    for task, (teacher, knowledge) in prepared.items():
-        assert main(["search", "--task", task, "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,
-                     "--out", root / task, "--epochs", 1, "--set", "hidden_size=16", "--set", "max_cells=2",
-                     "--set", "warmup_epochs=0"]) == 0
-    return {task: root / task for task in prepared}
-
-
 def finetune(prepared, tiny_glue, task, arch, out, *extra):
     teacher, knowledge = prepared[task]
     return main(["finetune", "--task", task, "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,

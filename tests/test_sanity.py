@@ -84,20 +84,10 @@ def test_a_tiny_sanity_check_runs_end_to_end(prepared, tiny_glue, tmp_path):
     assert json.loads((out / "sanity.json").read_text())["rows"] == summary["rows"]
 
 
-def _tiny_search(prepared, tiny_glue, out):
-    from nas.commands.cli import main
-
-    teacher, knowledge = prepared["sst2"]
-    assert main(["search", "--task", "sst2", "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,
-                 "--out", out, "--epochs", 1, "--set", "hidden_size=16", "--set", "max_cells=2",
-                 "--set", "warmup_epochs=0"]) == 0
-    return out / "arch.json"
-
-
 def test_init_search_starts_every_architecture_from_the_supernet_and_is_not_mixed_with_scratch(
-        prepared, tiny_glue, tmp_path, run_cli):
+        prepared, searched, tiny_glue, tmp_path, run_cli):
     teacher, knowledge = prepared["sst2"]
-    arch = _tiny_search(prepared, tiny_glue, tmp_path / "search")
+    arch = searched["sst2"] / "arch.json"
     table = tmp_path / "table.json"
     table.write_text(json.dumps(hand_table(hidden=16)))
     out = tmp_path / "sanity"
