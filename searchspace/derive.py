@@ -87,11 +87,12 @@ def derive_width(width_logits, widths: tuple[int, ...]) -> int:
 def derive_genotype(op_logits, depth_logits, hidden_size: int, ops: Sequence[str] = DEFAULT_OPS,
                     max_cells: int | None = None, *, max_parameter_free: int | None = None,
                     costs=None, provenance=None, extra=None, width_logits=None,
-                    widths: tuple[int, ...] | None = None) -> Genotype:
+                    widths: tuple[int, ...] | None = None, embeddings: str | None = None) -> Genotype:
     """The genotype the search chose: cell from `op_logits` (per-cell blocks of 9 rows are
     averaged, see `derive_cell`), depth from `depth_logits`. The logits are kept in the
     genotype as they were (all blocks), and `max_cells` defaults to len(depth_logits).
-    With `width_logits` over `widths` (a searched width), `hidden_size` is the chosen width."""
+    With `width_logits` over `widths` (a searched width), `hidden_size` is the chosen width.
+    `embeddings`: the word-vector variant the supernet trained (None: the default, pca)."""
     if width_logits is not None:
         hidden_size = derive_width(width_logits, tuple(widths))
         width_logits, widths = tuple(_finite(_plain(width_logits), "width_logits")), tuple(widths)
@@ -102,7 +103,7 @@ def derive_genotype(op_logits, depth_logits, hidden_size: int, ops: Sequence[str
                     cell=derive_cell(rows, ops, max_parameter_free=max_parameter_free),
                     ops=tuple(ops), max_cells=len(depth) if max_cells is None else max_cells,
                     op_logits=rows, depth_logits=depth, widths=widths if width_logits is not None else None,
-                    width_logits=width_logits, costs=costs, provenance=provenance, extra=extra)
+                    width_logits=width_logits, costs=costs, provenance=provenance, extra=extra, embeddings=embeddings)
 
 
 def _plain(values):

@@ -52,9 +52,10 @@ class StudentEmbeddings(nn.Module):
         rows = min(positions.shape[0], self.positions.num_embeddings)
         self.positions.weight[:rows].copy_(positions[:rows].float() @ projection)
 
-    def forward(self, input_ids: torch.Tensor, width: int | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, width: int | None = None, table_width: int | None = None) -> torch.Tensor:
         """(B, T) ids -> (B, T, H), or (B, T, width) from the leading `width` channels of the
-        tables and the LayerNorm (the supernet's width search, searchspace/width.py)."""
+        tables and the LayerNorm (the supernet's width search, searchspace/width.py). The tables
+        are as wide as the output here, so `table_width` (ProjectedEmbeddings' own) is `width`."""
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         if width is None or width == self.words.embedding_dim:
             x = self.words(input_ids) + self.positions(positions)[None]  # (B, T, H)

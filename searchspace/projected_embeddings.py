@@ -22,6 +22,7 @@ computes; the variants then differ only in what training may change (and in thei
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from searchspace.embeddings import principal_projection
@@ -59,9 +60,21 @@ class ProjectedEmbeddings(nn.Module):
             rows = min(positions.shape[0], self.positions.num_embeddings)
             self.positions.weight[:rows].copy_(into(positions[:rows]))
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, hidden: int | None = None, table_width: int | None = None) -> torch.Tensor:
+        """(B, T) ids -> (B, T, H), or (B, T, hidden) from the leading `hidden` outputs of the
+        projection and the LayerNorm and the leading `table_width` columns of the tables: the supernet's
+        width search (searchspace/width.py), where a narrower student of a variant whose tables
+        narrow with it (factorised) reads its share of the widest one's."""
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.words(input_ids) + self.positions(positions)[None]  # (B, T, width)
+        if hidden is None or hidden == self.projection.out_features:
+            x = self.words(input_ids) + self.positions(positions)[None]  # (B, T, width)
+            if self.frozen:
+                x = x.detach()
+            return self.dropout(self.norm(self.projection(x)))  # (B, T, H)
+        width = table_width or self.words.embedding_dim
+        x = F.embedding(input_ids, self.words.weight[:, :width]) + self.positions.weight[positions, :width][None]
         if self.frozen:
             x = x.detach()
-        return self.dropout(self.norm(self.projection(x)))  # (B, T, H)
+        x = F.linear(x, self.projection.weight[:hidden, :width])  # (B, T, hidden)
+        x = F.layer_norm(x, (hidden,), self.norm.weight[:hidden], self.norm.bias[:hidden], self.norm.eps)
+        return self.dropout(x)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ops import OP_NAMES
+from searchspace.genotype import DEFAULT_EMBEDDINGS
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,9 @@ class SearchSpace:
     # width choice. The supernet is built at hidden_size, the widest of them; a narrower width
     # runs on the leading channels of the shared weights.
     widths: tuple[int, ...] = ()
+    # The word-vector variant (searchspace/embedding_variants.py) the supernet trains and the
+    # derived student records in arch.json: the student inherits what the search trained.
+    embeddings: str = DEFAULT_EMBEDDINGS
 
     @property
     def width_choices(self) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from searchspace.cell import (Cell, ClassifierHead, PairInputs, fixed_choices, pair_inputs, predates_pair_head,
                               run_cells)
 from searchspace.embedding_variants import build_embeddings, table_width
-from searchspace.genotype import Genotype
+from searchspace.genotype import DEFAULT_EMBEDDINGS, Genotype
 from searchspace.width import leading_slice
 
 
@@ -117,15 +117,16 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     @torch.no_grad()
-    def inherit_from_supernet(self, supernet) -> None:
+    def inherit_from_supernet(self, supernet, embeddings: str = DEFAULT_EMBEDDINGS) -> None:
         """Copy the weights of the chosen ops, cells, embeddings and depth-K head from a supernet
         (the module or its state dict): names match because both are built by the same `Cell`.
         A student narrower than the supernet (a searched width) takes the leading channels of
-        each weight, the part the supernet ran at its width (searchspace/width.py). The supernet's
-        embeddings are the pca variant's; a student of another variant keeps its own."""
+        each weight, the part the supernet ran at its width (searchspace/width.py). `embeddings`
+        is the word-vector variant the supernet trained (its arch.json's); a student of another
+        variant keeps its own (a state dict does not say which variant made its tables)."""
         source = supernet if isinstance(supernet, dict) else supernet.state_dict()
         target = self.state_dict()
-        own_embeddings = self.config.arch.embedding_variant != "pca"
+        own_embeddings = self.config.arch.embedding_variant != embeddings
         for name in target:
             if own_embeddings and name.startswith("embeddings."):
                 continue

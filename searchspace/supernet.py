@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from searchspace.cell import Cell, ClassifierHead, dag_edges, pair_inputs, run_cells
-from searchspace.embeddings import StudentEmbeddings
+from searchspace.embedding_variants import build_embeddings, table_width
 from searchspace.space import SearchSpace
 from searchspace.width import mix_widths, width_one_hot
 
@@ -39,12 +39,17 @@ class Path:
 
 
 class SuperNet(nn.Module):
-    def __init__(self, space: SearchSpace, vocab_size: int, max_positions: int, num_labels: int, pair: bool):
+    def __init__(self, space: SearchSpace, vocab_size: int, max_positions: int, num_labels: int, pair: bool,
+                 teacher_width: int | None = None):
+        """`teacher_width`: the width of the teacher's word vectors, which the variants that keep
+        them at that width need (searchspace/embedding_variants.py)."""
         super().__init__()
         self.space, self.pair = space, pair
+        self.teacher_width = teacher_width
         self.edges = dag_edges()
         every_op = {edge: space.ops for edge in self.edges}
-        self.embeddings = StudentEmbeddings(vocab_size, max_positions, space.hidden_size, space.dropout)
+        self.embeddings = build_embeddings(space.embeddings, vocab_size, max_positions, space.hidden_size,
+                                           table_width(space.embeddings, space.hidden_size, teacher_width), space.dropout)
         self.cells = nn.ModuleList(Cell(space.hidden_size, every_op) for _ in range(space.max_cells))
         self.heads = nn.ModuleList(
             ClassifierHead(space.hidden_size, num_labels, space.dropout, pair=pair) for _ in range(space.max_cells)
@@ -112,7 +117,10 @@ class SuperNet(nn.Module):
 
             return choices
 
-        embedded = self.embeddings(input_ids, width)  # (B, T, width or H); the cells and heads follow its width
+        # (B, T, width or H); the cells and heads follow its width. A narrower student's tables
+        # may be narrower too (factorised): it reads their leading columns, as it does every weight's.
+        tables = None if width is None else table_width(self.space.embeddings, width, self.teacher_width)
+        embedded = self.embeddings(input_ids, width, tables)
         outputs, mask = run_cells(self.cells, embedded, attention_mask, token_type_ids, self.pair, cell_choices, depth)
         pair = pair_inputs(mask, token_type_ids, embedded) if self.pair else None
         per_depth = [self.heads[k](out, mask, pair) for k, out in enumerate(outputs)]

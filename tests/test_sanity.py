@@ -11,6 +11,7 @@ import pytest
 from nas.base.errors import UserError
 from nas.deploy.latency_table import table_from_dict
 from nas.train.sanity import LatencyModel, sample_within, summarise
+from searchspace.genotype import EMBEDDING_VARIANTS
 from tests.test_latency_table import EXAMPLE, hand_table
 
 
@@ -36,6 +37,13 @@ def test_randoms_are_predicted_within_ten_percent_and_vary_depth_width_and_cell(
         assert abs(predicted - target) <= 0.10 * target
         assert genotype.canonical() != SEARCHED.canonical()
     assert len({g.hidden_size for g, _ in found}) == 2 and len({g.num_cells for g, _ in found}) >= 2
+
+
+@pytest.mark.parametrize("embeddings", EMBEDDING_VARIANTS)
+def test_randoms_have_the_searched_architectures_word_vectors(embeddings):
+    # The check compares architectures: each random one is built with the variant the search trained.
+    reference = dataclasses.replace(SEARCHED, embeddings=embeddings)
+    assert {g.embedding_variant for g, _ in sample_within(reference, LATENCY, 3, seed=2)} == {embeddings}
 
 
 def test_sampling_gives_up_after_its_tries_with_a_clear_error():

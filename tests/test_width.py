@@ -16,7 +16,7 @@ from nas.train.width_latency import WidthLatency, width_efficiency_loss, width_o
 from nas.train.latency_budget import SearchLatency
 from ops import OP_NAMES
 from searchspace.derive import derive_genotype, derive_width
-from searchspace.genotype import Genotype, InvalidGenotype
+from searchspace.genotype import DEFAULT_EMBEDDINGS, EMBEDDING_VARIANTS, Genotype, InvalidGenotype
 from searchspace.random_arch import random_genotypes
 from searchspace.sampler import HardGumbel, SoftMax
 from searchspace.space import SearchSpace
@@ -25,25 +25,30 @@ from searchspace.supernet import SuperNet
 from tests.test_latency_table import EXAMPLE, hand_table
 from tests.test_supernet import pair_batches, single_batches
 
-WIDTHS, VOCAB, POSITIONS, LABELS = (8, 12, 16), 30, 32, 3
+WIDTHS, VOCAB, POSITIONS, LABELS, TEACHER_WIDTH = (8, 12, 16), 30, 32, 3, 20
 
 
-def width_supernet(pair: bool, seed: int = 0) -> SuperNet:
+def width_supernet(pair: bool, seed: int = 0, embeddings: str = DEFAULT_EMBEDDINGS) -> SuperNet:
     torch.manual_seed(seed)
-    supernet = SuperNet(SearchSpace(hidden_size=16, max_cells=3, widths=WIDTHS), VOCAB, POSITIONS, LABELS, pair)
+    supernet = SuperNet(SearchSpace(hidden_size=16, max_cells=3, widths=WIDTHS, embeddings=embeddings), VOCAB,
+                        POSITIONS, LABELS, pair, teacher_width=TEACHER_WIDTH)
     with torch.no_grad():  # off the initial values (LayerNorm 1, node weights 0), so a misplaced slice shows
         for p in supernet.weight_parameters():
             p.add_(0.3 * torch.randn_like(p))
     return supernet.eval()
 
 
+@pytest.mark.parametrize("embeddings", EMBEDDING_VARIANTS)
 @pytest.mark.parametrize("pair", [False, True], ids=["single", "pair"])
 @pytest.mark.parametrize("width", WIDTHS)
-def test_the_supernet_at_a_width_is_the_narrower_student(width, pair):
-    supernet = width_supernet(pair, seed=width)
+def test_the_supernet_at_a_width_is_the_narrower_student(width, pair, embeddings):
+    # Every word-vector variant: a factorised table narrows with the width, the others keep the teacher's.
+    supernet = width_supernet(pair, seed=width, embeddings=embeddings)
     for index, genotype in enumerate(random_genotypes(width, 3, hidden_size=width, max_depth=3, max_cells=3)):
-        student = compile_genotype(genotype, vocab_size=VOCAB, max_positions=POSITIONS, num_labels=LABELS, pair=pair)
-        student.inherit_from_supernet(supernet)  # the leading `width` channels of every weight
+        genotype = dataclasses.replace(genotype, embeddings=embeddings)
+        student = compile_genotype(genotype, vocab_size=VOCAB, max_positions=POSITIONS, num_labels=LABELS, pair=pair,
+                                   teacher_width=TEACHER_WIDTH)
+        student.inherit_from_supernet(supernet, embeddings)  # the leading `width` channels of every weight
         student.eval()
         _, padded, _ = (pair_batches if pair else single_batches)(seed=index)
         with torch.no_grad():

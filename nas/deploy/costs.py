@@ -44,9 +44,11 @@ def dummy_inputs(batch: int, seq_len: int, pair: bool, vocab_size: int = 1000) -
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "token_type_ids": token_type_ids}
 
 
-def student_costs(genotype, *, vocab_size, max_positions, num_labels, pair, seq_len=64) -> dict:
-    """Params (`parameter_counts`) and FLOPs per sequence of `seq_len` tokens."""
+def student_costs(genotype, *, vocab_size, max_positions, num_labels, pair, seq_len=64, teacher_width=None) -> dict:
+    """Params (`parameter_counts`) and FLOPs per sequence of `seq_len` tokens (`teacher_width`: as
+    `compile_genotype` takes it, for the word-vector variants as wide as the teacher's)."""
 
-    student = compile_genotype(genotype, vocab_size=vocab_size, max_positions=max_positions, num_labels=num_labels, pair=pair)
+    student = compile_genotype(genotype, vocab_size=vocab_size, max_positions=max_positions, num_labels=num_labels,
+                               pair=pair, teacher_width=teacher_width)
     flops = count_flops(student, dummy_inputs(1, seq_len, pair, vocab_size))
     return {**parameter_counts(student), "flops": flops, "flops_seq_len": seq_len}

@@ -71,11 +71,14 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
     probes or vanilla method comes here too (nas/train/distill.py). `record(state, seconds)`, if
     given, returns keys to add to metrics.json (what `nas distill` records about its method).
     `weights_from`, if given, is the search's weights file to inherit from in place of the one
-    arch.json records (`nas sanity` starts every architecture from the searched one's supernet)."""
+    arch.json records (`nas sanity` starts every architecture from the searched one's supernet);
+    either way arch.json's word-vector variant is taken for the one those weights trained, and a
+    student of another (`--set embeddings=`) starts its word vectors from the teacher's."""
 
     task = data.task
     arch_path = Path(arch_path)
-    genotype = chosen_embeddings(Genotype.load(arch_path), config.embeddings)
+    recorded = Genotype.load(arch_path)  # its word-vector variant is the one its search trained
+    genotype = chosen_embeddings(recorded, config.embeddings)
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(str(teacher_dir))
     max_length = config.max_length or knowledge.max_length
@@ -95,12 +98,12 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
             raise UserError(f"{weights}: not a weights file ({one_line(str(error).strip() or type(error).__name__, 120)}); "
                             "use --set init=scratch") from None
         try:
-            student.inherit_from_supernet(saved)
+            student.inherit_from_supernet(saved, recorded.embedding_variant)
             if heads is not None:
                 heads.inherit_from_supernet(saved)
         except (KeyError, RuntimeError, TypeError, AttributeError) as error:
             raise UserError(f"{weights}: does not fit {arch_path} ({one_line(str(error), 120)}); use --set init=scratch") from None
-    if weights is None or genotype.embedding_variant != "pca":  # the search trained pca embeddings only
+    if weights is None or genotype.embedding_variant != recorded.embedding_variant:  # not the search's own variant
         student.embeddings.init_from_teacher(words, positions if positions is not None else student.embeddings.positions.weight)
 
     out = Path(out)

@@ -94,6 +94,9 @@ def sample_within(reference: Genotype, latency: LatencyModel, count: int, *, tol
     for _ in range(max_tries):
         candidate = random_genotype(rng, hidden_size=rng.choice(widths), num_cells=rng.randint(1, reference.max_cells),
                                     max_cells=reference.max_cells, ops=reference.ops)
+        # The searched one's word vectors: what is compared is the architecture, and from the
+        # supernet every candidate inherits the variant the search trained.
+        candidate = dataclasses.replace(candidate, embeddings=reference.embeddings)
         if candidate.canonical() in seen:
             continue
         seen.add(candidate.canonical())

@@ -42,7 +42,7 @@ from nas.train.loop import Hooks, LoopState, NonFiniteLoss, linear_warmup_decay,
 from ops import OPS
 from searchspace.derive import derive_genotype
 from searchspace.drawing import render
-from searchspace.genotype import Genotype, MAX_CELLS, MAX_HIDDEN_SIZE
+from searchspace.genotype import EMBEDDING_VARIANTS, Genotype, MAX_CELLS, MAX_HIDDEN_SIZE
 from searchspace.sampler import SAMPLERS, temperature
 from searchspace.space import SearchSpace
 from searchspace.supernet import SuperNet
@@ -55,7 +55,7 @@ HISTORY = "history.json"  # per epoch: dev metrics, derived genotype, op and dep
 
 # The SearchSpace fields that are search settings, named flat (`--set hidden_size=64`); the
 # space's `ops` is not a setting (the search always offers the whole registry).
-SPACE_SETTINGS = ("hidden_size", "max_cells", "shared_cells", "dropout", "widths")
+SPACE_SETTINGS = ("hidden_size", "max_cells", "shared_cells", "dropout", "widths", "embeddings")
 
 
 @dataclass(frozen=True, init=False)
@@ -151,6 +151,7 @@ class SearchConfig:
     shared_cells = property(lambda self: self.space.shared_cells)
     dropout = property(lambda self: self.space.dropout)
     widths = property(lambda self: self.space.widths)
+    embeddings = property(lambda self: self.space.embeddings)
 
     @classmethod
     def settings_fields(cls) -> list[tuple[str, object, object]]:
@@ -161,7 +162,7 @@ class SearchConfig:
         """The flat record of the settings (config.json, provenance, checkpoints). Settings added
         with the width search and perturbation selection are left out at their defaults, so a
         default search records (and a resume compares) the same keys as before they existed."""
-        return flat_dict(self, omit_when_default=("widths", "selection", "perturbation_rows", "augmented_copies",
+        return flat_dict(self, omit_when_default=("widths", "embeddings", "selection", "perturbation_rows", "augmented_copies",
                                                   "trial_epochs", "trial_rows", "latency_speedup", "trial_init",
                                                   "trial_depths"))
 
@@ -196,6 +197,8 @@ class SearchConfig:
             raise UserError(f"setting 'efficiency': expected cost or latency, got {self.efficiency!r}")
         if self.latency_budget_ms < 0 or self.latency_batch_size < 1 or self.latency_seq_len < 1:
             raise UserError("settings 'latency_budget_ms' (>= 0), 'latency_batch_size' and 'latency_seq_len' (>= 1) are out of range")
+        if self.embeddings not in EMBEDDING_VARIANTS:
+            raise UserError(f"setting 'embeddings': unknown variant {self.embeddings!r} (known: {', '.join(EMBEDDING_VARIANTS)})")
         if self.mode not in ("hard", "soft"):
             raise UserError(f"setting 'mode': expected hard or soft, got {self.mode!r}")
         if not 0.0 <= self.gamma <= 1.0:
@@ -367,6 +370,7 @@ class Search:
             self.supernet.op_logits.detach().cpu(), self.supernet.depth_logits.detach().cpu(), config.hidden_size,
             self.supernet.space.ops, config.max_cells, max_parameter_free=cap,
             width_logits=self.supernet.width_logits.detach().cpu() if widths else None, widths=widths or None,
+            embeddings=config.space.embeddings,
         )
         if config.depth_choice in ("budget", "trial"):
             # fit() below removes what does not fit; `trial` chooses among the widths after the search.
@@ -531,7 +535,8 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
     distill = prepare(data, knowledge, tokenizer, max_length, config.use_augmented, config.augmented_copies)
     words, positions = teacher_embedding_tables(teacher_dir, task)
     space = config.space
-    supernet = SuperNet(space, words.shape[0], positions.shape[0] if positions is not None else 512, task.num_labels, task.is_pair)
+    supernet = SuperNet(space, words.shape[0], positions.shape[0] if positions is not None else 512, task.num_labels,
+                        task.is_pair, teacher_width=words.shape[1])
     supernet.embeddings.init_from_teacher(words, positions if positions is not None else supernet.embeddings.positions.weight)
 
     main = distributed.is_main(processes)  # under torchrun only rank 0 writes; the others only read a checkpoint
@@ -605,7 +610,8 @@ def _finalise(genotype_dict, supernet, space, task, tokenizer, config, info, ext
     genotype = Genotype.from_json(json.dumps(genotype_dict), source="derived genotype")
     costs = student_costs(genotype, vocab_size=supernet.embeddings.words.num_embeddings,
                           max_positions=supernet.embeddings.positions.num_embeddings,
-                          num_labels=task.num_labels, pair=task.is_pair, seq_len=config.cost_seq_len)
+                          num_labels=task.num_labels, pair=task.is_pair, seq_len=config.cost_seq_len,
+                          teacher_width=supernet.teacher_width)
     return dataclasses.replace(
         genotype,
         op_logits=tuple(tuple(row) for block in supernet.op_logits.detach().cpu().tolist() for row in block),

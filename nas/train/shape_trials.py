@@ -37,7 +37,7 @@ from pathlib import Path
 from nas.base import atomic
 from nas.train.student_training import FinetuneConfig, compile_for_teacher, train_with_kd
 from searchspace.cell_heads import CellHeads
-from searchspace.genotype import Genotype
+from searchspace.genotype import DEFAULT_EMBEDDINGS, Genotype
 
 TRIALS_FILE = "shape_trials.json"
 TRIAL_SEED_OFFSET = 1000  # the trials' own seed: their noise is not the final finetune's
@@ -77,15 +77,16 @@ def trial_config(search_config) -> FinetuneConfig:
 
 
 def trial_score(genotype: Genotype, data, task, config: FinetuneConfig, device, words, positions, pad_id: int,
-                supernet_weights: dict | None = None) -> float:
+                supernet_weights: dict | None = None, supernet_embeddings: str = DEFAULT_EMBEDDINGS) -> float:
     """The held-out score of `genotype` trained on `data` (see the module docstring): from scratch,
-    or from `supernet_weights` (the search's best supernet state) when given."""
+    or from `supernet_weights` (the search's best supernet state, of word-vector variant
+    `supernet_embeddings`) when given."""
     student = compile_for_teacher(genotype, task, words, positions, config.dropout, pad_id)
     heads = None  # from scratch: fresh ones, made by train_with_kd
     if supernet_weights is None:
         student.embeddings.init_from_teacher(words, positions if positions is not None else student.embeddings.positions.weight)
     else:
-        student.inherit_from_supernet(supernet_weights)
+        student.inherit_from_supernet(supernet_weights, supernet_embeddings)
         heads = CellHeads.for_student(student)
         heads.inherit_from_supernet(supernet_weights)
     state, _ = train_with_kd(student, task, data, config, device, heads=heads,
@@ -117,7 +118,8 @@ def choose_shape(search, genotype: Genotype, words, positions, pad_id: int) -> t
         key = candidate.to_string()
         if key not in done:
             started = time.perf_counter()
-            score = trial_score(candidate, data, task, trial, search.device, words, positions, pad_id, weights)
+            score = trial_score(candidate, data, task, trial, search.device, words, positions, pad_id, weights,
+                                config.embeddings)
             done[key] = {"genotype": key, "predicted_ms": round(search.latency.predict(candidate), 4), metric: score,
                          "seconds": round(time.perf_counter() - started, 1)}
         trials.append(done[key])
