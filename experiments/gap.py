@@ -27,7 +27,8 @@ skipped when its folder is finished, so the script resumes where a stopped sessi
 7. full (SST-2): the 5x searched student finetuned again from its search's weights on all of the
    task's training rows, labelled by the teacher (FULL_EPOCHS).
 8. vectors: the 5x searched student finetuned again with the other word-vector variant
-   (OTHER_VECTORS) on its row set (and, in "full", on all of SST-2's rows).
+   (OTHER_VECTORS) on its row set (and, in "full", on all of SST-2's rows); then the 5x search
+   again with the supernet training that variant (`--set embeddings=NAME`), and its student.
 
 Every student is timed beside the teacher in its own training process (metrics.json's speed-up
 at batch 1 and 32), and experiments/results/gap.md is rewritten after every run, so a stopped
@@ -222,14 +223,20 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
         widest = max(map(int, settings["widths"].split(",")))
         search(f"searched for 5x, width not searched (H={widest})", SPEEDS[0], "search_5x_one_width",
                "--set", f"hidden_size={widest}")
-    report["shape_trials"] = {f"{speed:g}x": json.loads(path.read_text())["extra"]["shape"]
-                              for speed, path in searched.items()
-                              if path.is_file() and "shape" in json.loads(path.read_text()).get("extra", {})}
-    report["search_budgets"] = {f"{speed:g}x": {key: extra.get(key) for key in ("latency_budget_ms", "latency_speedup")}
-                                for speed, path in searched.items() if path.is_file()
-                                for extra in [json.loads(path.read_text()).get("extra", {})]}
-    reports[task] = report
-    write_report(Path(args.results), reports, args)
+    # Every search's arch.json by the name the report gives it: the budgets, and the shape trials.
+    searches = {**{f"{speed:g}x": path for speed, path in searched.items()},
+                **{f"5x, {variant} word vectors": runs / f"search_5x_with_{variant}" / "arch.json"
+                   for variant in OTHER_VECTORS}}
+
+    def record_searches() -> None:
+        finished = {name: json.loads(path.read_text()).get("extra", {}) for name, path in searches.items() if path.is_file()}
+        report["shape_trials"] = {name: extra["shape"] for name, extra in finished.items() if "shape" in extra}
+        report["search_budgets"] = {name: {key: extra.get(key) for key in ("latency_budget_ms", "latency_speedup")}
+                                    for name, extra in finished.items()}
+        reports[task] = report
+        write_report(Path(args.results), reports, args)
+
+    record_searches()
 
     for start, folder in SANITY_STARTS.items():
         out = runs / folder
@@ -251,11 +258,15 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
             students[name] = (f"`nas distill {' '.join(map(str, method))}` on the {settings['student']}, as the "
                               "searched students", out)
 
-    if "vectors" in stages:  # the searched student again with each other word-vector variant
+    if "vectors" in stages:  # the searched student again with each other word-vector variant, then searched with it
         for variant in OTHER_VECTORS:
             finetune(f"searched for 5x, {variant} word vectors", f"the 5x search's student finetuned again from the "
                      f"search's weights with `--set embeddings={variant}` on the {settings['student']}",
                      searched[SPEEDS[0]], runs / f"student_5x_{variant}", *student, "--set", f"embeddings={variant}")
+        for variant in OTHER_VECTORS:
+            search(f"searched for 5x with {variant} word vectors", SPEEDS[0], f"search_5x_with_{variant}",
+                   "--set", f"widths={settings['widths']}", "--set", f"embeddings={variant}")
+        record_searches()
 
     if task in FULL_EPOCHS and "full" in stages:
         everything = runs / "knowledge_full"
@@ -272,6 +283,12 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                          f"as the row above, with `--set embeddings={variant}`", searched[SPEEDS[0]],
                          runs / f"student_5x_full_{variant}", "--epochs", FULL_EPOCHS[task], "--set",
                          f"embeddings={variant}", on=on_everything)
+                if searches[f"5x, {variant} word vectors"].is_file():  # the "vectors" stage's search
+                    finetune(f"searched for 5x with {variant} word vectors, all {rows:,} training rows",
+                             f"the student of the 5x search that trained {variant} word vectors, finetuned again "
+                             f"from its search's weights on every training row, {FULL_EPOCHS[task]} epochs",
+                             searches[f"5x, {variant} word vectors"], runs / f"student_5x_with_{variant}_full",
+                             "--epochs", FULL_EPOCHS[task], on=on_everything)
 
     reports[task] = report
     write_report(Path(args.results), reports, args)
