@@ -35,6 +35,7 @@ class EmbeddingVariant:
     width: Callable[[int, int | None], int]
     # (vocab, max positions, hidden, width, dropout) -> the module
     build: Callable[[int, int, int, int, float], nn.Module]
+    teacher_wide: bool = False  # its tables are as wide as the teacher's, whatever the student's width
 
 
 def _teacher_width(name: str) -> Callable[[int, int | None], int]:
@@ -59,10 +60,11 @@ EMBEDDINGS: dict[str, EmbeddingVariant] = {
     "frozen_projection": EmbeddingVariant(
         "frozen_projection", _teacher_width("frozen_projection"),
         lambda vocab, positions, hidden, width, dropout: ProjectedEmbeddings(vocab, positions, hidden, width, dropout,
-                                                                             frozen=True)),
+                                                                             frozen=True), teacher_wide=True),
     "wide_projection": EmbeddingVariant(
         "wide_projection", _teacher_width("wide_projection"),
-        lambda vocab, positions, hidden, width, dropout: ProjectedEmbeddings(vocab, positions, hidden, width, dropout)),
+        lambda vocab, positions, hidden, width, dropout: ProjectedEmbeddings(vocab, positions, hidden, width, dropout),
+        teacher_wide=True),
     "factorised": EmbeddingVariant(
         "factorised", lambda hidden, teacher: factorised_rank(hidden),
         lambda vocab, positions, hidden, width, dropout: ProjectedEmbeddings(vocab, positions, hidden, width, dropout)),
@@ -72,6 +74,10 @@ EMBEDDINGS: dict[str, EmbeddingVariant] = {
 # a variant registered here but unknown there could never be chosen, and the reverse never built.
 if tuple(EMBEDDINGS) != EMBEDDING_VARIANTS:
     raise RuntimeError(f"embedding variants {tuple(EMBEDDINGS)} differ from genotype.EMBEDDING_VARIANTS {EMBEDDING_VARIANTS}")
+
+
+# The variants whose tables are as wide as the teacher's: building one needs that width.
+TEACHER_WIDE = tuple(name for name, variant in EMBEDDINGS.items() if variant.teacher_wide)
 
 
 def table_width(name: str, hidden: int, teacher_width: int | None = None) -> int:

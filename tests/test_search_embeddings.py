@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nas.commands.cli import main
+from nas.deploy.latency_table import load_latency_table
 from searchspace.genotype import Genotype
 from searchspace.student import AdaBertStudentForSequenceClassification
 
@@ -19,7 +20,8 @@ def frozen_search(prepared, tiny_glue, tmp_path_factory):
     teacher, knowledge = prepared["sst2"]
     assert main(["search", "--task", "sst2", "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,
                  "--out", out, "--epochs", 2, "--set", "hidden_size=16", "--set", "max_cells=2",
-                 "--set", "warmup_epochs=1", "--set", "embeddings=frozen_projection"]) == 0
+                 "--set", "warmup_epochs=1", "--set", "embeddings=frozen_projection",
+                 "--set", "efficiency=latency", "--set", "latency_seq_len=8"]) == 0
     return out
 
 
@@ -40,6 +42,10 @@ def test_the_search_trains_and_records_the_variant(frozen_search, prepared):
     assert weights["embeddings.projection.weight"].shape == (16, teacher.shape[1])
     # arch.json's sizes are the variant's: the teacher-wide table is the token table.
     assert arch.costs["params"] - arch.costs["params_without_embeddings"] == teacher.numel()
+    # Its latency table timed the frame with these word vectors, at the teacher's width.
+    table = load_latency_table(frozen_search / "latency_table.json")
+    assert (table.embeddings, table.teacher_width) == ("frozen_projection", teacher.shape[1])
+    assert arch.costs["predicted_latency_ms"] > 0
 
 
 def finetuned_student(prepared, tiny_glue, arch, out, *extra):

@@ -13,6 +13,7 @@ with `frame` the forward pass without cells (embeddings, split, head, the model 
 node, as measured by `nas.deploy.latency_measure`. The table is JSON:
 
     {"schema_version": 1, "kind": "adabert-latency-table", "hidden_size": 128,
+     ["embeddings": "frozen_projection", "teacher_width": 384,]  (absent: pca)
      "device": {"type": "cpu", "name": "AMD EPYC", "threads": 1}, "torch": "2.13.0", ...,
      "entries": [{"batch_size": 1, "seq_len": 64, "frame_ms": .., "frame_pair_ms": ..,
                   "embedding_ms": .., "head_ms": .., "cell_ms": .., "ops_ms": {"cnn3": .., ...}}]}
@@ -34,6 +35,7 @@ from typing import Any, Mapping
 from nas.base import atomic
 from nas.base.errors import UserError
 from nas.base.safe_files import key_name, read_json, show_value
+from searchspace.genotype import DEFAULT_EMBEDDINGS, EMBEDDING_VARIANTS
 from searchspace.topology import KEPT_EDGES
 
 SCHEMA_VERSION = 1
@@ -70,6 +72,10 @@ class LatencyTable:
     created: str
     entries: Mapping[tuple[int, int], LatencyEntry] = field(hash=False)  # (batch, seq_len) -> entry
     source: str = "latency table"  # where it was read from, for messages
+    # The word-vector variant the frame was timed with (absent from the file: pca, as every table
+    # before the field) and, for one as wide as the teacher's, the teacher's width.
+    embeddings: str = DEFAULT_EMBEDDINGS
+    teacher_width: int = 0
 
     @property
     def ops(self) -> tuple[str, ...]:
@@ -101,7 +107,9 @@ class LatencyTable:
              "ops_ms": {op: round(ms, 6) for op, ms in e.ops_ms.items()}}
             for (b, t), e in sorted(self.entries.items())
         ]
-        return {"schema_version": SCHEMA_VERSION, "kind": KIND, "hidden_size": self.hidden_size,
+        embeddings = {} if self.embeddings == DEFAULT_EMBEDDINGS else \
+            {"embeddings": self.embeddings, **({"teacher_width": self.teacher_width} if self.teacher_width else {})}
+        return {"schema_version": SCHEMA_VERSION, "kind": KIND, "hidden_size": self.hidden_size, **embeddings,
                 "device": dict(self.device), "torch": self.torch_version, "method": dict(self.method),
                 "created": self.created, "entries": entries}
 
@@ -126,6 +134,9 @@ def predict_latency_ms(table: LatencyTable, genotype, batch_size: int, seq_len: 
     if genotype.hidden_size != table.hidden_size:
         raise UserError(f"{table.source}: hidden_size {table.hidden_size} differs from the genotype's "
                         f"{genotype.hidden_size}")
+    if genotype.embedding_variant != table.embeddings:
+        raise UserError(f"{table.source}: embeddings {table.embeddings!r} differ from the genotype's "
+                        f"{genotype.embedding_variant!r} (the frame includes the word vectors)")
     entry = table.entry(batch_size, seq_len)
     frame = entry.frame_pair_ms if pair else entry.frame_ms
     return frame + genotype.num_cells * cell_latency_ms(entry, genotype, table.source)
@@ -159,14 +170,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def check_compatible(table: LatencyTable, device, hidden_size: int, warn=None) -> None:
-    """Refuse a table made on another device type or at another hidden size; warn (on stderr)
-    when the device name or the thread count differs, since the numbers may then be off."""
+def check_compatible(table: LatencyTable, device, hidden_size: int, warn=None,
+                     embeddings: str = DEFAULT_EMBEDDINGS) -> None:
+    """Refuse a table made on another device type, at another hidden size or with other word
+    vectors; warn (on stderr) when the device name or the thread count differs, since the numbers
+    may then be off."""
     if table.device["type"] != device.type:
         raise UserError(f"{table.source}: device.type is {table.device['type']!r} but this run is on "
                         f"{device.type!r}; measure a table here with `nas latency-table --device {device.type}`")
     if table.hidden_size != hidden_size:
         raise UserError(f"{table.source}: hidden_size is {table.hidden_size} but this run uses {hidden_size}")
+    if table.embeddings != embeddings:
+        raise UserError(f"{table.source}: embeddings are {table.embeddings!r} but this run uses {embeddings!r}; "
+                        f"measure a table with `nas latency-table --set embeddings={embeddings}`")
     here = describe_device(device)
     warn = warn or (lambda text: print(text, file=sys.stderr))
     for key in ("name", "threads"):
@@ -206,6 +222,12 @@ def table_from_dict(data, source: str = "latency table") -> LatencyTable:
     hidden = data.get("hidden_size")
     if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
         fail("hidden_size", f"expected a positive integer, got {show_value(hidden)}")
+    embeddings = data.get("embeddings", DEFAULT_EMBEDDINGS)
+    if embeddings not in EMBEDDING_VARIANTS:
+        fail("embeddings", f"expected one of {', '.join(EMBEDDING_VARIANTS)}, got {show_value(embeddings)}")
+    teacher_width = data.get("teacher_width", 0)
+    if isinstance(teacher_width, bool) or not isinstance(teacher_width, int) or teacher_width < 0:
+        fail("teacher_width", f"expected a width (an integer >= 0), got {show_value(teacher_width)}")
     device = data.get("device")
     if not isinstance(device, dict) or device.get("type") not in ("cpu", "cuda"):
         fail("device.type", "expected 'cpu' or 'cuda'")
@@ -234,7 +256,7 @@ def table_from_dict(data, source: str = "latency table") -> LatencyTable:
     return LatencyTable(
         hidden_size=hidden, device=MappingProxyType(dict(device)), torch_version=str(data.get("torch", "")),
         method=MappingProxyType(dict(method or {})), created=str(data.get("created", "")),
-        entries=MappingProxyType(entries), source=source,
+        entries=MappingProxyType(entries), source=source, embeddings=embeddings, teacher_width=teacher_width,
     )
 
 

@@ -55,12 +55,14 @@ from nas.deploy.latency_table import check_compatible, load_latency_table, predi
 from nas.run.config import build, read_config_file
 from nas.run.pipeline import split_sets
 from nas.sweep.sweep_report import load_baselines, write_reports
+from nas.train.distill_data import teacher_embedding_tables
 from nas.train.finetune import run_finetune
 from nas.train.latency_budget import SearchLatency
 from nas.train.loop import NonFiniteLoss
 from nas.train.search import CHECKPOINT, SearchConfig, run_search
 from nas.train.student_training import FinetuneConfig
 from ops import OPS
+from searchspace.embedding_variants import TEACHER_WIDE
 from searchspace.genotype import Genotype
 
 
@@ -186,19 +188,23 @@ def latency_tables(job: SweepJob, log) -> dict:
         path = job.out.resolve() / name
         with file_lock(job.out / ".latency_table.lock"):
             if not path.is_file():
-                _measure_table(path, hidden, config, job.device, log)
+                _measure_table(path, hidden, job, log)
         tables[hidden] = (path, load_latency_table(path))
     for hidden, (path, table) in tables.items():
-        check_compatible(table, job.device, hidden)
+        check_compatible(table, job.device, hidden, embeddings=job.search.embeddings)
         table.entry(config.latency_batch_size, config.latency_seq_len)  # UserError when not measured
     return tables
 
 
-def _measure_table(path: Path, hidden: int, config: SweepConfig, device, log) -> None:
+def _measure_table(path: Path, hidden: int, job: SweepJob, log) -> None:
 
+    config, device, embeddings = job.sweep, job.device, job.search.embeddings
     log(f"sweep: measuring the latency table for hidden size {hidden} on {device} -> {path}")
+    # The searches' word vectors are part of every student's frame; the teacher's width sizes the wide ones.
+    teacher_width = teacher_embedding_tables(job.teacher_dir, job.data.task)[0].shape[1] if embeddings in TEACHER_WIDE else 0
     table_config = LatencyTableConfig(hidden_size=hidden, batch_sizes=(config.latency_batch_size,),
-                                      seq_lens=(config.latency_seq_len,))
+                                      seq_lens=(config.latency_seq_len,), embeddings=embeddings,
+                                      teacher_width=teacher_width)
     save_latency_table(build_latency_table(table_config, device), path)
 
 

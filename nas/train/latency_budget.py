@@ -39,23 +39,27 @@ def needs_latency(config) -> bool:
     return config.efficiency == "latency" or config.latency_budget_ms > 0 or bool(config.latency_table)
 
 
-def search_latency(config, out: Path, device, pair: bool, ops, processes=None) -> SearchLatency | None:
+def search_latency(config, out: Path, device, pair: bool, ops, processes=None,
+                   teacher_width: int = 0) -> SearchLatency | None:
     """The latency side of a search, or None when the config asks for none.
 
     The table is `config.latency_table`, else the one in the run folder if it fits (a resumed
     run reuses it), else one measured now at the budget's batch size and length (saved by
     `keep_table`; under torchrun, `processes`, rank 0 measures it for all). A budget below the
     cheapest architecture the search could derive is refused here, before any training.
+    `teacher_width`: the teacher's word vectors' width, which a table of the variants that keep
+    them is measured with.
     """
     if not needs_latency(config):
         return None
-    table, measured = search_table(config, out, device, processes)
+    table, measured = search_table(config, out, device, processes, teacher_width=teacher_width)
     latency = SearchLatency(table, config, pair, ops, device, measured)
     latency.check_reachable()
     return latency
 
 
-def search_table(config, out: Path, device, processes=None, table_file: str = TABLE_FILE) -> tuple[LatencyTable, bool]:
+def search_table(config, out: Path, device, processes=None, table_file: str = TABLE_FILE,
+                 teacher_width: int = 0) -> tuple[LatencyTable, bool]:
     """(the latency table at `config.hidden_size`, whether it was measured now): see `search_latency`."""
     table, measured = None, False
     kept = Path(out) / table_file
@@ -63,24 +67,26 @@ def search_table(config, out: Path, device, processes=None, table_file: str = TA
         table = load_latency_table(config.latency_table)
     elif kept.is_file():
         table = load_latency_table(kept)
-        table = table if _fits(table, config, device) else None
+        table = table if _fits(table, config, device, teacher_width) else None
     if table is None:
         from nas.compute import distributed
         from nas.deploy.latency_measure import LatencyTableConfig, build_latency_table
 
         # Under torchrun one process measures and every process searches with its table.
         measure = LatencyTableConfig(hidden_size=config.hidden_size, batch_sizes=(config.latency_batch_size,),
-                                     seq_lens=(config.latency_seq_len,))
+                                     seq_lens=(config.latency_seq_len,), embeddings=config.embeddings,
+                                     teacher_width=teacher_width)
         data = build_latency_table(measure, device).to_dict() if distributed.is_main(processes) else None
         table = table_from_dict(distributed.broadcast_from_main(data, processes), f"{Path(out) / table_file} (measured)")
         measured = True
-    check_compatible(table, device, config.hidden_size)
+    check_compatible(table, device, config.hidden_size, embeddings=config.embeddings)
     return table, measured
 
 
-def _fits(table: LatencyTable, config, device) -> bool:
+def _fits(table: LatencyTable, config, device, teacher_width: int) -> bool:
     """Whether a table left in the run folder (by an earlier or interrupted run) serves this one."""
     return (table.device["type"] == device.type and table.hidden_size == config.hidden_size
+            and table.embeddings == config.embeddings and table.teacher_width in (0, teacher_width)
             and config.latency_seq_len in table.seq_lens(config.latency_batch_size))
 
 

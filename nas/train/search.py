@@ -527,13 +527,14 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
     task = data.task
     # A speed-up over the teacher becomes milliseconds here, the teacher timed just before the tables.
     config, teacher_timing = with_speedup_budget(config, teacher_dir, task, out, device, processes)
-    # The latency table, and a budget no architecture can meet refused, before anything is loaded.
-    latency = any_search_latency(config, out, device, task.is_pair, tuple(OPS), processes)
+    # The teacher's word vectors first: a table of the variants that keep them is timed at their width.
+    words, positions = teacher_embedding_tables(teacher_dir, task)
+    # The latency table, and a budget no architecture can meet refused, before the data is loaded.
+    latency = any_search_latency(config, out, device, task.is_pair, tuple(OPS), processes, words.shape[1])
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(str(teacher_dir))
     max_length = config.max_length or knowledge.max_length
     distill = prepare(data, knowledge, tokenizer, max_length, config.use_augmented, config.augmented_copies)
-    words, positions = teacher_embedding_tables(teacher_dir, task)
     space = config.space
     supernet = SuperNet(space, words.shape[0], positions.shape[0] if positions is not None else 512, task.num_labels,
                         task.is_pair, teacher_width=words.shape[1])

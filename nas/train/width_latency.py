@@ -45,14 +45,15 @@ def width_efficiency_loss(path, op_costs: torch.Tensor) -> torch.Tensor:
                for i, g in enumerate(path.width_weights) if g.detach() != 0)
 
 
-def any_search_latency(config, out: Path, device, pair: bool, ops, processes=None):
+def any_search_latency(config, out: Path, device, pair: bool, ops, processes=None, teacher_width: int = 0):
     """The search's latency side: `search_latency` for one width, `width_search_latency` for several."""
     if needs_latency(config) and config.space.searches_width:
-        return width_search_latency(config, out, device, pair, ops, processes)
-    return search_latency(config, out, device, pair, ops, processes)
+        return width_search_latency(config, out, device, pair, ops, processes, teacher_width)
+    return search_latency(config, out, device, pair, ops, processes, teacher_width)
 
 
-def width_search_latency(config, out: Path, device, pair: bool, ops, processes=None) -> WidthLatency:
+def width_search_latency(config, out: Path, device, pair: bool, ops, processes=None,
+                         teacher_width: int = 0) -> WidthLatency:
     """The latency side of a search over widths: one `SearchLatency` per width (see the module docstring)."""
     given = load_latency_table(config.latency_table).hidden_size if config.latency_table else None
     per_width = {}
@@ -60,7 +61,7 @@ def width_search_latency(config, out: Path, device, pair: bool, ops, processes=N
         own = dataclasses.replace(config, hidden_size=width, widths=(),
                                   latency_table=config.latency_table if width == given else "")
         table_file = f"latency_table_w{width}.json"
-        table, measured = search_table(own, out, device, processes, table_file)
+        table, measured = search_table(own, out, device, processes, table_file, teacher_width)
         per_width[width] = SearchLatency(table, own, pair, ops, device, measured, table_file)
     latency = WidthLatency(per_width, config)
     latency.check_reachable()
