@@ -28,7 +28,8 @@ skipped when its folder is finished, so the script resumes where a stopped sessi
    task's training rows, labelled by the teacher (FULL_EPOCHS).
 8. vectors: the 5x searched student finetuned again with the other word-vector variant
    (OTHER_VECTORS) on its row set (and, in "full", on all of SST-2's rows); then the 5x search
-   again with the supernet training that variant (`--set embeddings=NAME`), and its student.
+   again with the supernet training that variant (`--set embeddings=NAME`), its student, and its
+   sanity check from its supernet.
 
 Every student is timed beside the teacher in its own training process (metrics.json's speed-up
 at batch 1 and 32), and experiments/results/gap.md is rewritten after every run, so a stopped
@@ -238,14 +239,17 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
 
     record_searches()
 
-    for start, folder in SANITY_STARTS.items():
-        out = runs / folder
-        if "sanity" in stages and searched[SPEEDS[0]].is_file() and not (out / "sanity.json").is_file() \
-                and not args.report_only:
-            nas("sanity", *common, "--arch", searched[SPEEDS[0]], "--out", out, "--random", args.random,
+    def sanity(search_name: str, arch: Path, start: str, out: Path, run: bool) -> None:
+        """`nas sanity` of a search's arch.json from `start` into `out` (when `run` and not finished)."""
+        if run and arch.is_file() and not (out / "sanity.json").is_file() and not args.report_only:
+            nas("sanity", *common, "--arch", arch, "--out", out, "--random", args.random,
                 *trained_on(settings, settings["sanity"]), "--set", f"init={start}", "--set", "latency_repeats=3")
         if (out / "sanity.json").is_file():
-            report["sanity"][start] = json.loads((out / "sanity.json").read_text())
+            report["sanity"][f"{search_name}, init={start}"] = {**json.loads((out / "sanity.json").read_text()),
+                                                               "search": search_name, "init": start}
+
+    for start, folder in SANITY_STARTS.items():
+        sanity("5x", searched[SPEEDS[0]], start, runs / folder, "sanity" in stages)
 
     if "baselines" in stages:
         for name, method in BASELINES.items():
@@ -267,6 +271,9 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
             search(f"searched for 5x with {variant} word vectors", SPEEDS[0], f"search_5x_with_{variant}",
                    "--set", f"widths={settings['widths']}", "--set", f"embeddings={variant}")
         record_searches()
+    for variant in OTHER_VECTORS:  # its sanity, from its supernet (every random one with its word vectors)
+        sanity(f"5x, {variant} word vectors", searches[f"5x, {variant} word vectors"], "search",
+               runs / f"sanity_5x_with_{variant}_inherited", "vectors" in stages)
 
     if task in FULL_EPOCHS and "full" in stages:
         everything = runs / "knowledge_full"
@@ -422,10 +429,12 @@ def task_section(task: str, report: dict) -> list[str]:
         lines += [f"| {' '.join(t['genotype'].split(';')[1:3])} | {t['predicted_ms']:.1f} | {t[held]:.4f} | {t['seconds']:.0f} |"
                   for t in shape["trials"]]
         lines.append("")
-    for start, sanity in (report.get("sanity") or {}).items():
+    for name, sanity in (report.get("sanity") or {}).items():
         verdict = "beats" if sanity["beats_random"] else "does not beat"
+        start = sanity.get("init", name)
         started = "from scratch" if start == "scratch" else "from the search's supernet (each inheriting its own ops' weights)"
-        lines += [f"Sanity (`nas sanity --set init={start}`, 5x search, every architecture finetuned {started} the same "
+        lines += [f"Sanity (`nas sanity --set init={start}`, {sanity.get('search', '5x')} search, every architecture "
+                  f"finetuned {started} the same "
                   f"way, {report['sanity_rows']}): searched {sanity['searched']:.4f} vs {len(sanity['rows']) - 1} random "
                   f"architectures of equal predicted latency {sanity['random_mean']:.4f} ± {sanity['random_std']:.4f} "
                   f"({sanity['gain_points']:+.2f} points): the search {verdict} chance.", ""]
