@@ -212,3 +212,52 @@ def test_a_resume_with_another_training_setting_is_still_refused(trial_search, p
 def test_trial_start_and_depth_settings_are_checked(settings):
     with pytest.raises(UserError, match="trial_init.*trial_depths"):
         SearchConfig(depth_choice="trial", latency_budget_ms=50.0, **settings)
+
+
+# ---------------------------------------------------------------- which trial wins
+
+
+HAND_TRIALS = [{"predicted_ms": 10.0, "held_out_accuracy": 0.86}, {"predicted_ms": 20.0, "held_out_accuracy": 0.87},
+               {"predicted_ms": 30.0, "held_out_accuracy": 0.85}, {"predicted_ms": 5.0, "held_out_accuracy": 0.87}]
+
+
+@pytest.mark.parametrize("error, winner", [
+    (0.0, 3),  # the best score, the tie to the faster
+    (0.015, 1),  # within 0.855..0.87: the slowest of 0, 1 and 3
+    (0.03, 2),  # every one within: the slowest
+])
+def test_the_winner_is_the_best_or_the_slowest_within_the_error(error, winner):
+    assert shape_trials.chosen_trial(HAND_TRIALS, "held_out_accuracy", error) == winner
+
+
+@pytest.mark.parametrize("metric, score, rows, expected", [
+    ("accuracy", 0.87, 800, (0.87 * 0.13 / 800) ** 0.5),  # 1.2 points: SST-2's 800 held-out rows
+    ("f1", 0.84, 366, (0.84 * 0.16 / 366) ** 0.5),
+    ("pearson", 0.8, 101, 0.36 / 10),
+    ("matthews", -0.5, 26, 0.75 / 5),
+])
+def test_standard_errors(metric, score, rows, expected):
+    assert shape_trials.standard_error(metric, score, rows) == pytest.approx(expected)
+
+
+def test_trial_choice_budget_rederives_from_the_kept_trials(trial_search, prepared, tiny_glue, tmp_path, monkeypatch):
+    import shutil
+
+    from nas.commands.cli import main
+
+    out = tmp_path / "search"
+    shutil.copytree(trial_search[0], out)
+    monkeypatch.setattr(shape_trials, "trial_score", lambda *a, **k: pytest.fail("a finished trial ran again"))
+    assert main(trial_search_args(prepared, tiny_glue, out, "--resume", "--set", "trial_choice=budget")) == 0
+    arch = Genotype.load(out / "arch.json")
+    record = arch.extra["shape"]
+    scores = [t["held_out_accuracy"] for t in record["trials"]]
+    assert record["choice"] == "budget"
+    assert record["standard_error"] == pytest.approx(shape_trials.standard_error("accuracy", max(scores), record["held_out_rows"]), abs=1e-6)
+    winner = record["trials"][shape_trials.chosen_trial(record["trials"], "held_out_accuracy", record["standard_error"])]
+    assert winner["genotype"].split(";")[1:3] == [f"K={arch.num_cells}", f"H={arch.hidden_size}"]
+
+
+def test_trial_choice_is_checked():
+    with pytest.raises(UserError, match="setting 'trial_choice': expected best or budget, got 'widest'"):
+        SearchConfig(depth_choice="trial", latency_budget_ms=50.0, trial_choice="widest")

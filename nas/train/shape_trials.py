@@ -20,8 +20,10 @@ search (argmax or perturbation), and its shape from measurement:
    word vectors), or with `trial_init=search` from the search's best weights, each candidate
    inheriting its own ops, cells and width as the searched student does in `nas finetune`.
 3. Each is scored on that held-out slice, the rows the architecture steps used, never on dev:
-   the final student's dev score then says nothing the choice already read. The best score
-   wins; a tie goes to the faster.
+   the final student's dev score then says nothing the choice already read. With
+   `trial_choice=best` the best score wins, a tie going to the faster; with `budget` the slowest
+   candidate within one standard error of the best score wins (`standard_error`): a difference
+   the held-out rows cannot resolve does not give away the latency the user allowed.
 
 Each trial's score is kept in `shape_trials.json` in the run folder as soon as it is known, so
 a resumed search does not train it again.
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -42,6 +45,7 @@ from searchspace.genotype import DEFAULT_EMBEDDINGS, Genotype
 TRIALS_FILE = "shape_trials.json"
 TRIAL_SEED_OFFSET = 1000  # the trials' own seed: their noise is not the final finetune's
 BEFORE_SETTING = {"init": "scratch", "depths": "deepest"}  # what a trials file from before these settings ran with
+CORRELATIONS = ("pearson", "spearman", "matthews")  # the metrics in [-1, 1] (nas/data/metrics.py)
 
 
 def shape_candidates(genotype: Genotype, widths, max_cells: int, latency, depths: str = "deepest") -> list[Genotype]:
@@ -124,8 +128,30 @@ def choose_shape(search, genotype: Genotype, words, positions, pad_id: int) -> t
                          "seconds": round(time.perf_counter() - started, 1)}
         trials.append(done[key])
         atomic.write_json(kept, {**settings, "trials": trials})
-    best = max(range(len(candidates)), key=lambda i: (trials[i][metric], -trials[i]["predicted_ms"]))
-    return candidates[best], {"rule": "trial", **settings, "trials": trials}
+    top = max(trial[metric] for trial in trials)
+    error = standard_error(task.primary_metric, top, len(search.arch_rows)) if config.trial_choice == "budget" else 0.0
+    choice = {"choice": config.trial_choice, **({"standard_error": round(error, 6)} if error else {})}
+    return candidates[chosen_trial(trials, metric, error)], {"rule": "trial", **settings, **choice, "trials": trials}
+
+
+def chosen_trial(trials: list[dict], metric: str, error: float = 0.0) -> int:
+    """The index of the winning trial: the slowest of those scoring within `error` of the best
+    (0: the best, a tie going to the faster; see the module docstring)."""
+    top = max(trial[metric] for trial in trials)
+    close = [i for i, trial in enumerate(trials) if trial[metric] >= top - error]
+    if error == 0.0:
+        return min(close, key=lambda i: trials[i]["predicted_ms"])
+    return max(close, key=lambda i: (trials[i]["predicted_ms"], trials[i][metric]))
+
+
+def standard_error(metric: str, score: float, rows: int) -> float:
+    """One standard error of a held-out `score` over `rows` rows, by the usual approximations: a
+    correlation's (1 - r²) / √(rows - 1) (Pearson, Spearman, Matthews), else a share's binomial
+    √(s (1 - s) / rows) (accuracy exactly; F1 taken as a share of the same rows)."""
+    if metric in CORRELATIONS:
+        return (1.0 - min(score * score, 1.0)) / math.sqrt(max(rows - 1, 1))
+    share = min(max(score, 0.0), 1.0)
+    return math.sqrt(share * (1.0 - share) / max(rows, 1))
 
 
 def _earlier_trials(path: Path, settings: dict) -> dict:
