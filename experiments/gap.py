@@ -130,6 +130,13 @@ OTHER_VECTORS = ("frozen_projection",)
 # chose the best of what it trained, the way its student is built (on MRPC's small training set
 # most architectures trained from scratch ended within a point of the majority-class floor).
 SANITY_STARTS = {"scratch": "sanity_5x", "search": "sanity_5x_inherited"}
+# Earlier derivations of the same 5x supernets, moved aside (with their students and sanity
+# checks) when the rule choosing the shape changed: folder -> that rule. The report lists them.
+EARLIER = {
+    "trial_scratch": "trials from scratch, the deepest stack at each width, the best score",
+    "trial_best": "trials from the search's weights, each width's depth halved down to one cell, the best score "
+                  "(a tie to the faster)",
+}
 
 
 def main() -> int:
@@ -300,9 +307,27 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                              searches[f"5x, {variant} word vectors"], runs / f"student_5x_with_{variant}_full",
                              "--epochs", FULL_EPOCHS[task], on=on_everything)
 
+    report["earlier"] = earlier_derivations(runs)
     reports[task] = report
     write_report(Path(args.results), reports, args)
     return report
+
+
+def earlier_derivations(runs: Path) -> list[dict]:
+    """What each EARLIER folder holds: the derived shape, its students' and sanity checks' records."""
+    found = []
+    for folder, rule in EARLIER.items():
+        arch = runs / folder / "search_5x" / "arch.json"
+        if not arch.is_file():
+            continue
+        genotype = json.loads(arch.read_text())
+        kept = sorted(path for path in (runs / folder).iterdir() if path.is_dir())
+        found.append({"folder": folder, "rule": rule, "shape": f"K={genotype['num_cells']} H={genotype['hidden_size']}",
+                      "students": {path.name: json.loads((path / "metrics.json").read_text())
+                                   for path in kept if (path / "metrics.json").is_file()},
+                      "sanity": {path.name: json.loads((path / "sanity.json").read_text())
+                                 for path in kept if (path / "sanity.json").is_file()}})
+    return found
 
 
 def search_budget(out: Path, speed: float, budget: dict) -> list:
@@ -448,6 +473,18 @@ def task_section(task: str, report: dict) -> list[str]:
         lines.append("")
     if not report.get("sanity"):
         lines += ["Sanity check: not run yet.", ""]
+    for earlier in report.get("earlier", []):
+        lines += [f"Earlier derivation of the 5x search (`runs/gap/{task}/{earlier['folder']}/`): {earlier['rule']}, "
+                  f"chose {earlier['shape']}.", "",
+                  f"| folder | dev {metric} | rows trained | word vectors | b=32 faster |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {name} | {record['metrics'][metric]:.4f} | {record.get('train_rows', 0):,} | "
+                  f"{record['genotype'].partition('embeddings: ')[2] or 'pca'} | {record['speedup']['batch_32_speedup']:.1f}x |"
+                  for name, record in earlier["students"].items()]
+        lines += [""] + [f"- {name}: searched {sanity['searched']:.4f} vs random {sanity['random_mean']:.4f} ± "
+                  f"{sanity['random_std']:.4f} ({sanity['gain_points']:+.2f} points; "
+                  f"{'beats' if sanity['beats_random'] else 'does not beat'} chance; init={sanity['finetune']['init']})."
+                  for name, sanity in earlier["sanity"].items()]
+        lines.append("")
     return lines
 
 
