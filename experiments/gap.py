@@ -24,8 +24,9 @@ skipped when its folder is finished, so the script resumes where a stopped sessi
 5. baselines: KD baselines of comparable size (`nas distill`) on the searched students' rows.
 6. width: the 5x search again with the width not searched (the widest only), its student
    finetuned the same way: what searching the width brings.
-7. full (SST-2): the 5x searched student finetuned again from its search's weights on all of the
-   task's training rows, labelled by the teacher (FULL_EPOCHS).
+7. full (SST-2): the 5x searched students finetuned again from their search's weights on all of
+   the task's training rows, labelled by the teacher (FULL_EPOCHS), and the student of the search
+   with the other word vectors on a transfer set of every row (FULL_COPIES).
 8. vectors: the 5x searched student finetuned again with the other word-vector variant
    (OTHER_VECTORS) on its row set (and, in "full", on all of SST-2's rows); then the 5x search
    again with the supernet training that variant (`--set embeddings=NAME`), its student, and its
@@ -121,6 +122,10 @@ STAGES = ("recipe", "search", "sanity", "baselines", "width", "full", "vectors")
 # search's weights, on all 67,349 rows labelled by the teacher (no augmented copies: 20x of them
 # is 1.35M rows, a GPU run). MRPC's students already train on all of its rows.
 FULL_EPOCHS = {"sst2": 3}
+# ... and on a transfer set of every row: 5 augmented copies each (404,094 rows, the teacher
+# labelling them for about 40 minutes of one core), one epoch, as much training as 6 epochs of
+# the rows alone. 20 copies (1.35M rows) are a GPU's.
+FULL_COPIES, FULL_TRANSFER_EPOCHS = 5, 1
 # The word-vector variant besides the default (pca) that the searched student is finetuned with
 # again ("vectors", and in "full"): experiments/results/word_vectors.md found the teacher's table
 # frozen under a learned projection 1.7 points better than pca without KD on 8,000 SST-2 rows.
@@ -292,6 +297,27 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
         if (everything / "manifest.json").is_file():
             rows = json.loads((everything / "manifest.json").read_text())["splits"]["train"]
             on_everything = ["--task", task, *data_dir, "--teacher", teacher, "--knowledge", everything, "--seed", 42]
+            # First the students of the searches that trained another word-vector variant ("vectors").
+            for variant in OTHER_VECTORS:
+                finetune(f"searched for 5x with {variant} word vectors, all {rows:,} training rows",
+                         f"the student of the 5x search that trained {variant} word vectors, finetuned again "
+                         f"from its search's weights on every training row, {FULL_EPOCHS[task]} epochs",
+                         searches[f"5x, {variant} word vectors"], runs / f"student_5x_with_{variant}_full",
+                         "--epochs", FULL_EPOCHS[task], on=on_everything)
+            # Then the same students on a transfer set of every row: FULL_COPIES augmented copies each.
+            transfer = runs / f"knowledge_full_{FULL_COPIES}x"
+            if not (transfer / "manifest.json").is_file() and not args.report_only:
+                nas("knowledge", "--task", task, *data_dir, "--teacher", teacher, "--augment-preset", args.preset,
+                    "--augment", FULL_COPIES, "--out", transfer, "--seed", 42)
+            if (transfer / "manifest.json").is_file():
+                on_transfer = ["--task", task, *data_dir, "--teacher", teacher, "--knowledge", transfer, "--seed", 42]
+                for variant in OTHER_VECTORS:
+                    finetune(f"searched for 5x with {variant} word vectors, all rows and {FULL_COPIES} augmented "
+                             f"copies of each ({rows * (FULL_COPIES + 1):,})",
+                             f"as the row above, on the {args.preset} preset's transfer set of every training row, "
+                             f"{FULL_TRANSFER_EPOCHS} epoch", searches[f"5x, {variant} word vectors"],
+                             runs / f"student_5x_with_{variant}_full_{FULL_COPIES}x", "--epochs", FULL_TRANSFER_EPOCHS,
+                             on=on_transfer)
             finetune(f"searched for 5x, all {rows:,} training rows", f"the 5x search's student finetuned again from the "
                      f"search's weights on every training row, labelled by the teacher, {FULL_EPOCHS[task]} epochs",
                      searched[SPEEDS[0]], runs / "student_5x_full", "--epochs", FULL_EPOCHS[task], on=on_everything)
@@ -300,12 +326,6 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                          f"as the row above, with `--set embeddings={variant}`", searched[SPEEDS[0]],
                          runs / f"student_5x_full_{variant}", "--epochs", FULL_EPOCHS[task], "--set",
                          f"embeddings={variant}", on=on_everything)
-                if searches[f"5x, {variant} word vectors"].is_file():  # the "vectors" stage's search
-                    finetune(f"searched for 5x with {variant} word vectors, all {rows:,} training rows",
-                             f"the student of the 5x search that trained {variant} word vectors, finetuned again "
-                             f"from its search's weights on every training row, {FULL_EPOCHS[task]} epochs",
-                             searches[f"5x, {variant} word vectors"], runs / f"student_5x_with_{variant}_full",
-                             "--epochs", FULL_EPOCHS[task], on=on_everything)
 
     report["earlier"] = earlier_derivations(runs)
     reports[task] = report
