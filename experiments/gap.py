@@ -297,14 +297,8 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
         if (everything / "manifest.json").is_file():
             rows = json.loads((everything / "manifest.json").read_text())["splits"]["train"]
             on_everything = ["--task", task, *data_dir, "--teacher", teacher, "--knowledge", everything, "--seed", 42]
-            # First the students of the searches that trained another word-vector variant ("vectors").
-            for variant in OTHER_VECTORS:
-                finetune(f"searched for 5x with {variant} word vectors, all {rows:,} training rows",
-                         f"the student of the 5x search that trained {variant} word vectors, finetuned again "
-                         f"from its search's weights on every training row, {FULL_EPOCHS[task]} epochs",
-                         searches[f"5x, {variant} word vectors"], runs / f"student_5x_with_{variant}_full",
-                         "--epochs", FULL_EPOCHS[task], on=on_everything)
-            # Then the same students on a transfer set of every row: FULL_COPIES augmented copies each.
+            # First the students of the searches that trained another word-vector variant ("vectors"), on
+            # a transfer set of every row (FULL_COPIES augmented copies each): the candidates for the targets.
             transfer = runs / f"knowledge_full_{FULL_COPIES}x"
             if not (transfer / "manifest.json").is_file() and not args.report_only:
                 nas("knowledge", "--task", task, *data_dir, "--teacher", teacher, "--augment-preset", args.preset,
@@ -314,10 +308,18 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                 for variant in OTHER_VECTORS:
                     finetune(f"searched for 5x with {variant} word vectors, all rows and {FULL_COPIES} augmented "
                              f"copies of each ({rows * (FULL_COPIES + 1):,})",
-                             f"as the row above, on the {args.preset} preset's transfer set of every training row, "
+                             f"the student of the 5x search that trained {variant} word vectors, finetuned again from its "
+                             f"search's weights on the {args.preset} preset's transfer set of every training row, "
                              f"{FULL_TRANSFER_EPOCHS} epoch", searches[f"5x, {variant} word vectors"],
                              runs / f"student_5x_with_{variant}_full_{FULL_COPIES}x", "--epochs", FULL_TRANSFER_EPOCHS,
                              on=on_transfer)
+            # Then the same students on every row alone.
+            for variant in OTHER_VECTORS:
+                finetune(f"searched for 5x with {variant} word vectors, all {rows:,} training rows",
+                         f"the student of the 5x search that trained {variant} word vectors, finetuned again "
+                         f"from its search's weights on every training row, {FULL_EPOCHS[task]} epochs",
+                         searches[f"5x, {variant} word vectors"], runs / f"student_5x_with_{variant}_full",
+                         "--epochs", FULL_EPOCHS[task], on=on_everything)
             finetune(f"searched for 5x, all {rows:,} training rows", f"the 5x search's student finetuned again from the "
                      f"search's weights on every training row, labelled by the teacher, {FULL_EPOCHS[task]} epochs",
                      searched[SPEEDS[0]], runs / "student_5x_full", "--epochs", FULL_EPOCHS[task], on=on_everything)
