@@ -474,7 +474,9 @@ def task_section(task: str, report: dict) -> list[str]:
         lines += [f"Depth and width of the {speed} search (`depth_choice=trial`): the searched cell at each width, as "
                   f"deep as the budget allows{depths}, trained {start} for {shape['epochs']} epochs on {shape['rows']:,} "
                   f"task rows and scored on the search's {shape['held_out_rows']} held-out training rows (not dev); "
-                  "the best is the searched student.", "",
+                  + (f"the slowest within one standard error ({shape['standard_error'] * 100:.2f} points) of the best score "
+                     "is the searched student (`trial_choice=budget`)." if shape.get("choice") == "budget" else
+                     "the best is the searched student."), "",
                   f"| candidate | predicted b=32 ms | {held.replace('_', ' ')} | seconds |", "| --- | --- | --- | --- |"]
         lines += [f"| {' '.join(t['genotype'].split(';')[1:3])} | {t['predicted_ms']:.1f} | {t[held]:.4f} | {t['seconds']:.0f} |"
                   for t in shape["trials"]]
