@@ -305,7 +305,9 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                 nas("knowledge", "--task", task, *data_dir, "--teacher", teacher, "--augment-preset", args.preset,
                     "--augment", FULL_COPIES, "--out", transfer, "--seed", 42)
             if (transfer / "manifest.json").is_file():
-                on_transfer = ["--task", task, *data_dir, "--teacher", teacher, "--knowledge", transfer, "--seed", 42]
+                def on_transfer(seed: int = 42) -> list:
+                    return ["--task", task, *data_dir, "--teacher", teacher, "--knowledge", transfer, "--seed", seed]
+
                 for variant in OTHER_VECTORS:
                     finetune(f"searched for 5x with {variant} word vectors, all rows and {FULL_COPIES} augmented "
                              f"copies of each ({rows * (FULL_COPIES + 1):,})",
@@ -313,13 +315,13 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                              f"search's weights on the {args.preset} preset's transfer set of every training row, "
                              f"{FULL_TRANSFER_EPOCHS} epoch", searches[f"5x, {variant} word vectors"],
                              runs / f"student_5x_with_{variant}_full_{FULL_COPIES}x", "--epochs", FULL_TRANSFER_EPOCHS,
-                             on=on_transfer)
+                             on=on_transfer())
                     # The same again with another seed: the row that meets a target by a dev row or two.
                     finetune(f"searched for 5x with {variant} word vectors, all rows and {FULL_COPIES} augmented "
                              f"copies of each, seed {SECOND_SEED}", f"as the row above, `--seed {SECOND_SEED}`",
                              searches[f"5x, {variant} word vectors"],
                              runs / f"student_5x_with_{variant}_full_{FULL_COPIES}x_seed{SECOND_SEED}", "--epochs",
-                             FULL_TRANSFER_EPOCHS, on=[*on_transfer[:-1], SECOND_SEED])
+                             FULL_TRANSFER_EPOCHS, on=on_transfer(SECOND_SEED))
             # Then the same students on every row alone.
             for variant in OTHER_VECTORS:
                 finetune(f"searched for 5x with {variant} word vectors, all {rows:,} training rows",
