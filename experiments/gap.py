@@ -30,8 +30,8 @@ skipped when its folder is finished, so the script resumes where a stopped sessi
    two epochs), and the KD baselines on that transfer set.
 8. vectors: the 5x searched student finetuned again with the other word-vector variant
    (OTHER_VECTORS) on its row set (and, in "full", on all of SST-2's rows); then the 5x search
-   again with the supernet training that variant (`--set embeddings=NAME`), its student, and its
-   sanity check from its supernet.
+   again with the supernet training that variant (`--set embeddings=NAME`), and the 20x search, their
+   students, and the 5x one's sanity check from its supernet.
 
 Every student is timed beside the teacher in its own training process (metrics.json's speed-up
 at batch 1 and 32), and experiments/results/gap.md is rewritten after every run, so a stopped
@@ -246,8 +246,8 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                "--set", f"hidden_size={widest}")
     # Every search's arch.json by the name the report gives it: the budgets, and the shape trials.
     searches = {**{f"{speed:g}x": path for speed, path in searched.items()},
-                **{f"5x, {variant} word vectors": runs / f"search_5x_with_{variant}" / "arch.json"
-                   for variant in OTHER_VECTORS}}
+                **{f"{speed:g}x, {variant} word vectors": runs / f"search_{speed:g}x_with_{variant}" / "arch.json"
+                   for speed in SPEEDS for variant in OTHER_VECTORS}}
 
     def record_searches() -> None:
         finished = {name: json.loads(path.read_text()).get("extra", {}) for name, path in searches.items() if path.is_file()}
@@ -282,14 +282,15 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
             students[name] = (f"`nas distill {' '.join(map(str, method))}` on the {settings['student']}, as the "
                               "searched students", out)
 
-    if "vectors" in stages:  # the searched student again with each other word-vector variant, then searched with it
+    if "vectors" in stages:  # searched with each other word-vector variant, and the searched student again with it
+        for speed in (speed for speed in SPEEDS if f"{speed:g}" in args.speeds.split(",")):
+            for variant in OTHER_VECTORS:
+                search(f"searched for {speed:g}x with {variant} word vectors", speed, f"search_{speed:g}x_with_{variant}",
+                       "--set", f"widths={settings['widths']}", "--set", f"embeddings={variant}")
         for variant in OTHER_VECTORS:
             finetune(f"searched for 5x, {variant} word vectors", f"the 5x search's student finetuned again from the "
                      f"search's weights with `--set embeddings={variant}` on the {settings['student']}",
                      searched[SPEEDS[0]], runs / f"student_5x_{variant}", *student, "--set", f"embeddings={variant}")
-        for variant in OTHER_VECTORS:
-            search(f"searched for 5x with {variant} word vectors", SPEEDS[0], f"search_5x_with_{variant}",
-                   "--set", f"widths={settings['widths']}", "--set", f"embeddings={variant}")
         record_searches()
     for variant in OTHER_VECTORS:  # its sanity, from its supernet (every random one with its word vectors)
         sanity(f"5x, {variant} word vectors", searches[f"5x, {variant} word vectors"], "search",
@@ -334,6 +335,13 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                                  runs / (f"student_5x_with_{variant}_full_{FULL_COPIES}x_{LONGER_TRANSFER_EPOCHS}ep"
                                          + ("" if seed == 42 else f"_seed{seed}")),
                                  "--epochs", LONGER_TRANSFER_EPOCHS, on=on_transfer(seed))
+                    # The 20x target's candidate, trained as the 5x student that met its floor.
+                    finetune(f"searched for {SPEEDS[1]:g}x with {variant} word vectors, all rows and {FULL_COPIES} "
+                             f"augmented copies of each", f"the student of the {SPEEDS[1]:g}x search that trained {variant} "
+                             f"word vectors, finetuned again from its search's weights on the same transfer set, "
+                             f"{FULL_TRANSFER_EPOCHS} epoch", searches[f"{SPEEDS[1]:g}x, {variant} word vectors"],
+                             runs / f"student_{SPEEDS[1]:g}x_with_{variant}_full_{FULL_COPIES}x", "--epochs",
+                             FULL_TRANSFER_EPOCHS, on=on_transfer())
                 # The KD baselines on the same transfer set, for as many epochs as the row it names.
                 for name, method in BASELINES.items():
                     out = runs / f"baseline_{method[1]}_full_{FULL_COPIES}x"
