@@ -38,13 +38,14 @@ class EmbeddingVariant:
     teacher_wide: bool = False  # its tables are as wide as the teacher's, whatever the student's width
 
 
-def _teacher_width(name: str) -> Callable[[int, int | None], int]:
+def _teacher_wide(name: str, build: Callable[[int, int, int, int, float], nn.Module]) -> EmbeddingVariant:
+    """A variant whose tables are as wide as the teacher's word vectors, whatever the student's width."""
     def width(hidden: int, teacher_width: int | None) -> int:
         if teacher_width is None:  # a caller's omission, not user input
             raise ValueError(f"embeddings {name!r} are as wide as the teacher's: pass teacher_width")
         return teacher_width
 
-    return width
+    return EmbeddingVariant(name, width, build, teacher_wide=True)
 
 
 def factorised_rank(hidden: int) -> int:
@@ -57,14 +58,13 @@ EMBEDDINGS: dict[str, EmbeddingVariant] = {
     "pca": EmbeddingVariant(
         "pca", lambda hidden, teacher: hidden,
         lambda vocab, positions, hidden, width, dropout: StudentEmbeddings(vocab, positions, hidden, dropout)),
-    "frozen_projection": EmbeddingVariant(
-        "frozen_projection", _teacher_width("frozen_projection"),
+    "frozen_projection": _teacher_wide(
+        "frozen_projection",
         lambda vocab, positions, hidden, width, dropout: ProjectedEmbeddings(vocab, positions, hidden, width, dropout,
-                                                                             frozen=True), teacher_wide=True),
-    "wide_projection": EmbeddingVariant(
-        "wide_projection", _teacher_width("wide_projection"),
-        lambda vocab, positions, hidden, width, dropout: ProjectedEmbeddings(vocab, positions, hidden, width, dropout),
-        teacher_wide=True),
+                                                                             frozen=True)),
+    "wide_projection": _teacher_wide(
+        "wide_projection",
+        lambda vocab, positions, hidden, width, dropout: ProjectedEmbeddings(vocab, positions, hidden, width, dropout)),
     "factorised": EmbeddingVariant(
         "factorised", lambda hidden, teacher: factorised_rank(hidden),
         lambda vocab, positions, hidden, width, dropout: ProjectedEmbeddings(vocab, positions, hidden, width, dropout)),

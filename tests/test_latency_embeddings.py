@@ -87,3 +87,25 @@ def test_a_teacher_wide_variant_needs_the_teachers_width():
         LatencyTableConfig(**QUICK, embeddings="wide_projection")
     with pytest.raises(UserError, match="setting 'embeddings': unknown variant 'glove'"):
         LatencyTableConfig(**QUICK, embeddings="glove")
+
+
+@pytest.mark.parametrize("embeddings, loads", [("frozen_projection", 1), ("pca", 0)])
+def test_a_sweep_loads_the_teacher_once_for_all_its_tables(embeddings, loads, tmp_path, monkeypatch):
+    from nas.sweep import sweep
+
+    loaded, widths = [], []
+    monkeypatch.setattr(sweep, "teacher_embedding_tables",
+                        lambda teacher_dir, task: loaded.append(teacher_dir) or (torch.zeros(5, TEACHER_WIDTH), None))
+
+    def build(config, device):  # the hand table at the width and word vectors asked for, without timing anything
+        widths.append(config.teacher_width)
+        extra = {"embeddings": config.embeddings, "teacher_width": config.teacher_width} if config.teacher_width else {}
+        return table_from_dict({**hand_table(config.hidden_size), **extra})
+
+    monkeypatch.setattr(sweep, "build_latency_table", build)
+    job = SimpleNamespace(sweep=SimpleNamespace(hidden_sizes=(16, 32, 48), latency_batch_size=1, latency_seq_len=64),
+                          latency_tables=[], out=tmp_path, device=CPU, search=SimpleNamespace(embeddings=embeddings),
+                          teacher_dir="teacher", data=SimpleNamespace(task=None))
+    tables = sweep.latency_tables(job, log=lambda line: None)
+    assert sorted(tables) == [16, 32, 48] and len(loaded) == loads
+    assert widths == [TEACHER_WIDTH if loads else 0] * 3

@@ -178,6 +178,7 @@ def latency_tables(job: SweepJob, log) -> dict:
         if table.hidden_size in tables:
             raise UserError(f"--latency-table {path}: a second table for hidden size {table.hidden_size}")
         tables[table.hidden_size] = (Path(path).resolve(), table)
+    teacher_width = None  # loaded once, for the first table to measure: it means loading the teacher
     for hidden in config.hidden_sizes:
         if hidden in tables:
             continue
@@ -188,7 +189,8 @@ def latency_tables(job: SweepJob, log) -> dict:
         path = job.out.resolve() / name
         with file_lock(job.out / ".latency_table.lock"):
             if not path.is_file():
-                _measure_table(path, hidden, job, log)
+                teacher_width = _teacher_width(job) if teacher_width is None else teacher_width
+                _measure_table(path, hidden, job, teacher_width, log)
         tables[hidden] = (path, load_latency_table(path))
     for hidden, (path, table) in tables.items():
         check_compatible(table, job.device, hidden, embeddings=job.search.embeddings)
@@ -196,12 +198,18 @@ def latency_tables(job: SweepJob, log) -> dict:
     return tables
 
 
-def _measure_table(path: Path, hidden: int, job: SweepJob, log) -> None:
+def _teacher_width(job: SweepJob) -> int:
+    """The width of the teacher's word vectors when the searches' variant is as wide (TEACHER_WIDE), else 0."""
+    if job.search.embeddings not in TEACHER_WIDE:
+        return 0
+    return teacher_embedding_tables(job.teacher_dir, job.data.task)[0].shape[1]
 
+
+def _measure_table(path: Path, hidden: int, job: SweepJob, teacher_width: int, log) -> None:
+    """Measures the sweep's latency table at `hidden` into `path`, framed with the searches' word
+    vectors (part of every student's time; `teacher_width` sizes the teacher-wide ones)."""
     config, device, embeddings = job.sweep, job.device, job.search.embeddings
     log(f"sweep: measuring the latency table for hidden size {hidden} on {device} -> {path}")
-    # The searches' word vectors are part of every student's frame; the teacher's width sizes the wide ones.
-    teacher_width = teacher_embedding_tables(job.teacher_dir, job.data.task)[0].shape[1] if embeddings in TEACHER_WIDE else 0
     table_config = LatencyTableConfig(hidden_size=hidden, batch_sizes=(config.latency_batch_size,),
                                       seq_lens=(config.latency_seq_len,), embeddings=embeddings,
                                       teacher_width=teacher_width)
