@@ -10,6 +10,7 @@ import torch
 
 from nas.base.errors import UserError
 from nas.data.tasks import get_task
+from nas.deploy.machine_load import competes
 from nas.train import speedup_budget
 from nas.train.search import SearchConfig
 from nas.train.speedup_budget import TEACHER_LATENCY, time_teacher, with_speedup_budget
@@ -91,3 +92,26 @@ def test_a_search_with_speedup_records_the_teacher_timing_and_fits_the_budget(pr
     assert arch.costs["predicted_latency_ms"] <= 100.0
     kept = json.loads((out / TEACHER_LATENCY).read_text())
     assert kept["teacher_ms"] == 300.0 and kept["batch_size"] == 1 and kept["seq_len"] == 64
+
+
+@pytest.mark.parametrize("load, threads, cores, busy", [
+    (1.0, 1, 2, False),  # this process alone
+    (1.0, 2, 2, False),  # alone, on every core
+    (3.0, 1, 2, True),   # two other jobs on a 2-core machine: the teacher is time-sliced
+    (2.0, 2, 2, True),   # one other job where the timing wants both cores
+    (1.4, 1, 1, False),  # a blip
+    (None, 1, 2, False),  # no load average on this platform
+])
+def test_other_work_competes_when_the_load_exceeds_the_free_cores(load, threads, cores, busy):
+    assert competes(load, threads, cores) is busy
+
+
+@pytest.mark.parametrize("load, warned", [(1.0, False), (10000.0, True)])
+def test_a_teacher_timed_on_a_busy_cpu_is_warned_and_the_load_kept(load, warned, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(speedup_budget, "time_teacher", lambda *args: 300.0)
+    monkeypatch.setattr(speedup_budget, "cpu_load", lambda: load)
+    _, record = with_speedup_budget(SearchConfig(latency_speedup=4), "teacher", get_task("sst2"), tmp_path, CPU)
+    assert record["load_average"] == load and record["budget_ms"] == 75.0
+    err = capsys.readouterr().err
+    assert ("warning: the CPU is busy" in err and "--latency-budget" in err and len(err.splitlines()) == 1) is warned
+    assert warned or err == ""

@@ -6,7 +6,10 @@ project's shared CPU the SST-2 teacher timed at 1,010 ms for a batch of 32 with 
 running and at 656 ms alone; the student a search derived for the first "5x" budget ran 3.4x
 faster than the teacher. Timed here, in the search's own process, on its device and threads,
 minutes before the search measures its latency tables, the teacher and the tables see the same
-machine, and the budget means what the user asked for: the teacher's latency over X.
+machine, and the budget means what the user asked for: the teacher's latency over X. Not on a
+CPU with more runnable threads than cores, though: time-slicing slows the teacher's long forward
+passes far more than the tables' short ops (nas/deploy/machine_load.py). The search then warns,
+and the kept timing records the load average it was taken under.
 
 The teacher is timed on a batch of `latency_batch_size` rows of `latency_seq_len` tokens (all
 real tokens: its attention costs the same whatever their ids) with the one timing loop
@@ -17,6 +20,8 @@ and compares equal settings.
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from pathlib import Path
 
 import torch
@@ -28,6 +33,7 @@ from nas.compute import distributed
 from nas.data.models import load_classifier
 from nas.deploy.costs import dummy_inputs
 from nas.deploy.latency import compare_latency
+from nas.deploy.machine_load import competes, cpu_load
 
 TEACHER_LATENCY = "teacher_latency.json"
 
@@ -44,9 +50,17 @@ def with_speedup_budget(config, teacher_dir, task, out: Path, device, processes=
               "threads": torch.get_num_threads()}
     record = _kept(Path(out) / TEACHER_LATENCY, wanted)
     if record is None:
+        load = cpu_load() if device.type == "cpu" else None
         timed = time_teacher(teacher_dir, task, device, config.latency_batch_size, config.latency_seq_len) \
             if distributed.is_main(processes) else None
         record = {**wanted, "teacher_ms": distributed.broadcast_from_main(timed, processes)}
+        if load is not None:
+            record["load_average"] = round(load, 2)  # what the machine was doing, for whoever reads the budget
+        if competes(load, wanted["threads"]) and distributed.is_main(processes):
+            print(f"warning: the CPU is busy (load average {load:.1f} on {os.cpu_count()} cores) while the search "
+                  f"times its teacher ({record['teacher_ms']:.1f} ms): time-slicing slows the teacher's long forward "
+                  "passes more than the short ops of the latency tables, so the budget comes out loose; search on a "
+                  "quiet machine or give --latency-budget MS timed on one (nas/deploy/machine_load.py)", file=sys.stderr)
     budget = round(record["teacher_ms"] / config.latency_speedup, 3)
     record = {**record, "speedup": config.latency_speedup, "budget_ms": budget}
     return dataclasses.replace(config, latency_budget_ms=budget, latency_speedup=0.0), record
