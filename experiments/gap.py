@@ -215,6 +215,18 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
         reports[task] = report
         write_report(Path(args.results), reports, args)  # after every run: a stopped session still leaves a report
 
+    def distill(name: str, where: str, method: list, out: Path, *extra, on=None) -> None:
+        """`nas distill` of a KD baseline (`method`: BASELINES' arguments) into `out`, as `finetune`;
+        `where` says what it trained on."""
+        if not (out / "metrics.json").is_file():
+            if args.report_only:
+                report["unfinished"].append(name)
+                return
+            nas("distill", *(on or common), *method, "--out", out, "--set", "latency_repeats=3", *extra)
+        students[name] = (f"`nas distill {' '.join(map(str, method))}` {where}, as the searched students", out)
+        reports[task] = report
+        write_report(Path(args.results), reports, args)
+
     if "recipe" in stages:
         arch = runs / "fixed_cell.json"
         arch.parent.mkdir(parents=True, exist_ok=True)
@@ -280,14 +292,7 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
 
     if "baselines" in stages:
         for name, method in BASELINES.items():
-            out = runs / ("baseline_" + method[1])
-            if not (out / "metrics.json").is_file():
-                if args.report_only:
-                    report["unfinished"].append(name)
-                    continue
-                nas("distill", *common, *method, "--out", out, *student, "--set", "latency_repeats=3")
-            students[name] = (f"`nas distill {' '.join(map(str, method))}` on the {settings['student']}, as the "
-                              "searched students", out)
+            distill(name, f"on the {settings['student']}", method, runs / ("baseline_" + method[1]), *student)
 
     if "vectors" in stages:  # searched with each other word-vector variant, and the searched student again with it
         for speed in (speed for speed in SPEEDS if f"{speed:g}" in args.speeds.split(",")):
@@ -352,17 +357,11 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                 # The KD baselines on the same transfer set, for as many epochs as the searched students on it.
                 for epochs in (FULL_TRANSFER_EPOCHS, LONGER_TRANSFER_EPOCHS):
                     for name, method in BASELINES.items():
-                        out = runs / (f"baseline_{method[1]}_full_{FULL_COPIES}x"
-                                      + ("" if epochs == FULL_TRANSFER_EPOCHS else f"_{epochs}ep"))
-                        row = f"{name}, all rows and {FULL_COPIES} augmented copies of each, {epochs} epoch(s)"
-                        if not (out / "metrics.json").is_file():
-                            if args.report_only:
-                                report["unfinished"].append(row)
-                                continue
-                            nas("distill", *on_transfer(), *method, "--out", out, "--epochs", epochs,
-                                "--set", "latency_repeats=3")
-                        students[row] = (f"`nas distill {' '.join(map(str, method))}` on the transfer set of every "
-                                         f"row, {epochs} epoch(s), as the searched students on it", out)
+                        distill(f"{name}, all rows and {FULL_COPIES} augmented copies of each, {epochs} epoch(s)",
+                                f"on the transfer set of every row, {epochs} epoch(s),", method,
+                                runs / (f"baseline_{method[1]}_full_{FULL_COPIES}x"
+                                        + ("" if epochs == FULL_TRANSFER_EPOCHS else f"_{epochs}ep")),
+                                "--epochs", epochs, on=on_transfer())
             # Then the same students on every row alone.
             for variant in OTHER_VECTORS:
                 finetune(f"searched for 5x with {variant} word vectors, all {rows:,} training rows",
@@ -416,6 +415,7 @@ RETIMED = "side_by_side.json"
 def retime(task: str, teacher: Path, runs: Path, students: dict, data_dir) -> None:
     """Time the teacher and every student of `students` (name -> (what, folder)) side by side
     into runs/RETIMED, with the machine's load (nas/deploy/machine_load.py) when it began."""
+    from nas.base import atomic
     from nas.deploy.machine_load import competes, cpu_load
 
     load = cpu_load()
@@ -427,7 +427,7 @@ def retime(task: str, teacher: Path, runs: Path, students: dict, data_dir) -> No
     record = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "load_average": load, "threads": torch.get_num_threads(),
               "teacher": timed["teacher"],
               "students": {folder.name: timed[name] for name, folder in folders.items()}}
-    (runs / RETIMED).write_text(json.dumps(record, indent=1))
+    atomic.write_json(runs / RETIMED, record)
 
 
 def search_budget(out: Path, speed: float, budget: dict) -> list:
