@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from nas.deploy.latency_measure import LatencyTableConfig, measure_entry
+from nas.deploy import latency_measure
+from nas.deploy.latency_measure import LatencyTableConfig, build_latency_table, measure_entry
 from ops import OP_NAMES
 from searchspace.cell import fixed_choices, pair_inputs, run_cells
 from searchspace.random_arch import random_genotypes
@@ -84,3 +85,15 @@ def test_measure_entry_times_the_frame_through_without_cells(monkeypatch):
     # One warm-up call, then two rounds of one call each (min_repeat_ms=0: no calibrating call).
     assert sorted(calls) == [False] * 3 + [True] * 3
     assert set(entry.ops_ms) == set(OP_NAMES) and entry.frame_ms > 0 and entry.frame_pair_ms > 0
+
+
+@pytest.mark.parametrize("load, warned", [(1.0, False), (10000.0, True), (None, False)])
+def test_a_table_measured_on_a_busy_cpu_is_warned_and_the_load_kept(load, warned, monkeypatch):
+    monkeypatch.setattr(latency_measure, "cpu_load", lambda: load)
+    warnings = []
+    config = LatencyTableConfig(hidden_size=8, batch_sizes=(1,), seq_lens=(4,), warmup=0, repeats=1, min_repeat_ms=0,
+                                stack_cells=1)
+    table = build_latency_table(config, torch.device("cpu"), warn=warnings.append)
+    assert table.method.get("load_average") == load
+    assert len(warnings) == int(warned)
+    assert not warned or "busy" in warnings[0] and "quiet machine" in warnings[0]

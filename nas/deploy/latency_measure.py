@@ -17,10 +17,16 @@ The parts are timed by the one timing loop (nas/deploy/timing.py): warm-up calls
 clock's resolution), the parts taking turns within each round so that a slow spell of a shared
 machine hits them all alike, the clock read after a device synchronisation on a GPU; each part
 keeps the median over rounds of its mean time per call.
+
+On a CPU the table records the load average it was measured under and warns when other work
+competes for the cores: measured beside two training jobs, a table predicts ~1.4x slow
+(nas/deploy/machine_load.py).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -31,6 +37,7 @@ from torch import nn
 from nas.base.errors import UserError
 from nas.compute.acceleration import Captured
 from nas.deploy.latency_table import LatencyEntry, LatencyTable, describe_device
+from nas.deploy.machine_load import competes, cpu_load
 from nas.deploy.serving import serving_mode
 from nas.deploy.timing import interleaved_medians
 from ops import OP_NAMES
@@ -147,8 +154,15 @@ def _captured(forward, mode: str, name: str):
     return captured
 
 
-def build_latency_table(config: LatencyTableConfig, device, progress=None) -> LatencyTable:
-    """Measure every (batch size, length) of `config` on `device`; `progress(text)` is told each one."""
+def build_latency_table(config: LatencyTableConfig, device, progress=None, warn=None) -> LatencyTable:
+    """Measure every (batch size, length) of `config` on `device`; `progress(text)` is told each
+    one, `warn(text)` (default: stderr) that other work competes for the CPU."""
+    load = cpu_load() if device.type == "cpu" else None
+    if competes(load, torch.get_num_threads()):
+        (warn or (lambda text: print(text, file=sys.stderr)))(
+            f"warning: the CPU is busy (load average {load:.1f} on {os.cpu_count()} cores) while a latency table is "
+            "measured: its op times come out slow and a budget in milliseconds admits a smaller student; measure "
+            "on a quiet machine (nas/deploy/machine_load.py)")
     generator = torch.Generator().manual_seed(config.seed)
     started = time.perf_counter()
     entries = {}
@@ -163,6 +177,7 @@ def build_latency_table(config: LatencyTableConfig, device, progress=None) -> La
         "warmup": config.warmup, "repeats": config.repeats, "min_repeat_ms": config.min_repeat_ms,
         "stack_cells": config.stack_cells, "capture": serving_mode(device) if config.optimised else "off",
         "vocab_size": VOCAB_SIZE, "num_labels": NUM_LABELS, "seconds": round(time.perf_counter() - started, 1),
+        **({"load_average": round(load, 2)} if load is not None else {}),
     }
     return LatencyTable(
         hidden_size=config.hidden_size, device=MappingProxyType(describe_device(device)),

@@ -8,7 +8,7 @@ faster than the teacher. Timed here, in the search's own process, on its device 
 minutes before the search measures its latency tables, the teacher and the tables see the same
 machine, and the budget means what the user asked for: the teacher's latency over X. Not on a
 CPU with more runnable threads than cores, though: time-slicing slows the teacher's long forward
-passes far more than the tables' short ops (nas/deploy/machine_load.py). The search then warns,
+passes more than the tables' short ops (nas/deploy/machine_load.py). The search then warns,
 and the kept timing records the load average it was taken under.
 
 The teacher is timed on a batch of `latency_batch_size` rows of `latency_seq_len` tokens (all
@@ -60,7 +60,7 @@ def with_speedup_budget(config, teacher_dir, task, out: Path, device, processes=
             print(f"warning: the CPU is busy (load average {load:.1f} on {os.cpu_count()} cores) while the search "
                   f"times its teacher ({record['teacher_ms']:.1f} ms): time-slicing slows the teacher's long forward "
                   "passes more than the short ops of the latency tables, so the budget comes out loose; search on a "
-                  "quiet machine or give --latency-budget MS timed on one (nas/deploy/machine_load.py)", file=sys.stderr)
+                  "quiet machine (nas/deploy/machine_load.py)", file=sys.stderr)
     budget = round(record["teacher_ms"] / config.latency_speedup, 3)
     record = {**record, "speedup": config.latency_speedup, "budget_ms": budget}
     return dataclasses.replace(config, latency_budget_ms=budget, latency_speedup=0.0), record
