@@ -145,12 +145,17 @@ OTHER_VECTORS = ("frozen_projection",)
 # chose the best of what it trained, the way its student is built (on MRPC's small training set
 # most architectures trained from scratch ended within a point of the majority-class floor).
 SANITY_STARTS = {"scratch": "sanity_5x", "search": "sanity_5x_inherited"}
-# Earlier derivations of the same 5x supernets, moved aside (with their students and sanity
-# checks) when the rule choosing the shape changed: folder -> that rule. The report lists them.
+# Earlier derivations, moved aside (with their students and sanity checks) when the rule choosing
+# the shape, or the timing behind the budget, changed: folder -> (the search's folder in it, what
+# was different). The report lists them.
 EARLIER = {
-    "trial_scratch": "trials from scratch, the deepest stack at each width, the best score",
-    "trial_best": "trials from the search's weights, each width's depth halved down to one cell, the best score "
-                  "(a tie to the faster)",
+    "trial_scratch": ("search_5x", "trials from scratch, the deepest stack at each width, the best score"),
+    "trial_best": ("search_5x", "trials from the search's weights, each width's depth halved down to one cell, the "
+                                "best score (a tie to the faster)"),
+    "busy_budget": ("search_20x_with_frozen_projection", "the teacher timed by the search beside two training jobs "
+                    "(1,121 ms, 656 ms alone): a 56 ms budget for 20x"),
+    "busy_tables": ("search_20x_with_frozen_projection", "budget.json's 32.8 ms (the teacher timed alone, over 20) "
+                    "against latency tables measured beside two training jobs, which predict about 1.4x slow"),
 }
 
 
@@ -354,6 +359,12 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                              f"{FULL_TRANSFER_EPOCHS} epoch", searches[f"{SPEEDS[1]:g}x, {variant} word vectors"],
                              runs / f"student_{SPEEDS[1]:g}x_with_{variant}_full_{FULL_COPIES}x", "--epochs",
                              FULL_TRANSFER_EPOCHS, on=on_transfer())
+                    finetune(f"searched for {SPEEDS[1]:g}x with {variant} word vectors, all rows and {FULL_COPIES} "
+                             f"augmented copies of each, {LONGER_TRANSFER_EPOCHS} epochs",
+                             f"as the row above, `--epochs {LONGER_TRANSFER_EPOCHS}`",
+                             searches[f"{SPEEDS[1]:g}x, {variant} word vectors"],
+                             runs / f"student_{SPEEDS[1]:g}x_with_{variant}_full_{FULL_COPIES}x_{LONGER_TRANSFER_EPOCHS}ep",
+                             "--epochs", LONGER_TRANSFER_EPOCHS, on=on_transfer())
                 # The KD baselines on the same transfer set, for as many epochs as the searched students on it.
                 for epochs in (FULL_TRANSFER_EPOCHS, LONGER_TRANSFER_EPOCHS):
                     for name, method in BASELINES.items():
@@ -391,13 +402,14 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
 def earlier_derivations(runs: Path) -> list[dict]:
     """What each EARLIER folder holds: the derived shape, its students' and sanity checks' records."""
     found = []
-    for folder, rule in EARLIER.items():
-        arch = runs / folder / "search_5x" / "arch.json"
+    for folder, (search, rule) in EARLIER.items():
+        arch = runs / folder / search / "arch.json"
         if not arch.is_file():
             continue
         genotype = json.loads(arch.read_text())
         kept = sorted(path for path in (runs / folder).iterdir() if path.is_dir())
-        found.append({"folder": folder, "rule": rule, "shape": f"K={genotype['num_cells']} H={genotype['hidden_size']}",
+        found.append({"folder": folder, "search": search, "rule": rule,
+                      "shape": f"K={genotype['num_cells']} H={genotype['hidden_size']}",
                       "students": {path.name: json.loads((path / "metrics.json").read_text())
                                    for path in kept if (path / "metrics.json").is_file()},
                       "sanity": {path.name: json.loads((path / "sanity.json").read_text())
@@ -590,17 +602,20 @@ def task_section(task: str, report: dict) -> list[str]:
     if not report.get("sanity"):
         lines += ["Sanity check: not run yet.", ""]
     for earlier in report.get("earlier", []):
-        lines += [f"Earlier derivation of the 5x search (`runs/gap/{task}/{earlier['folder']}/`): {earlier['rule']}, "
-                  f"chose {earlier['shape']}.", "",
-                  f"| folder | dev {metric} | rows trained | word vectors | b=32 faster |", "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {name} | {record['metrics'][metric]:.4f} | {record.get('train_rows', 0):,} | "
-                  f"{record['genotype'].partition('embeddings: ')[2] or 'pca'} | {record['speedup']['batch_32_speedup']:.1f}x |"
-                  for name, record in earlier["students"].items()]
-        lines += [""] + [f"- {name}: searched {sanity['searched']:.4f} vs random {sanity['random_mean']:.4f} ± "
+        lines += [f"Earlier derivation of `{earlier['search']}` (`runs/gap/{task}/{earlier['folder']}/`): "
+                  f"{earlier['rule']}; chose {earlier['shape']}.", ""]
+        if earlier["students"]:
+            lines += [f"| folder | dev {metric} | rows trained | word vectors | b=32 faster |", "| --- | --- | --- | --- | --- |"]
+            lines += [f"| {name} | {record['metrics'][metric]:.4f} | {record.get('train_rows', 0):,} | "
+                      f"{record['genotype'].partition('embeddings: ')[2] or 'pca'} | {record['speedup']['batch_32_speedup']:.1f}x |"
+                      for name, record in earlier["students"].items()]
+            lines.append("")
+        lines += [f"- {name}: searched {sanity['searched']:.4f} vs random {sanity['random_mean']:.4f} ± "
                   f"{sanity['random_std']:.4f} ({sanity['gain_points']:+.2f} points; "
                   f"{'beats' if sanity['beats_random'] else 'does not beat'} chance; init={sanity['finetune']['init']})."
                   for name, sanity in earlier["sanity"].items()]
-        lines.append("")
+        if earlier["sanity"]:
+            lines.append("")
     return lines
 
 
