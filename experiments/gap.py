@@ -263,11 +263,13 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
     searched = {speed: runs / f"search_{speed:g}x" / "arch.json" for speed in SPEEDS}
     if "search" in stages:
         for speed in (speed for speed in SPEEDS if f"{speed:g}" in args.speeds.split(",")):
-            search(f"searched for {speed:g}x", speed, f"search_{speed:g}x", "--set", f"widths={settings['widths']}")
+            # pca named: these searches ran before `auto` word vectors became the default, and resume as they began.
+            search(f"searched for {speed:g}x", speed, f"search_{speed:g}x", "--set", f"widths={settings['widths']}",
+                   "--set", "embeddings=pca")
     if "width" in stages:  # the ablation: the same search with the width fixed at the widest
         widest = max(map(int, settings["widths"].split(",")))
         search(f"searched for 5x, width not searched (H={widest})", SPEEDS[0], "search_5x_one_width",
-               "--set", f"hidden_size={widest}")
+               "--set", f"hidden_size={widest}", "--set", "embeddings=pca")
     # Every search's arch.json by the name the report gives it: the budgets, and the shape trials.
     searches = {**{f"{speed:g}x": path for speed, path in searched.items()},
                 **{f"{speed:g}x, {variant} word vectors": runs / f"search_{speed:g}x_with_{variant}" / "arch.json"

@@ -99,7 +99,8 @@ def test_init_search_starts_every_architecture_from_the_supernet_and_is_not_mixe
     teacher, knowledge = prepared["sst2"]
     arch = searched["sst2"] / "arch.json"
     table = tmp_path / "table.json"
-    table.write_text(json.dumps(hand_table(hidden=16)))
+    # Timed with the search's word vectors (`auto`: the tiny teacher's own, 32 wide, on SST-2), as the check asks.
+    table.write_text(json.dumps({**hand_table(hidden=16), "embeddings": "frozen_projection", "teacher_width": 32}))
     out = tmp_path / "sanity"
     args = ["sanity", "--task", "sst2", "--data-dir", tiny_glue, "--teacher", teacher, "--knowledge", knowledge,
             "--arch", arch, "--out", out, "--device", "cpu", "--random", "2", "--latency-table", table, "--epochs", "1",

@@ -74,7 +74,10 @@ def test_search_writes_a_valid_arch_json_and_its_artifacts(finished, task, run_c
 
     assert genotype.costs["params"] > 0 and genotype.costs["flops"] > 0
     teacher_task = get_task(task)
-    student = compile_genotype(genotype, vocab_size=29, max_positions=128, num_labels=2, pair=teacher_task.is_pair)
+    # The default word vectors are `auto`: the tiny teacher's own (32 wide) for single sentences, pca for pairs.
+    assert genotype.embedding_variant == ("pca" if teacher_task.is_pair else "frozen_projection")
+    student = compile_genotype(genotype, vocab_size=29, max_positions=128, num_labels=2, pair=teacher_task.is_pair,
+                               teacher_width=32)
     assert genotype.costs["params"] == sum(p.numel() for p in student.parameters())
 
     provenance = genotype.provenance

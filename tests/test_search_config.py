@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 from nas.base.errors import UserError
+from nas.data.tasks import get_task
 from nas.run.config import build
 from nas.train.search import SearchConfig
 from searchspace.space import SearchSpace
@@ -23,7 +24,7 @@ RECORD_KEYS = (
 def test_the_config_holds_a_search_space():
     config = SearchConfig(hidden_size=16, max_cells=3, dropout=0.2, beta=1.0)
     assert isinstance(config.space, SearchSpace)
-    assert config.space == SearchSpace(hidden_size=16, max_cells=3, dropout=0.2)
+    assert config.space == SearchSpace(hidden_size=16, max_cells=3, dropout=0.2, embeddings="auto")
     assert (config.hidden_size, config.max_cells, config.dropout, config.beta) == (16, 3, 0.2, 1.0)
     assert SearchConfig(SearchSpace(hidden_size=16)).hidden_size == 16
 
@@ -39,7 +40,23 @@ def test_replace_and_settings_use_the_flat_names():
     config = dataclasses.replace(SearchConfig(), max_cells=4, gamma=0.5)
     assert config.space.max_cells == 4 and config.gamma == 0.5
     built = build(SearchConfig, "search", None, {"epochs": 2}, ["hidden_size=32", "shared_cells=false"])
-    assert built.space == SearchSpace(hidden_size=32, shared_cells=False) and built.epochs == 2
+    assert built.space == SearchSpace(hidden_size=32, shared_cells=False, embeddings="auto") and built.epochs == 2
+
+
+@pytest.mark.parametrize("task, resolved", [("sst2", "frozen_projection"), ("mrpc", "pca")])
+def test_auto_word_vectors_resolve_by_the_task_kind_of_input(task, resolved):
+    config = SearchConfig(hidden_size=16)
+    assert config.embeddings == "auto" and "embeddings" not in config.to_dict()  # the default, as every setting
+    chosen = config.for_task(get_task(task))
+    assert chosen.embeddings == resolved and chosen.to_dict()["embeddings"] == resolved
+    assert chosen.for_task(get_task(task)) == chosen
+    named = SearchConfig(embeddings="factorised").for_task(get_task(task))
+    assert named.embeddings == "factorised"  # a variant the settings name is kept
+
+
+def test_the_settings_list_auto_as_the_word_vectors_default():
+    defaults = {name: default for name, _, default in SearchConfig.settings_fields()}
+    assert defaults["embeddings"] == "auto" and defaults["hidden_size"] == SearchSpace().hidden_size
 
 
 @pytest.mark.parametrize("bad", [{"space": "3"}, {"ops": "cnn3"}])

@@ -83,7 +83,7 @@ def test_a_resume_with_another_variant_is_refused(frozen_search, prepared, tiny_
     teacher, knowledge = prepared["sst2"]
     code, out, err = run_cli("search", "--task", "sst2", "--data-dir", tiny_glue, "--teacher", teacher,
                              "--knowledge", knowledge, "--out", copy, "--epochs", 2, "--set", "hidden_size=16",
-                             "--set", "max_cells=2", "--set", "warmup_epochs=1", "--resume")
+                             "--set", "max_cells=2", "--set", "warmup_epochs=1", "--set", "embeddings=pca", "--resume")
     assert code == 2 and "embeddings" in err and len(err.strip().splitlines()) == 1, err
 
 

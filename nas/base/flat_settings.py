@@ -28,7 +28,9 @@ def flat_fields(cls) -> list[tuple[str, object, object]]:
     out = []
     for field in dataclasses.fields(cls):
         if field.name == nested:
-            out += [(f.name, inner_hints[f.name], f.default) for f in dataclasses.fields(inner_cls) if f.name in names]
+            defaults = _nested_default(cls)
+            out += [(f.name, inner_hints[f.name], getattr(defaults, f.name)) for f in dataclasses.fields(inner_cls)
+                    if f.name in names]
         else:
             out.append((field.name, hints[field.name], field.default))
     return out
@@ -36,13 +38,12 @@ def flat_fields(cls) -> list[tuple[str, object, object]]:
 
 def flat_init(self, nested_value=None, /, **settings) -> None:
     """Set the fields of frozen dataclass `self` from flat settings: the nested object is
-    `nested_value` (or its class's defaults) with the flat settings that name its fields."""
+    `nested_value` (or the class's default one) with the flat settings that name its fields."""
     cls = type(self)
     nested, names = cls.NESTED
-    inner_cls = typing.get_type_hints(cls)[nested]
     given = settings.pop(nested, None) if nested_value is None else nested_value
     inner = {name: settings.pop(name) for name in names if name in settings}
-    value = dataclasses.replace(given if given is not None else inner_cls(), **inner)
+    value = dataclasses.replace(given if given is not None else _nested_default(cls), **inner)
     for field in dataclasses.fields(cls):
         if field.name == nested:
             object.__setattr__(self, nested, value)
@@ -71,6 +72,16 @@ def flat_dict(obj, omit_when_default: tuple[str, ...] = ()) -> dict:
             continue
         out[name] = _plain(value)
     return out
+
+
+def _nested_default(cls):
+    """The nested object a class holds by default: its field's default when it declares one (a
+    class may hold its nested settings with defaults of its own), else the nested class's."""
+    nested, _ = cls.NESTED
+    field = next(f for f in dataclasses.fields(cls) if f.name == nested)
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return typing.get_type_hints(cls)[nested]()
 
 
 def _plain(value):

@@ -31,7 +31,7 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -98,6 +98,9 @@ def run_sweep(job: SweepJob, log=print) -> dict:
     """Run trials until the study holds `job.trials` finished ones (with any other workers), then
     write the reports. Returns {"complete", "pruned", "front" (trial numbers), "ran" (by this worker)}."""
 
+    # `auto` word vectors resolved once, for the tables too: those of given tables, else the task's.
+    given = load_latency_table(job.latency_tables[0]).embeddings if job.latency_tables else None
+    job = replace(job, search=job.search.for_task(job.data.task, given))
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
     storage = open_storage(job.storage_url, job.sweep.heartbeat_seconds, job.sweep.grace_seconds)

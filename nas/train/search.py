@@ -32,6 +32,7 @@ from nas.data.batching import batch_order, device_batch, model_inputs
 from nas.data.evaluation import evaluate_splits, task_loss
 from nas.data.models import load_tokenizer
 from nas.deploy.costs import student_costs
+from nas.deploy.latency_table import load_latency_table
 from nas.train.distill_data import prepare, teacher_embedding_tables
 from nas.train.figures import depth_figure, op_probability_figure
 from nas.train.perturbation import select_after_search
@@ -42,9 +43,9 @@ from nas.train.loop import Hooks, LoopState, NonFiniteLoss, linear_warmup_decay,
 from ops import OPS
 from searchspace.derive import derive_genotype
 from searchspace.drawing import render
-from searchspace.genotype import EMBEDDING_VARIANTS, Genotype, MAX_CELLS, MAX_HIDDEN_SIZE
+from searchspace.genotype import DEFAULT_EMBEDDINGS, EMBEDDING_VARIANTS, Genotype, MAX_CELLS, MAX_HIDDEN_SIZE
 from searchspace.sampler import SAMPLERS, temperature
-from searchspace.space import SearchSpace
+from searchspace.space import AUTO_EMBEDDINGS, SearchSpace
 from searchspace.supernet import SuperNet
 from searchspace.topology import KEPT_EDGES
 
@@ -68,7 +69,9 @@ class SearchConfig:
 
     NESTED = ("space", SPACE_SETTINGS)
 
-    space: SearchSpace = SearchSpace()
+    # The word vectors default to `auto`: the variant measured best for the task's kind of input,
+    # resolved by `for_task` when the search starts (searchspace/space.py).
+    space: SearchSpace = SearchSpace(embeddings=AUTO_EMBEDDINGS)
     gamma: float = 0.8  # KD share of the loss (AdaBERT's default)
     beta: float = 4.0  # efficiency weight (AdaBERT's default)
     kd_temperature: float = 1.0
@@ -171,6 +174,18 @@ class SearchConfig:
                                                   "trial_epochs", "trial_rows", "latency_speedup", "trial_init",
                                                   "trial_depths", "trial_choice"))
 
+    def for_task(self, task, table_embeddings: str | None = None) -> SearchConfig:
+        """These settings with `auto` word vectors resolved: those a given latency table's frame was
+        timed with (`table_embeddings`, read from `latency_table` when not passed), since the search
+        refuses a table of other word vectors; else those of `task`'s kind of input."""
+        if self.embeddings != AUTO_EMBEDDINGS:
+            return self
+        if table_embeddings is None and self.latency_table:
+            table_embeddings = load_latency_table(self.latency_table).embeddings
+        if table_embeddings:
+            return replace(self, embeddings=table_embeddings)
+        return replace(self, space=self.space.for_inputs(task.is_pair))
+
     def __post_init__(self):
         check_speed_settings("off", self.amp)
         if self.epochs <= self.warmup_epochs:
@@ -204,8 +219,9 @@ class SearchConfig:
             raise UserError(f"setting 'efficiency': expected cost or latency, got {self.efficiency!r}")
         if self.latency_budget_ms < 0 or self.latency_batch_size < 1 or self.latency_seq_len < 1:
             raise UserError("settings 'latency_budget_ms' (>= 0), 'latency_batch_size' and 'latency_seq_len' (>= 1) are out of range")
-        if self.embeddings not in EMBEDDING_VARIANTS:
-            raise UserError(f"setting 'embeddings': unknown variant {self.embeddings!r} (known: {', '.join(EMBEDDING_VARIANTS)})")
+        if self.embeddings not in (AUTO_EMBEDDINGS, *EMBEDDING_VARIANTS):
+            raise UserError(f"setting 'embeddings': unknown variant {self.embeddings!r} (known: {AUTO_EMBEDDINGS}, "
+                            f"{', '.join(EMBEDDING_VARIANTS)})")
         if self.mode not in ("hard", "soft"):
             raise UserError(f"setting 'mode': expected hard or soft, got {self.mode!r}")
         if not 0.0 <= self.gamma <= 1.0:
@@ -247,6 +263,8 @@ class Search:
     def __init__(self, config: SearchConfig, task, data, supernet, device, out: Path, writer=None, provenance=None,
                  on_epoch=None, processes=None, latency=None):
 
+        if config.embeddings == AUTO_EMBEDDINGS:  # not resolved by run_search: the supernet's word vectors
+            config = replace(config, embeddings=supernet.space.embeddings)
         self.config, self.task, self.data, self.device, self.out = config, task, data, device, out
         # Called with each epoch's history.json record once the epoch is finished; a sweep uses it
         # to report the trial's progress and to stop a hopeless trial by raising.
@@ -490,8 +508,10 @@ class Search:
     def restore(self, path: Path):
         saved = torch.load(path, map_location=self.device, weights_only=False)
         now = self.config.to_dict()
-        changed = sorted(k for k in saved["config"].keys() | now.keys()
-                         if saved["config"].get(k) != now.get(k) and k not in DERIVATION_SETTINGS)
+        # A record from before `auto` omitted the word vectors at their old default.
+        recorded = {"embeddings": DEFAULT_EMBEDDINGS, **saved["config"]}
+        changed = sorted(k for k in recorded.keys() | now.keys()
+                         if recorded.get(k) != now.get(k) and k not in DERIVATION_SETTINGS)
         if changed:
             raise UserError(f"{path}: the checkpoint was made with other settings ({', '.join(changed)}); resume with the same ones")
         self.supernet.load_state_dict(saved["supernet"])
@@ -533,6 +553,7 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
     (before its checkpoint is written); an exception it raises stops the search."""
 
     task = data.task
+    config = config.for_task(task)
     # A speed-up over the teacher becomes milliseconds here, the teacher timed just before the tables.
     config, teacher_timing = with_speedup_budget(config, teacher_dir, task, out, device, processes)
     # The teacher's word vectors first: a table of the variants that keep them is timed at their width.
