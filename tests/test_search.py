@@ -225,6 +225,20 @@ def test_resume_with_other_settings_is_refused(finished, prepared, tiny_glue, tm
     assert (out / "arch.json").read_text() == arch
 
 
+@pytest.mark.parametrize("variant, accepted", [("pca", True), ("frozen_projection", False)])
+def test_a_checkpoint_from_before_auto_word_vectors_resumes_as_pca(finished, prepared, tiny_glue, tmp_path, run_cli,
+                                                                  variant, accepted):
+    # Before `auto`, a search's record left its word vectors out at their default then, pca.
+    out = tmp_path / "run"
+    shutil.copytree(finished["mrpc"], out)
+    saved = load_checkpoint(out)
+    assert saved["config"].pop("embeddings") == "pca"  # `auto` on sentence pairs
+    torch.save(saved, out / CHECKPOINT)
+    code, _, err = run_cli(*search_args(prepared, tiny_glue, "mrpc", out, "--set", f"embeddings={variant}", "--resume"))
+    assert (code == 0) is accepted, err
+    assert accepted or "embeddings" in err
+
+
 def test_refused_resume_keeps_the_run_record(finished, prepared, tiny_glue, tmp_path, run_cli):
     # config.json records how the run in the folder was made; a refused resume must not rewrite it.
     out = tmp_path / "run"
