@@ -1,7 +1,7 @@
 """Issue 11's measurement: how close a searched student gets to its teacher, and whether the search beats chance.
 
 Usage: python experiments/gap.py [--tasks mrpc,sst2] [--runs runs/gap] [--teachers runs/teachers]
-                                 [--preset adabert] [--stages recipe,search,sanity,baselines,width,full,vectors] [--random 5]
+                                 [--preset adabert] [--stages recipe,search,sanity,baselines,width,full,vectors,preset] [--random 5]
                                  [--report-only] [--retime]
 
 Needs experiments/teacher.py's teachers (runs/teachers/TASK). For each task, in stages, each run
@@ -33,6 +33,8 @@ skipped when its folder is finished, so the script resumes where a stopped sessi
    (OTHER_VECTORS) on its row set (and, in "full", on all of SST-2's rows); then the 5x search
    again with the supernet training that variant (`--set embeddings=NAME`), and the 20x search, their
    students, and the 5x one's sanity check from its supernet.
+9. preset: the recipe as a user runs it, `nas run --preset speedup5` (RUN_PRESET) on the task's row
+   set, every stage but the teacher's (this script's, copied in) run by the pipeline.
 
 `--retime` (with `--report-only`: training nothing) times the teacher and every finished student
 again side by side in one process (runs/TASK/side_by_side.json); the report's "meets" reads these
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -122,7 +125,10 @@ BASELINES = {  # name -> nas distill arguments: the comparable Transformer and T
     "vanilla KD, Transformer": ["--method", "vanilla", "--student", COMPARABLE],
     "BiLSTM (Tang et al.)": ["--method", "bilstm", "--student", "bilstm:hidden=128"],
 }
-STAGES = ("recipe", "search", "sanity", "baselines", "width", "full", "vectors")
+STAGES = ("recipe", "search", "sanity", "baselines", "width", "full", "vectors", "preset")
+# "preset": the recipe as a user runs it, one `nas run --preset PRESET` (nas/run/presets/), on the
+# teacher this script trained (copied into the run folder, so the pipeline skips its teacher stage).
+RUN_PRESET = "speedup5"
 # The targets are against teachers trained on every training row. SST-2's searches and ablations
 # run on its first 8,000 rows here; "full" finetunes the 5x searched student again, from the same
 # search's weights, on all 67,349 rows labelled by the teacher (no augmented copies: 20x of them
@@ -390,6 +396,18 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                          f"as the row above, with `--set embeddings={variant}`", searched[SPEEDS[0]],
                          runs / f"student_5x_full_{variant}", "--epochs", FULL_EPOCHS[task], "--set",
                          f"embeddings={variant}", on=on_everything)
+
+    if "preset" in stages:
+        folder = runs / f"preset_{RUN_PRESET}"
+        if not (folder / "student" / "metrics.json").is_file() and not args.report_only:
+            if not (folder / "teacher" / "metrics.json").is_file():
+                shutil.copytree(teacher, folder / "teacher", dirs_exist_ok=True)
+            nas("run", "--task", task, *data, "--preset", RUN_PRESET, "--out", folder, "--seed", 42)
+        if (folder / "student" / "metrics.json").is_file():
+            students[f"`nas run --preset {RUN_PRESET}`"] = (
+                f"the whole pipeline with the `{RUN_PRESET}` preset on this script's teacher", folder / "student")
+        else:
+            report["unfinished"].append(f"`nas run --preset {RUN_PRESET}`")
 
     if args.retime:
         retime(task, teacher, runs, report["students"], args.data_dir)
