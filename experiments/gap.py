@@ -60,6 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from baselines import COMPARABLE, latency_inputs, majority_class_score, measure_side_by_side, nas  # noqa: E402  (experiments/ is this script's folder)
+from nas.base import atomic  # noqa: E402
 from nas.base.markdown import markdown_cell  # noqa: E402
 
 SPEEDS = (5.0, 20.0)  # issue 11's latency targets: at least 5x and 20x faster than the teacher at batch 32
@@ -447,7 +448,6 @@ RETIMED = "side_by_side.json"
 def retime(task: str, teacher: Path, runs: Path, students: dict, data_dir) -> None:
     """Time the teacher and every student of `students` (name -> (what, folder)) side by side
     into runs/RETIMED, with the machine's load (nas/deploy/machine_load.py) when it began."""
-    from nas.base import atomic
     from nas.deploy.machine_load import competes, cpu_load
 
     load = cpu_load()
@@ -490,7 +490,7 @@ def teacher_budget(task: str, teacher: Path, runs: Path, data_dir) -> dict:
         budget = {"teacher_batch_32_ms": teacher_ms, "seq_len": int(seq_len), "threads": torch.get_num_threads(),
                   **{f"budget_{speed:g}x_ms": round(teacher_ms / speed, 3) for speed in SPEEDS}}
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(budget))
+        atomic.write_json(path, budget)  # a stopped run leaves no half-written budget to resume with
     budget = json.loads(path.read_text())
     if budget.get("threads", torch.get_num_threads()) != torch.get_num_threads():
         # The search's latency tables are timed with this process's threads; a budget from
@@ -509,7 +509,6 @@ def _budget_text(searched: dict) -> str:
 
 
 def write_report(path: Path, reports: dict, args) -> None:
-    from nas.base import atomic
     from nas.base.run_info import machine
 
     lines = [
