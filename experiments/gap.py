@@ -368,12 +368,14 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                              f"{FULL_TRANSFER_EPOCHS} epoch", searches[f"{SPEEDS[1]:g}x, {variant} word vectors"],
                              runs / f"student_{SPEEDS[1]:g}x_with_{variant}_full_{FULL_COPIES}x", "--epochs",
                              FULL_TRANSFER_EPOCHS, on=on_transfer())
-                    finetune(f"searched for {SPEEDS[1]:g}x with {variant} word vectors, all rows and {FULL_COPIES} "
-                             f"augmented copies of each, {LONGER_TRANSFER_EPOCHS} epochs",
-                             f"as the row above, `--epochs {LONGER_TRANSFER_EPOCHS}`",
-                             searches[f"{SPEEDS[1]:g}x, {variant} word vectors"],
-                             runs / f"student_{SPEEDS[1]:g}x_with_{variant}_full_{FULL_COPIES}x_{LONGER_TRANSFER_EPOCHS}ep",
-                             "--epochs", LONGER_TRANSFER_EPOCHS, on=on_transfer())
+                    for seed in (42, SECOND_SEED):
+                        finetune(f"searched for {SPEEDS[1]:g}x with {variant} word vectors, all rows and {FULL_COPIES} "
+                                 f"augmented copies of each, {LONGER_TRANSFER_EPOCHS} epochs, seed {seed}",
+                                 f"as the row above, `--epochs {LONGER_TRANSFER_EPOCHS} --seed {seed}`",
+                                 searches[f"{SPEEDS[1]:g}x, {variant} word vectors"],
+                                 runs / (f"student_{SPEEDS[1]:g}x_with_{variant}_full_{FULL_COPIES}x_{LONGER_TRANSFER_EPOCHS}ep"
+                                         + ("" if seed == 42 else f"_seed{seed}")),
+                                 "--epochs", LONGER_TRANSFER_EPOCHS, on=on_transfer(seed))
                 # The KD baselines on the same transfer set, for as many epochs as the searched students on it.
                 for epochs in (FULL_TRANSFER_EPOCHS, LONGER_TRANSFER_EPOCHS):
                     for name, method in BASELINES.items():
