@@ -339,6 +339,17 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                 def on_transfer(seed: int = 42) -> list:
                     return ["--task", task, *data_dir, "--teacher", teacher, "--knowledge", transfer, "--seed", seed]
 
+                def longer(speed: str, variant: str) -> None:
+                    """The `speed` search's student on the transfer set for LONGER_TRANSFER_EPOCHS, each seed."""
+                    for seed in (42, SECOND_SEED):
+                        finetune(f"searched for {speed} with {variant} word vectors, all rows and {FULL_COPIES} augmented "
+                                 f"copies of each, {LONGER_TRANSFER_EPOCHS} epochs, seed {seed}",
+                                 f"as the row above, `--epochs {LONGER_TRANSFER_EPOCHS} --seed {seed}`",
+                                 searches[f"{speed}, {variant} word vectors"],
+                                 runs / (f"student_{speed}_with_{variant}_full_{FULL_COPIES}x_{LONGER_TRANSFER_EPOCHS}ep"
+                                         + ("" if seed == 42 else f"_seed{seed}")),
+                                 "--epochs", LONGER_TRANSFER_EPOCHS, on=on_transfer(seed))
+
                 for variant in OTHER_VECTORS:
                     finetune(f"searched for 5x with {variant} word vectors, all rows and {FULL_COPIES} augmented "
                              f"copies of each ({rows * (FULL_COPIES + 1):,})",
@@ -353,14 +364,7 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                              searches[f"5x, {variant} word vectors"],
                              runs / f"student_5x_with_{variant}_full_{FULL_COPIES}x_seed{SECOND_SEED}", "--epochs",
                              FULL_TRANSFER_EPOCHS, on=on_transfer(SECOND_SEED))
-                    for seed in (42, SECOND_SEED):
-                        finetune(f"searched for 5x with {variant} word vectors, all rows and {FULL_COPIES} augmented "
-                                 f"copies of each, {LONGER_TRANSFER_EPOCHS} epochs, seed {seed}",
-                                 f"as the row above, `--epochs {LONGER_TRANSFER_EPOCHS} --seed {seed}`",
-                                 searches[f"5x, {variant} word vectors"],
-                                 runs / (f"student_5x_with_{variant}_full_{FULL_COPIES}x_{LONGER_TRANSFER_EPOCHS}ep"
-                                         + ("" if seed == 42 else f"_seed{seed}")),
-                                 "--epochs", LONGER_TRANSFER_EPOCHS, on=on_transfer(seed))
+                    longer("5x", variant)
                     # The 20x target's candidate, trained as the 5x student that met its floor.
                     finetune(f"searched for {SPEEDS[1]:g}x with {variant} word vectors, all rows and {FULL_COPIES} "
                              f"augmented copies of each", f"the student of the {SPEEDS[1]:g}x search that trained {variant} "
@@ -368,14 +372,7 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
                              f"{FULL_TRANSFER_EPOCHS} epoch", searches[f"{SPEEDS[1]:g}x, {variant} word vectors"],
                              runs / f"student_{SPEEDS[1]:g}x_with_{variant}_full_{FULL_COPIES}x", "--epochs",
                              FULL_TRANSFER_EPOCHS, on=on_transfer())
-                    for seed in (42, SECOND_SEED):
-                        finetune(f"searched for {SPEEDS[1]:g}x with {variant} word vectors, all rows and {FULL_COPIES} "
-                                 f"augmented copies of each, {LONGER_TRANSFER_EPOCHS} epochs, seed {seed}",
-                                 f"as the row above, `--epochs {LONGER_TRANSFER_EPOCHS} --seed {seed}`",
-                                 searches[f"{SPEEDS[1]:g}x, {variant} word vectors"],
-                                 runs / (f"student_{SPEEDS[1]:g}x_with_{variant}_full_{FULL_COPIES}x_{LONGER_TRANSFER_EPOCHS}ep"
-                                         + ("" if seed == 42 else f"_seed{seed}")),
-                                 "--epochs", LONGER_TRANSFER_EPOCHS, on=on_transfer(seed))
+                    longer(f"{SPEEDS[1]:g}x", variant)
                 # The KD baselines on the same transfer set, for as many epochs as the searched students on it.
                 for epochs in (FULL_TRANSFER_EPOCHS, LONGER_TRANSFER_EPOCHS):
                     for name, method in BASELINES.items():
