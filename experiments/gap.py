@@ -214,30 +214,30 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
               "majority": majority_class_score(task, args.data_dir, settings["rows"]), "unfinished": [],
               "sanity_rows": f"{settings['epochs'][settings['sanity']]} epoch(s) on the {settings['sanity']}"}
 
-    def finetune(name: str, what: str, arch: Path, out: Path, *extra, on=None) -> None:
-        """`nas finetune` of `arch` into `out` (skipped when finished) with `common`'s task, rows and
-        knowledge, or `on`'s."""
+    def row(name: str, what: str, out: Path, train, ready: bool = True) -> None:
+        """The report's row `name` for the run in `out` (its metrics.json), trained first by `train()`
+        unless finished; unfinished with --report-only or when what it starts from is not `ready`."""
         if not (out / "metrics.json").is_file():
-            if args.report_only or not arch.is_file():
+            if args.report_only or not ready:
                 report["unfinished"].append(name)
                 return
-            # --resume: a run a stopped session left continues from its last epoch (20x epochs are long here)
-            nas("finetune", *(on or common), "--arch", arch, "--out", out, "--set", "latency_repeats=3", "--resume", *extra)
+            train()
         students[name] = (what, out)
         reports[task] = report
         write_report(Path(args.results), reports, args)  # after every run: a stopped session still leaves a report
 
+    def finetune(name: str, what: str, arch: Path, out: Path, *extra, on=None) -> None:
+        """`nas finetune` of `arch` into `out` (skipped when finished) with `common`'s task, rows and
+        knowledge, or `on`'s."""
+        # --resume: a run a stopped session left continues from its last epoch (20x epochs are long here)
+        row(name, what, out, lambda: nas("finetune", *(on or common), "--arch", arch, "--out", out,
+                                         "--set", "latency_repeats=3", "--resume", *extra), ready=arch.is_file())
+
     def distill(name: str, where: str, method: list, out: Path, *extra, on=None) -> None:
         """`nas distill` of a KD baseline (`method`: BASELINES' arguments) into `out`, as `finetune`;
         `where` says what it trained on."""
-        if not (out / "metrics.json").is_file():
-            if args.report_only:
-                report["unfinished"].append(name)
-                return
-            nas("distill", *(on or common), *method, "--out", out, "--set", "latency_repeats=3", *extra)
-        students[name] = (f"`nas distill {' '.join(map(str, method))}` {where}, as the searched students", out)
-        reports[task] = report
-        write_report(Path(args.results), reports, args)
+        row(name, f"`nas distill {' '.join(map(str, method))}` {where}, as the searched students", out,
+            lambda: nas("distill", *(on or common), *method, "--out", out, "--set", "latency_repeats=3", *extra))
 
     if "recipe" in stages:
         arch = runs / "fixed_cell.json"
@@ -399,15 +399,14 @@ def run_task(task: str, teacher: Path, runs: Path, args, stages: set, reports: d
 
     if "preset" in stages:
         folder = runs / f"preset_{RUN_PRESET}"
-        if not (folder / "student" / "metrics.json").is_file() and not args.report_only:
+
+        def run_preset() -> None:
             if not (folder / "teacher" / "metrics.json").is_file():
                 shutil.copytree(teacher, folder / "teacher", dirs_exist_ok=True)
             nas("run", "--task", task, *data, "--preset", RUN_PRESET, "--out", folder, "--seed", 42)
-        if (folder / "student" / "metrics.json").is_file():
-            students[f"`nas run --preset {RUN_PRESET}`"] = (
-                f"the whole pipeline with the `{RUN_PRESET}` preset on this script's teacher", folder / "student")
-        else:
-            report["unfinished"].append(f"`nas run --preset {RUN_PRESET}`")
+
+        row(f"`nas run --preset {RUN_PRESET}`", f"the whole pipeline with the `{RUN_PRESET}` preset on this script's "
+            "teacher", folder / "student", run_preset)
 
     if args.retime:
         retime(task, teacher, runs, report["students"], args.data_dir)
