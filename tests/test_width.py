@@ -214,3 +214,17 @@ def test_a_tiny_search_over_widths_writes_the_width_choice(prepared, tiny_glue, 
     assert json.loads((out / "config.json").read_text())["config"]["widths"] == [8, 16]
     epochs = json.loads((out / "history.json").read_text())["epochs"]
     assert set(epochs[-1]["width_probabilities"]) == {"8", "16"}
+
+
+def test_a_busy_cpu_is_warned_once_for_the_search_not_once_per_width(tmp_path, monkeypatch, capsys):
+    from nas.deploy import latency_measure
+    from nas.train.width_latency import width_search_latency
+
+    hand = table_from_dict(hand_table()).entry(1, 64)
+    monkeypatch.setattr(latency_measure, "cpu_load", lambda: 1000.0)  # far more runnable threads than cores
+    monkeypatch.setattr(latency_measure, "measure_entry", lambda *args: hand)
+    config = SearchConfig(hidden_size=16, widths=(8, 16), max_cells=3, embeddings=DEFAULT_EMBEDDINGS)
+    latency = width_search_latency(config, tmp_path, torch.device("cpu"), False, OP_NAMES)
+    assert latency.widths == (8, 16) and latency.measured
+    err = capsys.readouterr().err
+    assert err.count("warning: the CPU is busy") == 1, err

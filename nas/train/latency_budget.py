@@ -25,7 +25,7 @@ import torch
 from kd.losses import expected_latency, latency_budget_penalty
 from nas.base.errors import UserError
 from nas.deploy.latency_table import (EDGES_PER_CELL, LatencyTable, cell_latency_ms, check_compatible,
-                               load_latency_table, predict_latency_ms, save_latency_table, table_from_dict)
+                               describe_device, load_latency_table, predict_latency_ms, save_latency_table, table_from_dict)
 from ops import PARAMETER_FREE
 from searchspace.genotype import Edge
 from searchspace.topology import NUM_INPUTS
@@ -59,8 +59,9 @@ def search_latency(config, out: Path, device, pair: bool, ops, processes=None,
 
 
 def search_table(config, out: Path, device, processes=None, table_file: str = TABLE_FILE,
-                 teacher_width: int = 0) -> tuple[LatencyTable, bool]:
-    """(the latency table at `config.hidden_size`, whether it was measured now): see `search_latency`."""
+                 teacher_width: int = 0, warn=None) -> tuple[LatencyTable, bool]:
+    """(the latency table at `config.hidden_size`, whether it was measured now): see `search_latency`.
+    `warn`: told when a table is measured on a busy CPU (default: stderr)."""
     table, measured = None, False
     kept = Path(out) / table_file
     if config.latency_table:
@@ -76,7 +77,7 @@ def search_table(config, out: Path, device, processes=None, table_file: str = TA
         measure = LatencyTableConfig(hidden_size=config.hidden_size, batch_sizes=(config.latency_batch_size,),
                                      seq_lens=(config.latency_seq_len,), embeddings=config.embeddings,
                                      teacher_width=teacher_width)
-        data = build_latency_table(measure, device).to_dict() if distributed.is_main(processes) else None
+        data = build_latency_table(measure, device, warn=warn).to_dict() if distributed.is_main(processes) else None
         table = table_from_dict(distributed.broadcast_from_main(data, processes), f"{Path(out) / table_file} (measured)")
         measured = True
     check_compatible(table, device, config.hidden_size, embeddings=config.embeddings)
@@ -192,6 +193,19 @@ class SearchLatency(LatencyTerm):
                                 f"one (the cheapest architecture: {fastest:.3f} ms)")
             genotype = swapped
         return genotype
+
+    def cheaper(self, genotype):
+        """One step cheaper than `genotype`, for the measured check (nas/train/latency_check.py):
+        one cell fewer, or at one cell its slowest op given way as in `fit`; None when no op can."""
+        if genotype.num_cells > 1:
+            return dataclasses.replace(genotype, num_cells=genotype.num_cells - 1)
+        return self._swap_slowest(genotype)
+
+    def describes(self, device) -> bool:
+        """Whether the table was timed on this machine as the search runs on it (device type and
+        name, CPU threads): only then can timing the student here check what the table predicts."""
+        here = describe_device(device)
+        return all(self.table.device.get(key) == here[key] for key in ("type", "name", "threads"))
 
     def _swap_slowest(self, genotype):
         """One op swap: on the slowest edge that allows one, the next cheaper op; None if none can.

@@ -35,6 +35,7 @@ from nas.deploy.costs import student_costs
 from nas.deploy.latency_table import load_latency_table
 from nas.train.distill_data import prepare, teacher_embedding_tables
 from nas.train.figures import depth_figure, op_probability_figure
+from nas.train.latency_check import fit_measured, student_timer
 from nas.train.perturbation import select_after_search
 from nas.train.shape_trials import choose_shape
 from nas.train.speedup_budget import keep as keep_teacher_timing, with_speedup_budget
@@ -114,6 +115,10 @@ class SearchConfig:
     # The derived student is fitted to budget x (1 - margin): the table's predictions are off by a
     # few percent, and timing noise does the rest (nas/train/latency_budget.py).
     latency_margin: float = 0.05
+    # "measure": under a budget the derived student is timed whole before arch.json is written
+    # (beside the teacher for a speed-up) and made cheaper while it misses (nas/train/latency_check.py):
+    # the table's sum of parts was up to 13% optimistic. "predict": trust the table alone.
+    latency_check: str = "measure"
     # How the derived student's depth K is chosen. "logits": the argmax of the depth logits
     # (AdaBERT). "budget": with a latency budget, the deepest K up to max_cells that fits it. The
     # depth logits favour shallow stacks because a shallow path learns fastest in a short search
@@ -172,7 +177,7 @@ class SearchConfig:
         default search records (and a resume compares) the same keys as before they existed."""
         return flat_dict(self, omit_when_default=("widths", "embeddings", "selection", "perturbation_rows", "augmented_copies",
                                                   "trial_epochs", "trial_rows", "latency_speedup", "trial_init",
-                                                  "trial_depths", "trial_choice"))
+                                                  "trial_depths", "trial_choice", "latency_check"))
 
     def for_task(self, task, table_embeddings: str | None = None) -> SearchConfig:
         """These settings with `auto` word vectors resolved: those a given latency table's frame was
@@ -211,6 +216,8 @@ class SearchConfig:
                             f"{self.trial_epochs}, {self.trial_rows}")
         if not 0.0 <= self.latency_margin < 1.0:
             raise UserError(f"setting 'latency_margin': expected a value in [0, 1), got {self.latency_margin}")
+        if self.latency_check not in ("measure", "predict"):
+            raise UserError(f"setting 'latency_check': expected measure or predict, got {self.latency_check!r}")
         if self.selection not in ("argmax", "perturbation"):
             raise UserError(f"setting 'selection': expected argmax or perturbation, got {self.selection!r}")
         if self.perturbation_rows < 1:
@@ -247,7 +254,7 @@ class SearchConfig:
 # search resumed with other values of them (a finished one included) derives again from the same
 # supernet, instead of being refused or trained again.
 DERIVATION_SETTINGS = ("selection", "perturbation_rows", "trial_epochs", "trial_rows", "trial_init", "trial_depths",
-                       "trial_choice")
+                       "trial_choice", "latency_check")
 
 
 def normalised_op_costs(ops, hidden: int, seq_len: int) -> torch.Tensor:
@@ -603,6 +610,10 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
     if config.depth_choice == "trial":
         best_metric, chosen, record = _shape_by_trials(search, best_genotype, words, positions, tokenizer.pad_token_id or 0)
         best_genotype, selection = chosen.to_dict(), {**selection, "shape": record}
+    if latency is not None and latency.budget_ms > 0 and config.latency_check == "measure":
+        best_metric, chosen, record = _checked_latency(search, best_genotype, best_metric, teacher_dir,
+                                                       teacher_timing, words, positions)
+        best_genotype, selection = chosen.to_dict(), {**selection, "latency_check": record}
     genotype = _finalise(best_genotype, supernet, space, task, tokenizer, config, info,
                          extra={"dev_metric": {task.primary_metric: best_metric}, "best_epoch": best_epoch, **selection,
                                 "search_seconds": round(time.perf_counter() - started, 1),
@@ -629,6 +640,29 @@ def _shape_by_trials(search, genotype_dict, words, positions, pad_id):
     distributed.barrier(processes)  # rank 0 has written the best epoch's weights
     search.load_best_weights()
     return search.dev_metrics(chosen)[search.task.primary_metric], chosen, record
+
+
+def _checked_latency(search, genotype_dict, metric: float, teacher_dir, teacher_timing, words, positions):
+    """`latency_check=measure` (nas/train/latency_check.py): rank 0 times the derived student and
+    steps it down while it misses the budget, every rank gets the result. Returns (the supernet's
+    dev score at the checked student, the student, the record for arch.json)."""
+    config, latency, processes = search.config, search.latency, search.processes
+    genotype = Genotype.from_json(json.dumps(genotype_dict), source="derived genotype")
+    if not latency.describes(search.device):
+        return metric, genotype, {"rule": "measure", "skipped": "the latency table was timed on another device or "
+                                  "thread count; this machine's clock does not check it"}
+    speedup = teacher_timing["speedup"] if teacher_timing else 0.0
+    checked, record = None, None
+    if distributed.is_main(processes):
+        measure = student_timer(teacher_dir, search.task, words, positions, search.device,
+                                config.latency_batch_size, config.latency_seq_len, speedup)
+        checked, record = fit_measured(genotype, latency, measure, speedup)
+    checked, record = distributed.broadcast_from_main((checked, record), processes)
+    if checked.canonical().to_string() != genotype.canonical().to_string():
+        distributed.barrier(processes)  # rank 0 has written the best epoch's weights
+        search.load_best_weights()
+        metric = search.dev_metrics(checked)[search.task.primary_metric]
+    return metric, checked, record
 
 
 def _finalise(genotype_dict, supernet, space, task, tokenizer, config, info, extra):

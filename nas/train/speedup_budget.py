@@ -74,13 +74,21 @@ def keep(record: dict | None, out: Path) -> None:
 
 def time_teacher(teacher_dir, task, device, batch_size: int, seq_len: int) -> float:
     """The teacher's median milliseconds per forward pass of `batch_size` x `seq_len` tokens."""
+    forward, inputs = timed_teacher(teacher_dir, task, device, batch_size, seq_len)
+    timed = compare_latency({"teacher": forward}, {batch_size: inputs}, device)
+    return timed["teacher"][f"batch_{batch_size}_ms"]
+
+
+def timed_teacher(teacher_dir, task, device, batch_size: int, seq_len: int) -> tuple:
+    """(the teacher's forward as the budget times it, its inputs: `batch_size` rows of `seq_len`
+    real tokens), for the one timing loop; the measured check of the derived student
+    (nas/train/latency_check.py) times the student beside this same forward."""
     teacher = load_classifier(str(teacher_dir), task, new_head=False, sdpa=True).to(device).eval()
     positions = getattr(teacher.config, "max_position_embeddings", seq_len)
     if seq_len > positions:
         raise UserError(f"setting 'latency_seq_len' ({seq_len}) is longer than the teacher's {positions} positions")
     inputs = dummy_inputs(batch_size, seq_len, task.is_pair, teacher.config.vocab_size)
-    timed = compare_latency({"teacher": lambda batch: teacher(**batch).logits}, {batch_size: inputs}, device)
-    return timed["teacher"][f"batch_{batch_size}_ms"]
+    return (lambda batch: teacher(**batch).logits), inputs
 
 
 def _kept(path: Path, wanted: dict) -> dict | None:

@@ -17,6 +17,7 @@ maximum at the widest width, so a narrower width is cheaper; L_E = Σ_w g_w · L
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import torch
@@ -56,12 +57,18 @@ def width_search_latency(config, out: Path, device, pair: bool, ops, processes=N
                          teacher_width: int = 0) -> WidthLatency:
     """The latency side of a search over widths: one `SearchLatency` per width (see the module docstring)."""
     given = load_latency_table(config.latency_table).hidden_size if config.latency_table else None
-    per_width = {}
+    per_width, warned = {}, []
+
+    def warn_once(text: str) -> None:  # a busy CPU is one fact about the search, not one per width
+        if not warned:
+            warned.append(text)
+            print(text, file=sys.stderr)
+
     for width in config.space.width_choices:
         own = dataclasses.replace(config, hidden_size=width, widths=(),
                                   latency_table=config.latency_table if width == given else "")
         table_file = f"latency_table_w{width}.json"
-        table, measured = search_table(own, out, device, processes, table_file, teacher_width)
+        table, measured = search_table(own, out, device, processes, table_file, teacher_width, warn_once)
         per_width[width] = SearchLatency(table, own, pair, ops, device, measured, table_file)
     latency = WidthLatency(per_width, config)
     latency.check_reachable()
@@ -111,6 +118,18 @@ class WidthLatency(LatencyTerm):
             if self.per_width[width].predict(dataclasses.replace(candidate, num_cells=1)) <= self.target_ms:
                 return self.per_width[width].fit(candidate)
         return self.narrowest.fit(dataclasses.replace(genotype, hidden_size=self.widths[0]))
+
+    def cheaper(self, genotype):
+        """One step cheaper: at the genotype's own width (`SearchLatency.cheaper`), else one cell
+        of the same ops at the next narrower width; None at the narrowest width's cheapest."""
+        step = self._of(genotype).cheaper(genotype)
+        if step is not None:
+            return step
+        narrower = [w for w in self.widths if w < genotype.hidden_size]
+        return dataclasses.replace(genotype, hidden_size=narrower[-1], num_cells=1) if narrower else None
+
+    def describes(self, device) -> bool:
+        return all(latency.describes(device) for latency in self.per_width.values())
 
     def keep_table(self, out: Path) -> None:
         for latency in self.per_width.values():

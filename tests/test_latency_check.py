@@ -1,0 +1,159 @@
+"""`latency_check=measure`: the derived student timed whole and stepped down while it misses the
+budget. The stepping is checked against hand tables with made-up timings (the answers worked out
+in the comments), over one width and over searched widths; the wiring through `nas search` with a
+hand table far faster than any real student, so that the real clock must overrule it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from nas.train.latency_budget import SearchLatency
+from nas.train.latency_check import fit_measured
+from nas.train.search import SearchConfig
+from nas.deploy.latency_table import table_from_dict
+from ops import OP_NAMES
+from searchspace.genotype import Genotype
+from tests.test_latency_table import EXAMPLE, hand_table, search_args
+from tests.test_width import width_latency
+
+
+def one_width(budget: float) -> SearchLatency:
+    """The hand table (tests/test_latency_table.py): EXAMPLE (K=3) 35.5 ms, K=2 24 ms, K=1 12.5 ms."""
+    config = SearchConfig(hidden_size=16, max_cells=3, latency_budget_ms=budget, latency_margin=0.0)
+    return SearchLatency(table_from_dict(hand_table()), config, False, OP_NAMES, torch.device("cpu"))
+
+
+LATENCIES = {"one width": one_width, "searched widths": width_latency}
+
+
+def slower_by(latency, factor: float, teacher_ms: float | None = None):
+    """A clock on which every student takes `factor` times its prediction (and a teacher `teacher_ms`)."""
+    seen = []
+
+    def measure(genotype):
+        seen.append(genotype)
+        return {"student_ms": latency.predict(genotype) * factor, **({"teacher_ms": teacher_ms} if teacher_ms else {})}
+    return measure, seen
+
+
+def cheapest(latency, genotype):
+    while (step := latency.cheaper(genotype)) is not None:
+        genotype = step
+    return genotype
+
+
+@pytest.mark.parametrize("name", LATENCIES)
+def test_a_student_the_table_fits_but_the_clock_does_not_loses_a_cell(name):
+    latency = LATENCIES[name](40.0)
+    # Predicted 35.5 ms fits 40; timed at 1.2x it is 42.6 ms, over. The ratio calibrates the next
+    # step: K=2's 24 ms x 1.2 = 28.8 ms fits, so K=2 is timed next, and meets the budget.
+    measure, seen = slower_by(latency, 1.2)
+    chosen, record = fit_measured(EXAMPLE, latency, measure, say=lambda text: None)
+    assert chosen == dataclasses.replace(EXAMPLE, num_cells=2) and [g.num_cells for g in seen] == [3, 2]
+    assert record["met"] is True and [t["met"] for t in record["timings"]] == [False, True]
+    assert record["timings"][0]["student_ms"] == pytest.approx(42.6) and record["timings"][0]["predicted_ms"] == 35.5
+
+
+@pytest.mark.parametrize("name", LATENCIES)
+def test_a_speedup_is_checked_against_the_teacher_timed_beside_the_student(name):
+    latency = LATENCIES[name](40.0)  # 10x of a 400 ms teacher
+    measure, seen = slower_by(latency, 1.2, teacher_ms=400.0)
+    chosen, record = fit_measured(EXAMPLE, latency, measure, speedup=10.0, say=lambda text: None)
+    # K=3: 400 / 42.6 = 9.39x misses 10x; K=2: 400 / 28.8 = 13.9x meets it.
+    assert chosen.num_cells == 2 and record["met"] is True
+    assert [t["speedup"] for t in record["timings"]] == [pytest.approx(9.39, abs=0.01), pytest.approx(13.889, abs=0.001)]
+    # The same clock with a teacher twice as fast: K=2 at 6.9x misses, and the calibrated step is
+    # K=1 (12.5 ms x 1.2 = 15 ms <= 200 / 10 = 20 ms), which meets it at 13.3x.
+    measure, seen = slower_by(latency, 1.2, teacher_ms=200.0)
+    chosen, record = fit_measured(dataclasses.replace(EXAMPLE, num_cells=2), latency, measure, speedup=10.0,
+                                  say=lambda text: None)
+    assert [g.num_cells for g in seen] == [2, 1] and chosen.num_cells == 1 and record["met"] is True
+
+
+@pytest.mark.parametrize("name", LATENCIES)
+def test_a_student_that_meets_the_budget_is_timed_once_and_kept(name):
+    latency = LATENCIES[name](40.0)
+    measure, seen = slower_by(latency, 1.0)
+    said = []
+    chosen, record = fit_measured(EXAMPLE, latency, measure, say=said.append)
+    assert chosen == EXAMPLE and seen == [EXAMPLE] and record["met"] is True
+    assert len(said) == 1 and "K=3 H=16 measured 35.500 ms (predicted 35.500): within the 40 ms budget" in said[0]
+
+
+@pytest.mark.parametrize("name", LATENCIES)
+def test_when_nothing_meets_the_budget_the_cheapest_is_kept_with_a_warning_after_two_timings(name):
+    latency = LATENCIES[name](40.0)
+    measure, seen = slower_by(latency, 100.0)
+    warned = []
+    chosen, record = fit_measured(EXAMPLE, latency, measure, say=lambda text: None, warn=warned.append)
+    # No step's calibrated prediction fits, so the next one timed is the cheapest, not each of the
+    # dozen op swaps between: two timings, not fourteen.
+    assert chosen == cheapest(latency, EXAMPLE) and seen == [EXAMPLE, chosen] and record["met"] is False
+    assert len(warned) == 1 and warned[0].startswith("warning: the cheapest student") and "raise the budget" in warned[0]
+    if name == "searched widths":
+        assert chosen.hidden_size == 8 and chosen.num_cells == 1
+
+
+def test_cheaper_steps_are_strictly_cheaper_down_to_the_narrowest_width():
+    latency = width_latency(40.0)
+    genotype, seen = EXAMPLE, []
+    while genotype is not None:
+        seen.append(latency.predict(genotype))
+        genotype = latency.cheaper(genotype)
+    # K=3 -> K=2 -> K=1 at width 16, its op swaps, then width 8 (half the times) and its swaps.
+    assert all(later < earlier for earlier, later in zip(seen, seen[1:])), seen
+    assert seen[:3] == [35.5, 24.0, 12.5] and seen[-1] < 12.5 / 2
+
+
+# ---------------------------------------------------------------- through `nas search`
+
+
+def tiny_table(path, name=None):
+    """The hand table at a thousandth of its times: every real student is far slower than it predicts."""
+    data = hand_table(name=name)
+    for item in data["entries"]:
+        for key in ("frame_ms", "frame_pair_ms", "embedding_ms", "head_ms", "cell_ms"):
+            item[key] /= 1000
+        item["ops_ms"] = {op: ms / 1000 for op, ms in item["ops_ms"].items()}
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("check", ["measure", "predict"])
+def test_the_search_times_its_derived_student_unless_told_to_trust_the_table(check, prepared, tiny_glue, tmp_path, run_cli):
+    table = tiny_table(tmp_path / "table.json")
+    # 0.1 ms: the table predicts every student under it (K=3 at most 0.0835 ms), no real one is.
+    code, out, err = run_cli(*search_args(prepared, tiny_glue, tmp_path / "run", "--latency-table", table,
+                                          "--latency-budget", "0.1", "--set", "depth_choice=budget",
+                                          "--set", f"latency_check={check}"))
+    assert code == 0, err
+    derived = Genotype.load(tmp_path / "run" / "arch.json")
+    if check == "predict":
+        assert derived.num_cells == 3 and "latency_check" not in derived.extra and "latency check" not in out
+        return
+    record = derived.extra["latency_check"]
+    assert record["met"] is False and ";K=3;" in record["timings"][0]["genotype"]
+    assert record["timings"][-1]["genotype"] == derived.to_string() and derived.num_cells == 1
+    assert all(t["student_ms"] > 0.1 for t in record["timings"])
+    assert "latency check: K=3 H=16 measured" in out and "warning: the cheapest student" in err
+
+
+def test_a_table_from_another_machine_is_not_checked_by_this_ones_clock(prepared, tiny_glue, tmp_path, run_cli):
+    table = tiny_table(tmp_path / "table.json", name="the serving machine's CPU")
+    code, out, err = run_cli(*search_args(prepared, tiny_glue, tmp_path / "run", "--latency-table", table,
+                                          "--latency-budget", "0.1", "--set", "depth_choice=budget"))
+    assert code == 0, err
+    derived = Genotype.load(tmp_path / "run" / "arch.json")
+    assert derived.num_cells == 3 and "another device" in derived.extra["latency_check"]["skipped"]
+    assert "latency check" not in out
+
+
+def test_latency_check_is_validated():
+    from nas.base.errors import UserError
+
+    with pytest.raises(UserError, match="setting 'latency_check': expected measure or predict"):
+        SearchConfig(latency_check="trust")
