@@ -142,6 +142,21 @@ def test_the_search_times_its_derived_student_unless_told_to_trust_the_table(che
     assert "latency check: K=3 H=16 measured" in out and "warning: the cheapest student" in err
 
 
+def test_depth_choice_budget_stacks_as_deep_as_the_clock_allows(prepared, tiny_glue, tmp_path, run_cli):
+    from tests.test_latency_table import write_table
+
+    # The hand table's times are far slower than the tiny students: by the table K=3 (56.5 ms at
+    # most) does not fit 50 ms less the margin, by the clock it does.
+    table = write_table(tmp_path / "table.json")
+    code, out, err = run_cli(*search_args(prepared, tiny_glue, tmp_path / "run", "--latency-table", table,
+                                          "--latency-budget", "50", "--set", "depth_choice=budget"))
+    assert code == 0, err
+    derived = Genotype.load(tmp_path / "run" / "arch.json")
+    record = derived.extra["latency_check"]
+    assert derived.num_cells == 3 and record["met"] is True and record["timings"][-1]["genotype"] == derived.to_string()
+    assert all(t["student_ms"] < 50 for t in record["timings"] if t["met"])
+
+
 def test_a_table_from_another_machine_is_not_checked_by_this_ones_clock(prepared, tiny_glue, tmp_path, run_cli):
     table = tiny_table(tmp_path / "table.json", name="the serving machine's CPU")
     code, out, err = run_cli(*search_args(prepared, tiny_glue, tmp_path / "run", "--latency-table", table,
@@ -157,3 +172,29 @@ def test_latency_check_is_validated():
 
     with pytest.raises(UserError, match="setting 'latency_check': expected measure or predict"):
         SearchConfig(latency_check="trust")
+
+
+def test_a_student_with_room_to_spare_gains_cells_when_allowed():
+    latency = one_width(40.0)
+    # The table is pessimistic by 2x: K=1 is timed at 6.25 ms, so K=3 (35.5 x 0.5 = 17.75 ms) fits
+    # by the calibrated prediction, is timed, and meets the budget.
+    measure, seen = slower_by(latency, 0.5)
+    one = dataclasses.replace(EXAMPLE, num_cells=1)
+    chosen, record = fit_measured(one, latency, measure, deepest=3, say=lambda text: None)
+    assert [g.num_cells for g in seen] == [1, 3] and chosen.num_cells == 3 and record["met"] is True
+    # Without `deepest` the met student is kept as it is.
+    measure, seen = slower_by(latency, 0.5)
+    assert fit_measured(one, latency, measure, say=lambda text: None)[0] == one and seen == [one]
+
+
+def test_a_deeper_stack_that_misses_on_the_clock_is_not_tried_again():
+    latency = one_width(40.0)
+    seen = []
+
+    def measure(genotype):  # half the prediction up to two cells, then 50 ms: the third cell is slow
+        seen.append(genotype.num_cells)
+        return {"student_ms": latency.predict(genotype) * 0.5 if genotype.num_cells <= 2 else 50.0}
+    chosen, record = fit_measured(dataclasses.replace(EXAMPLE, num_cells=2), latency, measure, deepest=3,
+                                  say=lambda text: None)
+    assert seen == [2, 3] and chosen.num_cells == 2 and record["met"] is True
+    assert [t["met"] for t in record["timings"]] == [True, False]

@@ -315,8 +315,11 @@ def test_a_budget_forces_a_smaller_student_than_the_unconstrained_search(unconst
 @pytest.mark.parametrize("budget", [50.0, 1000.0])
 def test_depth_choice_budget_derives_the_deepest_stack_that_fits(prepared, tiny_glue, tmp_path, run_cli, budget):
     table = write_table(tmp_path / "table.json")
+    # The table alone (the measured check would time the real students, far faster than this
+    # hand table says, and stack deeper: tests/test_latency_check.py).
     code, _, err = run_cli(*search_args(prepared, tiny_glue, tmp_path / "run", "--latency-table", table,
-                                        "--latency-budget", budget, "--set", "depth_choice=budget"))
+                                        "--latency-budget", budget, "--set", "depth_choice=budget",
+                                        "--set", "latency_check=predict"))
     assert code == 0, err
     derived = Genotype.load(tmp_path / "run" / "arch.json")
     target, hand = budget * 0.95, table_from_dict(hand_table())
@@ -361,7 +364,7 @@ def test_search_refuses_a_table_of_another_device_or_size_or_none(prepared, tiny
 
 def test_latency_search_without_a_table_measures_one_into_the_run_folder(prepared, tiny_glue, tmp_path, run_cli, monkeypatch):
     real = latency_measure.build_latency_table
-    quick = lambda config, device: real(dataclasses.replace(config, repeats=1, warmup=0, min_repeat_ms=0), device)  # noqa: E731
+    quick = lambda config, device, **kwargs: real(dataclasses.replace(config, repeats=1, warmup=0, min_repeat_ms=0), device, **kwargs)  # noqa: E731
     monkeypatch.setattr(latency_measure, "build_latency_table", quick)
     code, _, err = run_cli(*search_args(prepared, tiny_glue, tmp_path, "--set", "efficiency=latency"))
     assert code == 0, err

@@ -17,8 +17,17 @@ search need not trust the sum:
 While it misses, the student is made one step cheaper (`cheaper`: one cell fewer; at one cell
 its slowest op gives way as in `fit`; with searched widths, then the next narrower width) and
 timed again. The margin is not applied here: it is there for the prediction's error, and this is
-the measurement. When nothing cheaper is left the cheapest is kept with a warning. Every timing
-is recorded in arch.json's `extra["latency_check"]`.
+the measurement. When nothing cheaper is left the cheapest is kept with a warning.
+
+The table errs both ways: on a quiet CPU it predicted the small students of a 20x search 7-29%
+slow (experiments/results/latency_check.md), so students fitted by it ran at 27-43x, depth the
+user allowed given away. Where the rule spends the budget on depth (`depth_choice=budget`, and
+each width's deepest candidate under `trial`), a student that meets the budget gains cells while
+the calibrated prediction says a deeper stack fits, each timed, never as deep as one that missed.
+The next student to time, down or up, is chosen by the table's prediction scaled by the
+measured-over-predicted ratio last seen: two or three timings where stepping one by one timed
+dozens. Every timing is recorded in arch.json's `extra["latency_check"]` (under `trial`, each
+candidate's in `extra["shape"]["latency_check"]`).
 
 Only tables timed on this machine as the search runs (device name, threads) are checked: a table
 given from the machine that will serve the student says where it runs, and this machine's clock
@@ -27,6 +36,7 @@ says nothing about that one; the record then says the check was skipped and why.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from nas.deploy.costs import dummy_inputs
@@ -36,33 +46,68 @@ from nas.train.speedup_budget import timed_teacher
 from nas.train.student_training import compile_for_teacher
 
 
-def fit_measured(genotype, latency, measure, speedup: float = 0.0, say=print, warn=None):
-    """(`genotype` or the first cheaper one that meets the budget when timed, the record).
+def fit_measured(genotype, latency, measure, speedup: float = 0.0, deepest: int = 0, say=print, warn=None):
+    """(`genotype`, a cheaper one or, up to `deepest` cells, a deeper one: the one that meets the
+    budget when timed; the record).
 
     `measure(genotype)` times a student: {"student_ms": ms} and, with a `speedup`, "teacher_ms"
     timed beside it. `latency` is the search's (`SearchLatency` or `WidthLatency`): its budget,
-    predictions and `cheaper` steps. `say` reports each timing, `warn` (default: stderr) a miss."""
+    predictions and `cheaper` steps. `deepest` (0: never deeper) lets a student that meets the
+    budget with room to spare gain cells, for the rules that spend the budget on depth: the
+    table errs both ways, and a student timed at 30x where 20x was asked gave away depth the
+    user allowed. `say` reports each timing, `warn` (default: stderr) a miss."""
     warn = warn or (lambda text: print(text, file=sys.stderr))
-    timings = []
-    while True:
-        timed = measure(genotype)
-        predicted = latency.predict(genotype)
-        met = meets(timed, latency.budget_ms, speedup)
-        timings.append({"genotype": genotype.to_string(), "predicted_ms": round(predicted, 4),
-                        **{key: round(ms, 4) for key, ms in timed.items()},
-                        **({"speedup": round(timed["teacher_ms"] / timed["student_ms"], 3)} if speedup else {}),
+    timings, missed = [], []
+
+    def timed(candidate) -> tuple[bool, float, float]:
+        """(met, measured over predicted, the student's limit in ms) of one timing, recorded."""
+        times, predicted = measure(candidate), latency.predict(candidate)
+        met = meets(times, latency.budget_ms, speedup)
+        timings.append({"genotype": candidate.to_string(), "predicted_ms": round(predicted, 4),
+                        **{key: round(ms, 4) for key, ms in times.items()},
+                        **({"speedup": round(times["teacher_ms"] / times["student_ms"], 3)} if speedup else {}),
                         "met": met})
-        say(f"latency check: {shape(genotype)} {describe(timings[-1], latency.budget_ms, speedup)}")
-        if met:
-            break
-        cheaper = next_to_time(genotype, latency, timed["student_ms"] / max(predicted, 1e-9),
-                               timed["teacher_ms"] / speedup if speedup else latency.budget_ms)
+        say(f"latency check: {shape(candidate)} {describe(timings[-1], latency.budget_ms, speedup)}")
+        if not met:
+            missed.append(candidate)
+        limit = times["teacher_ms"] / speedup if speedup else latency.budget_ms
+        return met, times["student_ms"] / max(predicted, 1e-9), limit
+
+    met, scale, limit = timed(genotype)
+    while not met:
+        cheaper = next_to_time(genotype, latency, scale, limit)
         if cheaper is None:
             warn(f"warning: the cheapest student the search can derive ({shape(genotype)}) misses the latency budget when "
                  "timed: arch.json keeps it; raise the budget, or search again on a quiet machine")
             break
         genotype = cheaper
+        met, scale, limit = timed(genotype)
+    if met and deepest:
+        # Deeper while the calibrated prediction says a deeper stack meets it: never as deep as
+        # a stack of this cell and width that missed, so the search ends.
+        ceiling = min([g.num_cells - 1 for g in missed if same_stack(g, genotype)], default=deepest)
+        while (deeper := deepest_to_time(genotype, latency, scale, limit, ceiling)) is not None:
+            fits, scale, limit = timed(deeper)
+            if fits:
+                genotype = deeper
+            else:
+                ceiling = deeper.num_cells - 1
     return genotype, {"rule": "measure", "met": met, "timings": timings}
+
+
+def deepest_to_time(genotype, latency, scale: float, limit_ms: float, ceiling: int):
+    """The deepest stack of `genotype`'s cell and width, deeper than it and at most `ceiling`
+    cells, whose prediction scaled by the ratio last measured meets `limit_ms`; None if none."""
+    for depth in range(ceiling, genotype.num_cells, -1):
+        deeper = dataclasses.replace(genotype, num_cells=depth)
+        if latency.predict(deeper) * scale <= limit_ms:
+            return deeper
+    return None
+
+
+def same_stack(one, other) -> bool:
+    """Whether two genotypes differ at most in depth."""
+    return dataclasses.replace(one, num_cells=other.num_cells).to_string() == other.to_string()
 
 
 def next_to_time(genotype, latency, scale: float, limit_ms: float):

@@ -607,12 +607,14 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
         best_metric, chosen, record = select_after_search(
             search, Genotype.from_json(json.dumps(best_genotype), source="derived genotype"))
         best_genotype, selection = chosen.to_dict(), {"selection": record}
+    checked = latency is not None and latency.budget_ms > 0 and config.latency_check == "measure"
+    check = _latency_checker(search, teacher_dir, teacher_timing, words, positions) if checked else None
     if config.depth_choice == "trial":
-        best_metric, chosen, record = _shape_by_trials(search, best_genotype, words, positions, tokenizer.pad_token_id or 0)
+        best_metric, chosen, record = _shape_by_trials(search, best_genotype, words, positions,
+                                                       tokenizer.pad_token_id or 0, check)
         best_genotype, selection = chosen.to_dict(), {**selection, "shape": record}
-    if latency is not None and latency.budget_ms > 0 and config.latency_check == "measure":
-        best_metric, chosen, record = _checked_latency(search, best_genotype, best_metric, teacher_dir,
-                                                       teacher_timing, words, positions)
+    if checked:
+        best_metric, chosen, record = _checked_latency(search, best_genotype, best_metric, check)
         best_genotype, selection = chosen.to_dict(), {**selection, "latency_check": record}
     genotype = _finalise(best_genotype, supernet, space, task, tokenizer, config, info,
                          extra={"dev_metric": {task.primary_metric: best_metric}, "best_epoch": best_epoch, **selection,
@@ -621,42 +623,61 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
                                 "history": state.history, "max_length": max_length,
                                 **({"processes": processes.world_size} if processes else {})})
     if latency is not None:
-        genotype = latency.record(genotype)  # predicted latency and budget; over the budget is an error
+        # Predicted latency and budget; predicted over the budget is an error, unless timed within it.
+        genotype = latency.record(genotype, timed_within=bool(genotype.extra.get("latency_check", {}).get("met")))
     if main:
         genotype.save(out / "arch.json")
     distributed.barrier(processes)  # no process reports success before arch.json is written
     return genotype, state
 
 
-def _shape_by_trials(search, genotype_dict, words, positions, pad_id):
+def _shape_by_trials(search, genotype_dict, words, positions, pad_id, check=None):
     """`depth_choice=trial` (nas/train/shape_trials.py) after the search: rank 0 trains the
-    candidates, every rank gets its choice. Returns (the supernet's dev score at the chosen shape,
-    with the best epoch's weights; the genotype; the record for arch.json)."""
+    candidates (each width's deepest timed by `check` when given), every rank gets its choice.
+    Returns (the supernet's dev score at the chosen shape, with the best epoch's weights; the
+    genotype; the record for arch.json)."""
     processes = search.processes
     main = distributed.is_main(processes)
     genotype = Genotype.from_json(json.dumps(genotype_dict), source="derived genotype")
-    chosen, record = choose_shape(search, genotype, words, positions, pad_id) if main else (None, None)
+    chosen, record = choose_shape(search, genotype, words, positions, pad_id, check) if main else (None, None)
     chosen, record = distributed.broadcast_from_main((chosen, record), processes)
     distributed.barrier(processes)  # rank 0 has written the best epoch's weights
     search.load_best_weights()
     return search.dev_metrics(chosen)[search.task.primary_metric], chosen, record
 
 
-def _checked_latency(search, genotype_dict, metric: float, teacher_dir, teacher_timing, words, positions):
-    """`latency_check=measure` (nas/train/latency_check.py): rank 0 times the derived student and
-    steps it down while it misses the budget, every rank gets the result. Returns (the supernet's
-    dev score at the checked student, the student, the record for arch.json)."""
-    config, latency, processes = search.config, search.latency, search.processes
-    genotype = Genotype.from_json(json.dumps(genotype_dict), source="derived genotype")
+def _latency_checker(search, teacher_dir, teacher_timing, words, positions):
+    """`check(genotype, deepest=0) -> (genotype, record)`: `latency_check=measure`
+    (nas/train/latency_check.py) on rank 0, the teacher loaded at the first call; None when the
+    latency tables were timed on another machine, whose clock this one's cannot stand in for."""
+    latency, config = search.latency, search.config
     if not latency.describes(search.device):
+        return None
+    speedup = teacher_timing["speedup"] if teacher_timing else 0.0
+    timer = []
+
+    def check(genotype, deepest: int = 0):
+        if not timer:
+            timer.append(student_timer(teacher_dir, search.task, words, positions, search.device,
+                                       config.latency_batch_size, config.latency_seq_len, speedup))
+        return fit_measured(genotype, latency, timer[0], speedup, deepest)
+    return check
+
+
+def _checked_latency(search, genotype_dict, metric: float, check):
+    """The derived student timed and stepped down while it misses the budget by `check` on rank 0
+    (deeper too under `depth_choice=budget`, which spends the budget on depth), every rank getting
+    the result. Returns (the supernet's dev score at the checked student, the student, the record
+    for arch.json)."""
+    processes = search.processes
+    genotype = Genotype.from_json(json.dumps(genotype_dict), source="derived genotype")
+    if check is None:
         return metric, genotype, {"rule": "measure", "skipped": "the latency table was timed on another device or "
                                   "thread count; this machine's clock does not check it"}
-    speedup = teacher_timing["speedup"] if teacher_timing else 0.0
     checked, record = None, None
     if distributed.is_main(processes):
-        measure = student_timer(teacher_dir, search.task, words, positions, search.device,
-                                config.latency_batch_size, config.latency_seq_len, speedup)
-        checked, record = fit_measured(genotype, latency, measure, speedup)
+        deepest = search.config.max_cells if search.config.depth_choice == "budget" else 0
+        checked, record = check(genotype, deepest)
     checked, record = distributed.broadcast_from_main((checked, record), processes)
     if checked.canonical().to_string() != genotype.canonical().to_string():
         distributed.barrier(processes)  # rank 0 has written the best epoch's weights

@@ -48,17 +48,27 @@ BEFORE_SETTING = {"init": "scratch", "depths": "deepest"}  # what a trials file 
 CORRELATIONS = ("pearson", "spearman", "matthews")  # the metrics in [-1, 1] (nas/data/metrics.py)
 
 
-def shape_candidates(genotype: Genotype, widths, max_cells: int, latency, depths: str = "deepest") -> list[Genotype]:
+def shape_candidates(genotype: Genotype, widths, max_cells: int, latency, depths: str = "deepest",
+                     check=None, checked: list | None = None) -> list[Genotype]:
     """The cell of `genotype` at each width in `widths`, as deep as `latency.fit` allows (at most
     `max_cells`), and with `depths="halving"` that depth's halvings down to 1 as well: distinct
     candidates, narrowest width first, deepest first within a width. `fit` moves a width whose one
     cell is over the budget to a narrower one (or cheaper ops), so such a width adds no candidate
-    of its own."""
+    of its own. `check(genotype, deepest) -> (genotype, record)` (nas/train/latency_check.py),
+    when given, times each width's deepest stack and moves it to the deepest that meets the
+    budget when timed: the trials then compare students that fit, each spending the budget; its
+    records are appended to `checked`."""
     found = []
     for width in sorted(widths):
         deepest = latency.fit(dataclasses.replace(genotype, hidden_size=width, num_cells=max_cells))
         if deepest.hidden_size != width:
             continue
+        if check is not None:
+            deepest, record = check(deepest, max_cells)
+            if checked is not None:
+                checked.append(record)
+            if deepest.hidden_size != width:
+                continue
         for depth in halvings(deepest.num_cells) if depths == "halving" else (deepest.num_cells,):
             candidate = dataclasses.replace(deepest, num_cells=depth)
             if candidate.canonical() not in {c.canonical() for c in found}:
@@ -98,11 +108,13 @@ def trial_score(genotype: Genotype, data, task, config: FinetuneConfig, device, 
     return state.history[state.best_epoch][task.primary_metric]
 
 
-def choose_shape(search, genotype: Genotype, words, positions, pad_id: int) -> tuple[Genotype, dict]:
-    """(the best candidate shape of `genotype`'s cell, the record for arch.json's extra)."""
+def choose_shape(search, genotype: Genotype, words, positions, pad_id: int, check=None) -> tuple[Genotype, dict]:
+    """(the best candidate shape of `genotype`'s cell, the record for arch.json's extra); `check`:
+    see `shape_candidates`."""
     config, task = search.config, search.task
     widths = search.supernet.widths or (config.hidden_size,)
-    candidates = shape_candidates(genotype, widths, config.max_cells, search.latency, config.trial_depths)
+    timed = []
+    candidates = shape_candidates(genotype, widths, config.max_cells, search.latency, config.trial_depths, check, timed)
     train_rows = [i for i in search.weight_rows if i < search.data.original_rows]
     if config.trial_rows:
         train_rows = train_rows[: config.trial_rows]
@@ -131,7 +143,8 @@ def choose_shape(search, genotype: Genotype, words, positions, pad_id: int) -> t
     top = max(trial[metric] for trial in trials)
     error = standard_error(task.primary_metric, top, len(search.arch_rows)) if config.trial_choice == "budget" else 0.0
     choice = {"choice": config.trial_choice, **({"standard_error": round(error, 6)} if error else {})}
-    return candidates[chosen_trial(trials, metric, error)], {"rule": "trial", **settings, **choice, "trials": trials}
+    return candidates[chosen_trial(trials, metric, error)], {"rule": "trial", **settings, **choice, "trials": trials,
+                                                             **({"latency_check": timed} if timed else {})}
 
 
 def chosen_trial(trials: list[dict], metric: str, error: float = 0.0) -> int:

@@ -135,8 +135,8 @@ class WidthLatency(LatencyTerm):
         for latency in self.per_width.values():
             latency.keep_table(out)
 
-    def record(self, genotype):
-        return self._of(genotype).record(genotype)
+    def record(self, genotype, timed_within: bool = False):
+        return self._of(genotype).record(genotype, timed_within)
 
     def _of(self, genotype) -> SearchLatency:
         if genotype.hidden_size not in self.per_width:
