@@ -19,9 +19,9 @@ its slowest op gives way as in `fit`; with searched widths, then the next narrow
 timed again. The margin is not applied here: it is there for the prediction's error, and this is
 the measurement. When nothing cheaper is left the cheapest is kept with a warning.
 
-The table errs both ways: on a quiet CPU it predicted the small students of a 20x search 7-29%
-slow (experiments/results/latency_check.md), so students fitted by it ran at 27-43x, depth the
-user allowed given away. Where the rule spends the budget on depth (`depth_choice=budget`, and
+The table errs both ways: on a quiet CPU it predicted the candidates of 5x and 20x searches a
+median 14% and 7% slow (from 29% slow to 8% fast; experiments/results/latency_check.md), so a
+student fitted to 20x by it ran at up to 37x, depth the user allowed given away. Where the rule spends the budget on depth (`depth_choice=budget`, and
 each width's deepest candidate under `trial`), a student that meets the budget gains cells while
 the calibrated prediction says a deeper stack fits, each timed, never as deep as one that missed.
 The next student to time, down or up, is chosen by the table's prediction scaled by the
