@@ -155,6 +155,22 @@ def test_depth_choice_budget_stacks_as_deep_as_the_clock_allows(prepared, tiny_g
     record = derived.extra["latency_check"]
     assert derived.num_cells == 3 and record["met"] is True and record["timings"][-1]["genotype"] == derived.to_string()
     assert all(t["student_ms"] < 50 for t in record["timings"] if t["met"])
+    assert f"timed {record['timings'][-1]['student_ms']:.3f} ms" in out.splitlines()[-1]
+
+
+@pytest.mark.parametrize("load, warned", [(0.0, False), (1000.0, True)])
+def test_a_check_on_a_busy_cpu_is_warned_and_its_load_kept(load, warned, prepared, tiny_glue, tmp_path, run_cli,
+                                                           monkeypatch):
+    from nas.train import search
+    from tests.test_latency_table import write_table
+
+    monkeypatch.setattr(search, "cpu_load", lambda: load)
+    table = write_table(tmp_path / "table.json")
+    code, _, err = run_cli(*search_args(prepared, tiny_glue, tmp_path / "run", "--latency-table", table,
+                                        "--latency-budget", "50"))
+    assert code == 0, err
+    assert Genotype.load(tmp_path / "run" / "arch.json").extra["latency_check"]["load_average"] == load
+    assert ("warning: the CPU is busy (load average 1000.0) while the search times its student" in err) is warned
 
 
 def test_a_table_from_another_machine_is_not_checked_by_this_ones_clock(prepared, tiny_glue, tmp_path, run_cli):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from nas.data.evaluation import evaluate_splits, task_loss
 from nas.data.models import load_tokenizer
 from nas.deploy.costs import student_costs
 from nas.deploy.latency_table import load_latency_table
+from nas.deploy.machine_load import competes, cpu_load
 from nas.train.distill_data import prepare, teacher_embedding_tables
 from nas.train.figures import depth_figure, op_probability_figure
 from nas.train.latency_check import fit_measured, student_timer
@@ -657,10 +659,17 @@ def _latency_checker(search, teacher_dir, teacher_timing, words, positions):
     timer = []
 
     def check(genotype, deepest: int = 0):
+        load = cpu_load() if search.device.type == "cpu" else None
         if not timer:
+            if competes(load, torch.get_num_threads()):
+                print(f"warning: the CPU is busy (load average {load:.1f}) while the search times its student"
+                      f"{' beside the teacher' if speedup else ''}: the timings come out slow"
+                      f"{', the teacher the more' if speedup else ''}; search on a quiet machine "
+                      "(nas/deploy/machine_load.py)", file=sys.stderr)
             timer.append(student_timer(teacher_dir, search.task, words, positions, search.device,
                                        config.latency_batch_size, config.latency_seq_len, speedup))
-        return fit_measured(genotype, latency, timer[0], speedup, deepest)
+        checked, record = fit_measured(genotype, latency, timer[0], speedup, deepest)
+        return checked, {**record, **({"load_average": round(load, 2)} if load is not None else {})}
     return check
 
 
