@@ -214,3 +214,24 @@ def test_a_deeper_stack_that_misses_on_the_clock_is_not_tried_again():
                                   say=lambda text: None)
     assert seen == [2, 3] and chosen.num_cells == 2 and record["met"] is True
     assert [t["met"] for t in record["timings"]] == [True, False]
+
+
+@pytest.mark.parametrize("device", [
+    "cpu",
+    pytest.param("cuda", marks=[pytest.mark.cuda,
+                                pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]),
+])
+def test_the_timer_times_a_compiled_student_beside_the_teacher(device, tiny_teacher):
+    from nas.data.tasks import get_task
+    from nas.train.distill_data import teacher_embedding_tables
+    from nas.train.latency_check import student_timer
+
+    task, device = get_task("sst2"), torch.device(device)
+    words, positions = teacher_embedding_tables(str(tiny_teacher), task)
+    measure = student_timer(tiny_teacher, task, words, positions, device, batch_size=2, seq_len=16, speedup=2.0)
+    genotype = dataclasses.replace(EXAMPLE, num_cells=1, hidden_size=16)
+    times = measure(genotype)
+    assert set(times) == {"student_ms", "teacher_ms"} and all(ms > 0 for ms in times.values())
+    # Through the search's stepping, on the hand table's predictions (only the clock is real here).
+    chosen, record = fit_measured(genotype, one_width(40.0), measure, speedup=1e-6, say=lambda text: None)
+    assert chosen == genotype and record["met"] is True and record["timings"][0]["teacher_ms"] > 0
