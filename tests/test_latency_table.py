@@ -374,3 +374,31 @@ def test_latency_search_without_a_table_measures_one_into_the_run_folder(prepare
     assert genotype.costs["predicted_latency_ms"] == pytest.approx(predict_latency_ms(table, genotype, 1, 64), abs=1e-3)
     assert genotype.extra["efficiency"] == "latency" and genotype.extra["latency_table"]["file"] == TABLE_FILE
 
+
+
+def test_latency_seq_len_0_is_the_length_of_the_dev_batch_the_finetune_times(prepared, tiny_glue, tmp_path, run_cli,
+                                                                           monkeypatch):
+    from nas.data.batching import encode
+    from nas.data.glue_io import load_task_data
+    from nas.data.models import load_tokenizer
+    from nas.data.tasks import get_task
+    from nas.deploy.latency import dev_batch_length, latency_batches
+
+    teacher, _ = prepared["sst2"]
+    dev = load_task_data(get_task("sst2"), tiny_glue, with_train=False).dev["dev"]
+    tokenizer = load_tokenizer(str(teacher))
+    lengths = [len(tokenizer(e.text_a)["input_ids"]) for e in dev[:4]]
+    assert dev_batch_length(dev, tokenizer, 4, 64) == max(lengths)  # padded to the longest of the first four
+    assert dev_batch_length(dev, tokenizer, 4, 5) == 5  # cut at max_length
+    assert dev_batch_length(dev, tokenizer, 4, 64) == latency_batches(encode(dev[:4], tokenizer, 64), (4,))[4]["input_ids"].shape[1]
+
+    real = latency_measure.build_latency_table
+    quick = lambda config, device, **kwargs: real(dataclasses.replace(config, repeats=1, warmup=0, min_repeat_ms=0), device, **kwargs)  # noqa: E731
+    monkeypatch.setattr(latency_measure, "build_latency_table", quick)
+    code, _, err = run_cli(*search_args(prepared, tiny_glue, tmp_path, "--latency-budget", "1000",
+                                        "--set", "latency_batch_size=4", "--set", "latency_seq_len=0"))
+    assert code == 0, err
+    genotype = Genotype.load(tmp_path / "arch.json")
+    assert genotype.costs["latency_seq_len"] == max(lengths) and genotype.costs["latency_batch_size"] == 4
+    assert json.loads((tmp_path / "config.json").read_text())["config"]["latency_seq_len"] == max(lengths)
+    assert load_latency_table(tmp_path / TABLE_FILE).seq_lens(4) == [max(lengths)]

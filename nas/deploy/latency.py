@@ -7,8 +7,15 @@ import functools
 
 import torch
 
-from nas.data.batching import EncodedSplit, collate, model_inputs, to_device
+from nas.data.batching import EncodedSplit, collate, encode, model_inputs, to_device
 from nas.deploy.timing import interleaved_medians
+
+
+def dev_batch_length(examples: list, tokenizer, batch_size: int, max_length: int, regression: bool = False) -> int:
+    """The padded length of the batch of the first `batch_size` dev `examples` (cycled when fewer),
+    the batch `measure_serving` times student and teacher on (`latency_batches`)."""
+    split = encode(examples[:batch_size], tokenizer, max_length, regression)
+    return latency_batches(split, (batch_size,))[batch_size]["input_ids"].shape[1]
 
 
 def latency_batches(split: EncodedSplit, sizes=(1, 32)) -> dict[int, dict]:

@@ -33,6 +33,7 @@ from nas.data.batching import batch_order, device_batch, model_inputs
 from nas.data.evaluation import evaluate_splits, task_loss
 from nas.data.models import load_tokenizer
 from nas.deploy.costs import student_costs
+from nas.deploy.latency import dev_batch_length
 from nas.deploy.latency_table import load_latency_table
 from nas.deploy.machine_load import competes, cpu_load
 from nas.train.distill_data import prepare, teacher_embedding_tables
@@ -113,6 +114,10 @@ class SearchConfig:
     # elsewhere, on a busier or quieter machine, is off by as much as the machine's load.
     latency_speedup: float = 0.0
     latency_batch_size: int = 1  # the batch size and length the budget refers to
+    # 0: the padded length of the first `latency_batch_size` dev rows, the batch `nas finetune`
+    # times student and teacher on (metrics.json): a speed-up depends on the length (the teacher's
+    # attention grows with its square), and a student searched for 20x at length 64 measured
+    # 18.8x on SST-2's first 32 dev rows (44 tokens).
     latency_seq_len: int = 64
     # The derived student is fitted to budget x (1 - margin): the table's predictions are off by a
     # few percent, and timing noise does the rest (nas/train/latency_budget.py).
@@ -226,8 +231,9 @@ class SearchConfig:
             raise UserError(f"setting 'perturbation_rows': expected 1 or more, got {self.perturbation_rows}")
         if self.efficiency not in ("cost", "latency"):
             raise UserError(f"setting 'efficiency': expected cost or latency, got {self.efficiency!r}")
-        if self.latency_budget_ms < 0 or self.latency_batch_size < 1 or self.latency_seq_len < 1:
-            raise UserError("settings 'latency_budget_ms' (>= 0), 'latency_batch_size' and 'latency_seq_len' (>= 1) are out of range")
+        if self.latency_budget_ms < 0 or self.latency_batch_size < 1 or self.latency_seq_len < 0:
+            raise UserError("settings 'latency_budget_ms' (>= 0), 'latency_batch_size' (>= 1) and 'latency_seq_len' "
+                            "(>= 1, or 0 for the dev batch's length) are out of range")
         if self.embeddings not in (AUTO_EMBEDDINGS, *EMBEDDING_VARIANTS):
             raise UserError(f"setting 'embeddings': unknown variant {self.embeddings!r} (known: {AUTO_EMBEDDINGS}, "
                             f"{', '.join(EMBEDDING_VARIANTS)})")
@@ -563,6 +569,10 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
 
     task = data.task
     config = config.for_task(task)
+    if config.latency_seq_len == 0:  # the length of the dev batch the finetune will time
+        config = replace(config, latency_seq_len=dev_batch_length(
+            data.dev["dev"], load_tokenizer(str(teacher_dir)), config.latency_batch_size,
+            config.max_length or knowledge.max_length, task.is_regression))
     # A speed-up over the teacher becomes milliseconds here, the teacher timed just before the tables.
     config, teacher_timing = with_speedup_budget(config, teacher_dir, task, out, device, processes)
     # The teacher's word vectors first: a table of the variants that keep them is timed at their width.
