@@ -134,11 +134,13 @@ def write_report(rows: list[dict], args, seconds: float, load: float | None) -> 
         "candidates `depth_choice=trial` trains), then timed whole beside the MiniLM teacher in one process "
         "(nas/train/latency_check.py). \"predicted\": the teacher's latency as the "
         "search timed it over the table's sum for the student; \"first timing\": the candidate timed beside the "
-        "teacher; \"after the check\": the candidate the search now keeps, down while it misses and deeper while "
-        "a deeper stack meets the speed-up when timed (up to 8 cells), and its speed-up when timed; \"timed\": how many "
-        "students the check timed. Every timing is in latency_check.json beside this file.",
+        "teacher; \"met\": at least the speed-up asked with the 5% margin (5.26x, 21.05x), as the check requires, "
+        "since two timings of one student differ by several percent; \"after the check\": the candidate the search "
+        "now keeps, down while it misses and deeper while a deeper stack meets it when timed (up to 8 cells), and "
+        "its speed-up when timed; \"timed\": how many students the check timed. Every timing is in "
+        "latency_check.json beside this file.",
         "",
-        "| speed-up asked | cell | candidate | predicted | first timing | met as predicted | after the check | timed | its speed-up | met |",
+        "| speed-up asked | cell | candidate | predicted | first timing | met | after the check | timed | its speed-up | met |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
@@ -150,11 +152,12 @@ def write_report(rows: list[dict], args, seconds: float, load: float | None) -> 
     for speedup in sorted({row["speedup"] for row in rows}):
         these = [row for row in rows if row["speedup"] == speedup]
         optimism = [row["predicted_speedup"] / row["first"]["speedup"] - 1 for row in these]
-        short = sum(not row["first"]["met"] for row in these)
+        short = sum(row["first"]["speedup"] < speedup for row in these)
+        short_of_margin = sum(not row["first"]["met"] for row in these)
         lines.append(f"- {speedup:g}x: {len(these)} candidates; the prediction was optimistic by a median "
                      f"{100 * statistics.median(optimism):.1f}% (range {100 * min(optimism):.1f}% to "
-                     f"{100 * max(optimism):.1f}%); {short} of {len(these)} missed the speed-up when timed as "
-                     f"derived from the table alone; after the check {sum(row['met'] for row in these)} of "
+                     f"{100 * max(optimism):.1f}%); as derived from the table alone, {short} of {len(these)} were slower "
+                     f"than {speedup:g}x when timed and {short_of_margin} short of it with the margin; after the check {sum(row['met'] for row in these)} of "
                      f"{len(these)} meet it, {sum(depth(row['checked']) > depth(row['candidate']) for row in these)} "
                      f"of them deeper than the table allowed, {sum(depth(row['checked']) < depth(row['candidate']) for row in these)} "
                      f"shallower, with {sum(row['timings'] for row in these)} timings in all.")

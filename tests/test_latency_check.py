@@ -21,9 +21,9 @@ from tests.test_latency_table import EXAMPLE, hand_table, search_args
 from tests.test_width import width_latency
 
 
-def one_width(budget: float) -> SearchLatency:
+def one_width(budget: float, margin: float = 0.0) -> SearchLatency:
     """The hand table (tests/test_latency_table.py): EXAMPLE (K=3) 35.5 ms, K=2 24 ms, K=1 12.5 ms."""
-    config = SearchConfig(hidden_size=16, max_cells=3, latency_budget_ms=budget, latency_margin=0.0)
+    config = SearchConfig(hidden_size=16, max_cells=3, latency_budget_ms=budget, latency_margin=margin)
     return SearchLatency(table_from_dict(hand_table()), config, False, OP_NAMES, torch.device("cpu"))
 
 
@@ -72,6 +72,18 @@ def test_a_speedup_is_checked_against_the_teacher_timed_beside_the_student(name)
     chosen, record = fit_measured(dataclasses.replace(EXAMPLE, num_cells=2), latency, measure, speedup=10.0,
                                   say=lambda text: None)
     assert [g.num_cells for g in seen] == [2, 1] and chosen.num_cells == 1 and record["met"] is True
+
+
+@pytest.mark.parametrize("speedup, teacher_ms", [(0.0, None), (10.0, 400.0)])
+def test_the_timed_student_must_meet_the_budget_less_its_margin(speedup, teacher_ms):
+    # 40 ms (10x a 400 ms teacher) less 5% is 38 ms: K=3 timed at 39 ms (35.5 x 1.1) is within the
+    # budget but not its margin, so K=2 (26.4 ms) is kept.
+    latency = one_width(40.0, margin=0.05)
+    measure, seen = slower_by(latency, 1.1, teacher_ms)
+    said = []
+    chosen, record = fit_measured(EXAMPLE, latency, measure, speedup=speedup, say=said.append)
+    assert [g.num_cells for g in seen] == [3, 2] and chosen.num_cells == 2 and record["met"] is True
+    assert ("less its 5% margin" in said[0]) if not speedup else ("(with its 5% margin: 10.53x)" in said[0])
 
 
 @pytest.mark.parametrize("name", LATENCIES)

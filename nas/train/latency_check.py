@@ -16,8 +16,9 @@ search need not trust the sum:
 
 While it misses, the student is made one step cheaper (`cheaper`: one cell fewer; at one cell
 its slowest op gives way as in `fit`; with searched widths, then the next narrower width) and
-timed again. The margin is not applied here: it is there for the prediction's error, and this is
-the measurement. When nothing cheaper is left the cheapest is kept with a warning.
+timed again. The student must meet the budget less `latency_margin`, as the prediction must:
+two timings of one student minutes apart differ by several percent on a shared CPU (`meets`).
+When nothing cheaper is left the cheapest is kept with a warning.
 
 The table errs both ways: on a quiet CPU it predicted the candidates of 5x and 20x searches a
 median 14% and 7% slow (from 29% slow to 8% fast; experiments/results/latency_check.md), so a
@@ -58,19 +59,20 @@ def fit_measured(genotype, latency, measure, speedup: float = 0.0, deepest: int 
     user allowed. `say` reports each timing, `warn` (default: stderr) a miss."""
     warn = warn or (lambda text: print(text, file=sys.stderr))
     timings, missed = [], []
+    keep = latency.target_ms / latency.budget_ms  # 1 - latency_margin: see `meets`
 
     def timed(candidate) -> tuple[bool, float, float]:
         """(met, measured over predicted, the student's limit in ms) of one timing, recorded."""
         times, predicted = measure(candidate), latency.predict(candidate)
-        met = meets(times, latency.budget_ms, speedup)
+        met = meets(times, latency.budget_ms, speedup, keep)
         timings.append({"genotype": candidate.to_string(), "predicted_ms": round(predicted, 4),
                         **{key: round(ms, 4) for key, ms in times.items()},
                         **({"speedup": round(times["teacher_ms"] / times["student_ms"], 3)} if speedup else {}),
                         "met": met})
-        say(f"latency check: {shape(candidate)} {describe(timings[-1], latency.budget_ms, speedup)}")
+        say(f"latency check: {shape(candidate)} {describe(timings[-1], latency.budget_ms, speedup, keep)}")
         if not met:
             missed.append(candidate)
-        limit = times["teacher_ms"] / speedup if speedup else latency.budget_ms
+        limit = keep * (times["teacher_ms"] / speedup if speedup else latency.budget_ms)
         return met, times["student_ms"] / max(predicted, 1e-9), limit
 
     met, scale, limit = timed(genotype)
@@ -129,19 +131,25 @@ def shape(genotype) -> str:
     return f"K={genotype.num_cells} H={genotype.hidden_size}"
 
 
-def meets(timed: dict, budget_ms: float, speedup: float) -> bool:
-    """Whether a timing meets the budget: the speed-up over the teacher timed beside it, or the milliseconds."""
+def meets(timed: dict, budget_ms: float, speedup: float, keep: float = 1.0) -> bool:
+    """Whether a timing meets the budget less its margin (`keep`, 1 - latency_margin): the
+    speed-up over the teacher timed beside it, or the milliseconds. The margin stays: two timings
+    of one SST-2 student beside its teacher minutes apart gave 22.3x and 19.5x, and one the check
+    passed at 20.25x measured 19.8x in `nas finetune`, so a student that just meets the budget
+    here misses it about half the time when timed again."""
     if speedup:
-        return timed["teacher_ms"] >= speedup * timed["student_ms"]
-    return timed["student_ms"] <= budget_ms
+        return keep * timed["teacher_ms"] >= speedup * timed["student_ms"]
+    return timed["student_ms"] <= keep * budget_ms
 
 
-def describe(timing: dict, budget_ms: float, speedup: float) -> str:
+def describe(timing: dict, budget_ms: float, speedup: float, keep: float = 1.0) -> str:
     measured = f"measured {timing['student_ms']:.3f} ms (predicted {timing['predicted_ms']:.3f})"
+    margin = f" less its {1 - keep:.0%} margin" if keep < 1.0 else ""
     if speedup:
         verdict = "meets" if timing["met"] else "misses"
-        return f"{measured}, {timing['speedup']:.2f}x the teacher timed beside it: {verdict} {speedup:g}x"
-    return f"{measured}: {'within' if timing['met'] else 'over'} the {budget_ms:g} ms budget"
+        asked = f"{speedup:g}x" + (f" (with its {1 - keep:.0%} margin: {speedup / keep:.2f}x)" if keep < 1.0 else "")
+        return f"{measured}, {timing['speedup']:.2f}x the teacher timed beside it: {verdict} {asked}"
+    return f"{measured}: {'within' if timing['met'] else 'over'} the {budget_ms:g} ms budget{margin}"
 
 
 def student_timer(teacher_dir, task, words, positions, device, batch_size: int, seq_len: int, speedup: float):
