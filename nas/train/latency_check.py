@@ -20,9 +20,9 @@ timed again. The student must meet the budget less `latency_margin`, as the pred
 two timings of one student minutes apart differ by several percent on a shared CPU (`meets`).
 When nothing cheaper is left the cheapest is kept with a warning.
 
-The table errs both ways: on a quiet CPU it predicted the candidates of 5x and 20x searches a
-median 14% and 7% slow (from 29% slow to 8% fast; experiments/results/latency_check.md), so a
-student fitted to 20x by it ran at up to 37x, depth the user allowed given away. Where the rule spends the budget on depth (`depth_choice=budget`, and
+The table errs both ways: on a quiet CPU it predicted the candidates of a 5x search a median 12%
+slow and of a 20x search 5.5% fast, from 33% slow to 19% fast (experiments/results/latency_check.md),
+so a student fitted to 20x by it ran at up to 39x, depth the user allowed given away. Where the rule spends the budget on depth (`depth_choice=budget`, and
 each width's deepest candidate under `trial`), a student that meets the budget gains cells while
 the calibrated prediction says a deeper stack fits, each timed, never as deep as one that missed.
 The next student to time, down or up, is chosen by the table's prediction scaled by the
