@@ -13,7 +13,9 @@ search (argmax or perturbation), and its shape from measurement:
    whole budget; a width where even one cell is over the budget is left out. With
    `trial_depths=halving` each width also offers that depth's halvings down to one cell: on a
    small training set a deep stack can lose to a shallow one of less latency (on MRPC, stacks of
-   7 or 8 cells trained to the majority-class floor while stacks of 2 to 4 did not).
+   7 or 8 cells trained to the majority-class floor while stacks of 2 to 4 did not). With
+   `latency_check=measure` each width's deepest stack is first timed whole and moved to the
+   deepest that meets the budget when timed (nas/train/latency_check.py), before its halvings.
 2. Each candidate is compiled and trained with the finetune's recipe (probe KD) for
    `trial_epochs` on the task's own training rows outside the search's held-out slice (the first
    `trial_rows` of them, when set), with a seed of its own: from scratch (teacher-initialised
