@@ -17,7 +17,7 @@ search need not trust the sum:
 While it misses, the student is made one step cheaper (`cheaper`: one cell fewer; at one cell
 its slowest op gives way as in `fit`; with searched widths, then the next narrower width) and
 timed again. The student must meet the budget less `latency_margin`, as the prediction must:
-two timings of one student minutes apart differ by several percent on a shared CPU (`meets`).
+two timings of one student minutes apart differ by several percent on a shared CPU (`limit_ms`).
 When nothing cheaper is left the cheapest is kept with a warning.
 
 The table errs both ways: on a quiet CPU it predicted the candidates of a 5x search a median 12%
@@ -59,12 +59,13 @@ def fit_measured(genotype, latency, measure, speedup: float = 0.0, deepest: int 
     user allowed. `say` reports each timing, `warn` (default: stderr) a miss."""
     warn = warn or (lambda text: print(text, file=sys.stderr))
     timings, missed = [], []
-    keep = latency.target_ms / latency.budget_ms  # 1 - latency_margin: see `meets`
+    keep = latency.target_ms / latency.budget_ms  # 1 - latency_margin: see `limit_ms`
 
     def timed(candidate) -> tuple[bool, float, float]:
         """(met, measured over predicted, the student's limit in ms) of one timing, recorded."""
         times, predicted = measure(candidate), latency.predict(candidate)
-        met = meets(times, latency.budget_ms, speedup, keep)
+        limit = limit_ms(times, latency.budget_ms, speedup, keep)
+        met = times["student_ms"] <= limit
         timings.append({"genotype": candidate.to_string(), "predicted_ms": round(predicted, 4),
                         **{key: round(ms, 4) for key, ms in times.items()},
                         **({"speedup": round(times["teacher_ms"] / times["student_ms"], 3)} if speedup else {}),
@@ -72,7 +73,6 @@ def fit_measured(genotype, latency, measure, speedup: float = 0.0, deepest: int 
         say(f"latency check: {shape(candidate)} {describe(timings[-1], latency.budget_ms, speedup, keep)}")
         if not met:
             missed.append(candidate)
-        limit = keep * (times["teacher_ms"] / speedup if speedup else latency.budget_ms)
         return met, times["student_ms"] / max(predicted, 1e-9), limit
 
     met, scale, limit = timed(genotype)
@@ -97,12 +97,12 @@ def fit_measured(genotype, latency, measure, speedup: float = 0.0, deepest: int 
     return genotype, {"rule": "measure", "met": met, "timings": timings}
 
 
-def deepest_to_time(genotype, latency, scale: float, limit_ms: float, ceiling: int):
+def deepest_to_time(genotype, latency, scale: float, limit: float, ceiling: int):
     """The deepest stack of `genotype`'s cell and width, deeper than it and at most `ceiling`
-    cells, whose prediction scaled by the ratio last measured meets `limit_ms`; None if none."""
+    cells, whose prediction scaled by the ratio last measured is within `limit` ms; None if none."""
     for depth in range(ceiling, genotype.num_cells, -1):
         deeper = dataclasses.replace(genotype, num_cells=depth)
-        if latency.predict(deeper) * scale <= limit_ms:
+        if latency.predict(deeper) * scale <= limit:
             return deeper
     return None
 
@@ -112,14 +112,14 @@ def same_stack(one, other) -> bool:
     return dataclasses.replace(one, num_cells=other.num_cells).to_string() == other.to_string()
 
 
-def next_to_time(genotype, latency, scale: float, limit_ms: float):
+def next_to_time(genotype, latency, scale: float, limit: float):
     """The next student to time after `genotype` missed: the first `cheaper` step whose prediction,
-    scaled by the measured-over-predicted ratio just seen, meets `limit_ms`, else the cheapest
+    scaled by the measured-over-predicted ratio just seen, is within `limit` ms, else the cheapest
     one; None when nothing is cheaper. Each timing of a speed-up costs the teacher's forward
     passes again (seconds on a CPU), and a step at one cell swaps one op of six: stepping by the
     calibrated prediction times two or three students where stepping one by one timed dozens."""
     step = latency.cheaper(genotype)
-    while step is not None and latency.predict(step) * scale > limit_ms:
+    while step is not None and latency.predict(step) * scale > limit:
         further = latency.cheaper(step)
         if further is None:
             break
@@ -131,15 +131,14 @@ def shape(genotype) -> str:
     return f"K={genotype.num_cells} H={genotype.hidden_size}"
 
 
-def meets(timed: dict, budget_ms: float, speedup: float, keep: float = 1.0) -> bool:
-    """Whether a timing meets the budget less its margin (`keep`, 1 - latency_margin): the
-    speed-up over the teacher timed beside it, or the milliseconds. The margin stays: two timings
-    of one SST-2 student beside its teacher minutes apart gave 22.3x and 19.5x, and one the check
-    passed at 20.25x measured 19.8x in `nas finetune`, so a student that just meets the budget
-    here misses it about half the time when timed again."""
-    if speedup:
-        return keep * timed["teacher_ms"] >= speedup * timed["student_ms"]
-    return timed["student_ms"] <= keep * budget_ms
+def limit_ms(timed: dict, budget_ms: float, speedup: float, keep: float = 1.0) -> float:
+    """The most a student may take in a timing: the budget less its margin (`keep`, 1 -
+    latency_margin), the budget being the teacher's time beside it over the speed-up, or the
+    milliseconds. The margin stays: two timings of one SST-2 student beside its teacher minutes
+    apart gave 22.3x and 19.5x, and one the check passed at 20.25x measured 19.8x in `nas
+    finetune`, so a student that just meets the budget here misses it about half the time when
+    timed again."""
+    return keep * (timed["teacher_ms"] / speedup if speedup else budget_ms)
 
 
 def describe(timing: dict, budget_ms: float, speedup: float, keep: float = 1.0) -> str:
