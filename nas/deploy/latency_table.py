@@ -183,12 +183,17 @@ def check_compatible(table: LatencyTable, device, hidden_size: int, warn=None,
     if table.embeddings != embeddings:
         raise UserError(f"{table.source}: embeddings are {table.embeddings!r} but this run uses {embeddings!r}; "
                         f"measure a table with `nas latency-table --set embeddings={embeddings}`")
-    here = describe_device(device)
     warn = warn or (lambda text: print(text, file=sys.stderr))
-    for key in ("name", "threads"):
-        if table.device.get(key) != here[key]:
-            warn(f"warning: {table.source}: device.{key} is {table.device.get(key)!r} but this machine has "
-                 f"{here[key]!r}; predicted latencies may be off")
+    for key, (theirs, ours) in device_differences(table, device, ("name", "threads")).items():
+        warn(f"warning: {table.source}: device.{key} is {theirs!r} but this machine has {ours!r}; predicted "
+             "latencies may be off")
+
+
+def device_differences(table: LatencyTable, device, keys=("type", "name", "threads")) -> dict:
+    """{key: (the table's, this machine's)} for each of `keys` of `describe_device` where the
+    machine the table was timed on differs from `device` as this process runs it."""
+    here = describe_device(device)
+    return {key: (table.device.get(key), here[key]) for key in keys if table.device.get(key) != here[key]}
 
 
 # ---------------------------------------------------------------- files

@@ -25,7 +25,7 @@ import torch
 from kd.losses import expected_latency, latency_budget_penalty
 from nas.base.errors import UserError
 from nas.deploy.latency_table import (EDGES_PER_CELL, LatencyTable, cell_latency_ms, check_compatible,
-                               describe_device, load_latency_table, predict_latency_ms, save_latency_table, table_from_dict)
+                               device_differences, load_latency_table, predict_latency_ms, save_latency_table, table_from_dict)
 from ops import PARAMETER_FREE
 from searchspace.genotype import Edge
 from searchspace.topology import NUM_INPUTS
@@ -204,8 +204,7 @@ class SearchLatency(LatencyTerm):
     def describes(self, device) -> bool:
         """Whether the table was timed on this machine as the search runs on it (device type and
         name, CPU threads): only then can timing the student here check what the table predicts."""
-        here = describe_device(device)
-        return all(self.table.device.get(key) == here[key] for key in ("type", "name", "threads"))
+        return not device_differences(self.table, device)
 
     def _swap_slowest(self, genotype):
         """One op swap: on the slowest edge that allows one, the next cheaper op; None if none can.
