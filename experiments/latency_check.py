@@ -41,7 +41,7 @@ from nas.data.tasks import get_task  # noqa: E402
 from nas.deploy.latency_table import cpu_model  # noqa: E402
 from nas.deploy.machine_load import cpu_load  # noqa: E402
 from nas.train.distill_data import teacher_embedding_tables  # noqa: E402
-from nas.train.latency_check import fit_measured, student_timer  # noqa: E402
+from nas.train.latency_check import fit_measured, kept_timing, shape, student_timer  # noqa: E402
 from nas.train.search import SearchConfig  # noqa: E402
 from nas.train.shape_trials import shape_candidates  # noqa: E402
 from nas.train.speedup_budget import with_speedup_budget  # noqa: E402
@@ -96,8 +96,7 @@ def main() -> int:
                 # while it misses, deeper while the calibrated prediction says a deeper stack fits.
                 checked, record = fit_measured(candidate, latency, measure, speedup, deepest=MAX_CELLS)
                 first = record["timings"][0]
-                # The kept student's own timing: the last one timed may be a deeper stack that missed.
-                kept = next(t for t in reversed(record["timings"]) if t["genotype"] == checked.to_string())
+                kept = kept_timing(record, checked)
                 rows.append({"speedup": speedup, "cell": index, "teacher_ms_budget": timing["teacher_ms"],
                              "budget_ms": config.latency_budget_ms, "candidate": shape(candidate),
                              "predicted_speedup": round(timing["teacher_ms"] / first["predicted_ms"], 2),
@@ -108,10 +107,6 @@ def main() -> int:
     atomic.write_json(Path(args.out).with_suffix(".json"), rows)
     write_report(rows, args, seconds, load)
     return 0
-
-
-def shape(genotype) -> str:
-    return f"K={genotype.num_cells} H={genotype.hidden_size}"
 
 
 def depth(shown: str) -> int:

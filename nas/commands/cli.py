@@ -198,6 +198,7 @@ def run_search_command(args):
     from nas.compute import distributed
     from nas.run.config import build
     from nas.data.models import pick_device, quiet_transformers
+    from nas.train.latency_check import kept_timing
     from nas.train.search import SearchConfig, run_search
 
     quiet_transformers()
@@ -216,10 +217,10 @@ def run_search_command(args):
     metric, costs = genotype.extra["dev_metric"], genotype.costs
     latency = (f" | predicted {costs['predicted_latency_ms']:.3f} ms at batch {costs['latency_batch_size']}, "
                f"length {costs['latency_seq_len']}" if "predicted_latency_ms" in costs else "")
-    timed = [t for t in genotype.extra.get("latency_check", {}).get("timings", []) if t["genotype"] == genotype.to_string()]
+    timed = kept_timing(genotype.extra.get("latency_check", {}), genotype)
     if timed:  # the measured check's own timing of the kept student (nas/train/latency_check.py)
-        latency += f", timed {timed[-1]['student_ms']:.3f} ms" + (
-            f" ({timed[-1]['speedup']:.2f}x the teacher beside it)" if "speedup" in timed[-1] else "")
+        latency += f", timed {timed['student_ms']:.3f} ms" + (
+            f" ({timed['speedup']:.2f}x the teacher beside it)" if "speedup" in timed else "")
     print(f"search {task.name}: {genotype} | dev {metric} | params {costs['params']:,}{latency} -> {out / 'arch.json'}")
 
 

@@ -131,6 +131,12 @@ def shape(genotype) -> str:
     return f"K={genotype.num_cells} H={genotype.hidden_size}"
 
 
+def kept_timing(record: dict, genotype) -> dict | None:
+    """The check's own timing of `genotype` from its `record` (the last one of it: a deeper stack
+    timed after it may have missed), None when the record has none."""
+    return next((t for t in reversed(record.get("timings", [])) if t["genotype"] == genotype.to_string()), None)
+
+
 def limit_ms(timed: dict, budget_ms: float, speedup: float, keep: float = 1.0) -> float:
     """The most a student may take in a timing: the budget less its margin (`keep`, 1 -
     latency_margin), the budget being the teacher's time beside it over the speed-up, or the
