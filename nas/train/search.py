@@ -666,19 +666,22 @@ def _latency_checker(search, teacher_dir, teacher_timing, words, positions):
     if not latency.describes(search.device):
         return None
     speedup = teacher_timing["speedup"] if teacher_timing else 0.0
-    timer = []
+
+    @functools.cache
+    def timer():  # the teacher loaded once, at the first check
+        load = cpu_load() if search.device.type == "cpu" else None
+        if competes(load, torch.get_num_threads()):
+            print(f"warning: the CPU is busy (load average {load:.1f}) while the search times its student"
+                  f"{' beside the teacher' if speedup else ''}: the timings come out slow"
+                  f"{', the teacher the more' if speedup else ''}; search on a quiet machine "
+                  "(nas/deploy/machine_load.py)", file=sys.stderr)
+        return student_timer(teacher_dir, search.task, words, positions, search.device,
+                             config.latency_batch_size, config.latency_seq_len, speedup)
 
     def check(genotype, deepest: int = 0):
+        measure = timer()
         load = cpu_load() if search.device.type == "cpu" else None
-        if not timer:
-            if competes(load, torch.get_num_threads()):
-                print(f"warning: the CPU is busy (load average {load:.1f}) while the search times its student"
-                      f"{' beside the teacher' if speedup else ''}: the timings come out slow"
-                      f"{', the teacher the more' if speedup else ''}; search on a quiet machine "
-                      "(nas/deploy/machine_load.py)", file=sys.stderr)
-            timer.append(student_timer(teacher_dir, search.task, words, positions, search.device,
-                                       config.latency_batch_size, config.latency_seq_len, speedup))
-        checked, record = fit_measured(genotype, latency, timer[0], speedup, deepest)
+        checked, record = fit_measured(genotype, latency, measure, speedup, deepest)
         return checked, {**record, **({"load_average": round(load, 2)} if load is not None else {})}
     return check
 
