@@ -1,0 +1,222 @@
+"""Issue 11's speed targets as a user reaches them: `nas run --preset speedup5`, untuned, per task and speed-up.
+
+Usage: python experiments/targets.py [--tasks mrpc] [--speeds 5,20] [--seeds 42] [--max-train N]
+                                     [--finetune-seeds 43,44] [--teachers runs/teachers] [--runs runs/targets]
+                                     [--report-only]
+
+Each run is the whole pipeline with the `speedup5` preset (`--set search.latency_speedup=20` for
+20x) on experiments/teacher.py's teacher (copied into the run folder, so `nas run` skips its
+teacher stage): AdaBERT's transfer set, the budgeted search with its measured latency check, the
+finetune from the search's weights. A run resumes where a stopped session left it (`nas run`
+resumes every stage). Every finished run is kept in experiments/results/targets.json, so the
+table outlives the run folders (these machines are not kept between sessions); the report
+experiments/results/targets.md is rewritten from it. Processes started side by side (one per
+speed-up, say) share the JSON under a lock.
+
+`--finetune-seeds`: each finished run's searched student finetuned again as the pipeline did (the
+preset's finetune settings, the run's knowledge) with each of these seeds, so that a verdict a
+few dev rows decide is read beside the spread the finetune's seed alone brings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from baselines import majority_class_score, nas  # noqa: E402  (experiments/ is this script's folder)
+from gap import FLOOR_POINTS, GAP_POINTS  # noqa: E402
+from nas.base import atomic  # noqa: E402
+from nas.base.markdown import markdown_cell  # noqa: E402
+from nas.data.model_metrics import StudentMetrics  # noqa: E402
+from nas.run.pipeline import preset_file  # noqa: E402
+from nas.train.latency_check import kept_timing  # noqa: E402
+from searchspace.genotype import Genotype  # noqa: E402
+
+PRESET = "speedup5"
+RESULTS = ROOT / "experiments/results/targets.json"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="mrpc")
+    parser.add_argument("--speeds", default="5,20")
+    parser.add_argument("--seeds", default="42")
+    parser.add_argument("--max-train", type=int, default=None, help="the task's first N training rows (every stage)")
+    parser.add_argument("--finetune-seeds", default="", help="finetune each searched student again with these seeds")
+    parser.add_argument("--teachers", default=str(ROOT / "runs/teachers"))
+    parser.add_argument("--runs", default=str(ROOT / "runs/targets"))
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--report-only", action="store_true", help="run nothing: rewrite the report from the JSON")
+    args = parser.parse_args()
+    results = Path(args.results)
+
+    for task in [] if args.report_only else args.tasks.split(","):
+        teacher = Path(args.teachers) / task
+        if not (teacher / "metrics.json").is_file():
+            print(f"{task}: no teacher at {teacher} yet (python experiments/teacher.py); skipped", flush=True)
+            continue
+        for speed in map(float, args.speeds.split(",")):
+            for seed in map(int, args.seeds.split(",")):
+                name = run_name(task, speed, seed, args.max_train)
+                out = Path(args.runs) / name
+                seconds = run(task, speed, seed, args, teacher, out)
+                again = {str(other): refinetune(task, other, args, out)  # str: the JSON's keys
+                         for other in map(int, filter(None, args.finetune_seeds.split(",")))}
+                with locked(results) as records:
+                    records[name] = {**record(task, speed, seed, args, out, seconds),
+                                     "finetune_seeds": {**records.get(name, {}).get("finetune_seeds", {}), **again}}
+    with locked(results) as records:
+        write_report(results.with_suffix(".md"), records)
+    return 0
+
+
+def run_name(task: str, speed: float, seed: int, max_train: int | None) -> str:
+    return f"{task}_{speed:g}x_seed{seed}" + (f"_first{max_train}" if max_train else "")
+
+
+def command(task: str, speed: float, seed: int, max_train: int | None) -> list[str]:
+    """The `nas run` arguments of one target, as a user types them (no --out, no --data-dir)."""
+    return ["run", "--task", task, "--preset", PRESET, "--seed", str(seed),
+            *(["--set", f"search.latency_speedup={speed:g}"] if speed != 5 else []),
+            *(["--max-train", str(max_train)] if max_train else [])]
+
+
+def run(task: str, speed: float, seed: int, args, teacher: Path, out: Path) -> float:
+    """`nas run` into `out` unless finished; the wall seconds it has taken over every session (kept
+    in out/seconds.json, since a stopped run is resumed by a later invocation)."""
+    spent = out / "seconds.json"
+    seconds = json.loads(spent.read_text())["seconds"] if spent.is_file() else 0.0
+    if (out / "report.md").is_file():
+        return seconds
+    if not (out / "teacher" / "metrics.json").is_file():
+        shutil.copytree(teacher, out / "teacher", dirs_exist_ok=True)
+    started = time.perf_counter()
+    try:
+        nas(*command(task, speed, seed, args.max_train), "--out", out,
+            *(["--data-dir", args.data_dir] if args.data_dir else []))
+    finally:  # a stopped run's time still counts towards the whole
+        atomic.write_json(spent, {"seconds": seconds + time.perf_counter() - started})
+    return seconds + time.perf_counter() - started
+
+
+def refinetune(task: str, seed: int, args, out: Path) -> dict:
+    """The run's searched student finetuned again with `seed` (skipped when finished): its dev
+    metrics and speed-ups."""
+    folder = out / f"finetune_seed{seed}"
+    if not (folder / "metrics.json").is_file():
+        nas("finetune", "--task", task, "--arch", out / "search" / "arch.json", "--teacher", out / "teacher",
+            "--knowledge", out / "knowledge", "--config", preset_file(PRESET), "--seed", seed, "--out", folder,
+            "--resume", *(["--max-train", args.max_train] if args.max_train else []),
+            *(["--data-dir", args.data_dir] if args.data_dir else []))
+    student = StudentMetrics.load(folder / "metrics.json")
+    return {"score": student.metrics[student.primary_metric], "speedup_32": student.speedup_at(32)}
+
+
+def record(task: str, speed: float, seed: int, args, out: Path, seconds: float) -> dict:
+    student = StudentMetrics.load(out / "student" / "metrics.json")
+    metric = student.primary_metric
+    teacher_score = json.loads((out / "teacher" / "metrics.json").read_text())["metrics"][metric]
+    arch = json.loads((out / "search" / "arch.json").read_text())
+    check = arch.get("extra", {}).get("latency_check") or {}
+    kept = kept_timing(check, Genotype.load(out / "search" / "arch.json")) if check else None
+    return {
+        "task": task, "speed": speed, "seed": seed, "max_train": args.max_train, "metric": metric,
+        "command": " ".join(["nas", *command(task, speed, seed, args.max_train)]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+                   f"{student.latency_threads} torch thread(s)",
+        "teacher": teacher_score, "student": student.metrics[metric],
+        "majority": majority_class_score(task, args.data_dir, ["--max-train", args.max_train] if args.max_train else [])[metric],
+        "speedup_1": student.speedup_at(1), "speedup_32": student.speedup_at(32),
+        "check_speedup": kept["speedup"] if kept else None,
+        "genotype": student.genotype, "params": student.student.params, "train_rows": student.train_rows,
+        "seconds": seconds,
+    }
+
+
+class locked:
+    """The JSON of finished runs, read and written back under an exclusive lock (`with locked(path) as
+    records`). The lock is taken on the JSON's folder, so no lock file is left beside it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> dict:
+        self.folder = os.open(self.path.parent, os.O_RDONLY)
+        fcntl.flock(self.folder, fcntl.LOCK_EX)
+        self.records = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        return self.records
+
+    def __exit__(self, *failed) -> None:
+        try:
+            if not any(failed):
+                atomic.write_json(self.path, self.records)
+        finally:
+            os.close(self.folder)  # releases the lock
+
+
+def verdict(r: dict) -> str:
+    """Which target the run meets: its speed-up at batch 32 (from its finetune's side-by-side timing)
+    and its distance to the teacher in points; a student no better than always predicting the
+    majority class meets nothing, however weak its teacher."""
+    gap = (r["teacher"] - r["student"]) * 100
+    if r["student"] <= r["majority"]:
+        return "no: at the majority-class floor"
+    fast = r["speedup_32"] >= r["speed"]
+    if fast and gap <= GAP_POINTS[r["speed"]]:
+        return "yes"
+    if fast and r["speed"] == 5 and gap <= FLOOR_POINTS:
+        return f"at the floor ({FLOOR_POINTS:g} points)"
+    return "no: " + ", ".join(why for why, missed in ((f"{gap:.2f} points below", gap > GAP_POINTS[r["speed"]]),
+                                                       (f"{r['speedup_32']:.1f}x", not fast)) if missed)
+
+
+def write_report(path: Path, records: dict) -> None:
+    lines = [
+        "# Issue 11's speed targets by `nas run --preset speedup5`, untuned",
+        "",
+        "Produced by `python experiments/targets.py` (each row: its command, machine and date). Each run is the "
+        "whole pipeline as a user runs it on experiments/teacher.py's MiniLM teacher (copied in): AdaBERT's transfer "
+        "set, the search under the latency budget with its measured check, the finetune from the search's weights. "
+        f"Targets: at least 5x faster than the teacher at batch 32 within {GAP_POINTS[5.0]:g} points (floor "
+        f"{FLOOR_POINTS:g}), at least 20x within {GAP_POINTS[20.0]:g}. Speed-ups: the finetune's metrics.json (student "
+        "and teacher timed side by side in one process, CPU, on the first 1 / 32 dev rows); \"check\" is the search's "
+        "own timing of the kept student before arch.json was written. Dev sets are complete. \"Finetuned again\": the "
+        "same searched student finetuned by `nas finetune` with the preset's settings and another seed "
+        "(`--finetune-seeds`), and the mean and standard deviation of the dev metric over the run's finetune and these: "
+        "the spread the finetune's seed alone brings.",
+        "",
+        "| task | speed-up asked | seed | dev metric | teacher | below (points) | majority class | b=1 faster | "
+        "b=32 faster | check | meets | finetuned again (seed: metric, b=32) | mean ± sd | student | params | rows trained | wall time | machine | date | command |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in sorted(records.values(), key=lambda r: (r["task"], r["speed"], r["seed"])):
+        check = f"{r['check_speedup']:.1f}x" if r.get("check_speedup") else "-"
+        rows = f" (first {r['max_train']:,} rows)" if r.get("max_train") else ""
+        again = r.get("finetune_seeds") or {}
+        scores = [r["student"], *(a["score"] for a in again.values())]
+        spread = f"{statistics.mean(scores):.4f} ± {statistics.stdev(scores):.4f} ({len(scores)})" if again else "-"
+        again = "; ".join(f"{seed}: {a['score']:.4f}, {a['speedup_32']:.1f}x" for seed, a in sorted(again.items())) or "-"
+        lines.append(
+            f"| {r['task']}{rows} | {r['speed']:g}x | "
+            f"{r['seed']} | {r['metric']} {r['student']:.4f} | {r['teacher']:.4f} | {(r['teacher'] - r['student']) * 100:.2f} | "
+            f"{r['majority']:.4f} | {r['speedup_1']:.1f}x | {r['speedup_32']:.1f}x | {check} | {verdict(r)} | {again} | {spread} | "
+            f"`{markdown_cell(r['genotype'])}` | {r['params']:,} | {r['train_rows']:,} | {r['seconds'] / 60:.0f} min | {r['machine']} | "
+            f"{r['date']} | `{r['command']}` |")
+    atomic.write_text(path, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
