@@ -1,8 +1,9 @@
 """Issue 11's speed targets as a user reaches them: `nas run --preset speedup5`, untuned, per task and speed-up.
 
 Usage: python experiments/targets.py [--tasks mrpc] [--speeds 5,20] [--seeds 42] [--max-train N]
-                                     [--finetune-seeds 43,44] [--teachers runs/teachers] [--runs runs/targets]
-                                     [--report-only]
+                                     [--finetune-seeds 43,44] [--finetune-set KEY=VALUE ...] [--sanity]
+                                     [--teachers runs/teachers]
+                                     [--runs runs/targets] [--report-only]
 
 Each run is the whole pipeline with the `speedup5` preset (`--set search.latency_speedup=20` for
 20x) on experiments/teacher.py's teacher (copied into the run folder, so `nas run` skips its
@@ -15,7 +16,15 @@ speed-up, say) share the JSON under a lock.
 
 `--finetune-seeds`: each finished run's searched student finetuned again as the pipeline did (the
 preset's finetune settings, the run's knowledge) with each of these seeds, so that a verdict a
-few dev rows decide is read beside the spread the finetune's seed alone brings.
+few dev rows decide is read beside the spread the finetune's seed alone brings. With
+`--finetune-set KEY=VALUE` (repeatable) those finetunes change the preset's settings (e.g.
+`use_augmented=false` and `epochs=6`: the task's own rows instead of the transfer set), an
+ablation of one lever on the searched student, reported apart.
+
+`--sanity`: issue 11's second target for each finished run, `nas sanity` as a user runs it on the
+search's arch.json: the searched student against 5 random architectures of equal predicted
+latency (random depth, width and cell), every one finetuned as the pipeline finetunes its student
+(the preset's settings, from the search's supernet: `--set init=search`).
 """
 
 from __future__ import annotations
@@ -54,6 +63,9 @@ def main() -> int:
     parser.add_argument("--seeds", default="42")
     parser.add_argument("--max-train", type=int, default=None, help="the task's first N training rows (every stage)")
     parser.add_argument("--finetune-seeds", default="", help="finetune each searched student again with these seeds")
+    parser.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a finetune setting that --finetune-seeds' finetunes change (repeatable)")
+    parser.add_argument("--sanity", action="store_true", help="the searched student against random ones of equal latency")
     parser.add_argument("--teachers", default=str(ROOT / "runs/teachers"))
     parser.add_argument("--runs", default=str(ROOT / "runs/targets"))
     parser.add_argument("--data-dir", default=None)
@@ -74,9 +86,16 @@ def main() -> int:
                 seconds = run(task, speed, seed, args, teacher, out)
                 again = {str(other): refinetune(task, other, args, out)  # str: the JSON's keys
                          for other in map(int, filter(None, args.finetune_seeds.split(",")))}
+                variant = " ".join(args.finetune_set)
+                checked = sanity(task, args, out) if args.sanity else None
                 with locked(results) as records:
+                    earlier = records.get(name, {})
                     records[name] = {**record(task, speed, seed, args, out, seconds),
-                                     "finetune_seeds": {**records.get(name, {}).get("finetune_seeds", {}), **again}}
+                                     "finetune_seeds": {**earlier.get("finetune_seeds", {}), **({} if variant else again)},
+                                     "finetune_variants": {**earlier.get("finetune_variants", {}), **(
+                                         {variant: {**earlier.get("finetune_variants", {}).get(variant, {}), **again}}
+                                         if variant else {})},
+                                     "sanity": checked or earlier.get("sanity")}
     with locked(results) as records:
         write_report(results.with_suffix(".md"), records)
     return 0
@@ -112,16 +131,37 @@ def run(task: str, speed: float, seed: int, args, teacher: Path, out: Path) -> f
 
 
 def refinetune(task: str, seed: int, args, out: Path) -> dict:
-    """The run's searched student finetuned again with `seed` (skipped when finished): its dev
-    metrics and speed-ups."""
-    folder = out / f"finetune_seed{seed}"
+    """The run's searched student finetuned again with `seed` and `--finetune-set`'s changes (skipped
+    when finished): its dev metrics and speed-ups."""
+    changes = [item for pair in args.finetune_set for item in ("--set", pair)]
+    folder = out / ("finetune_" + "_".join([*map(slug, args.finetune_set), f"seed{seed}"]))
     if not (folder / "metrics.json").is_file():
         nas("finetune", "--task", task, "--arch", out / "search" / "arch.json", "--teacher", out / "teacher",
             "--knowledge", out / "knowledge", "--config", preset_file(PRESET), "--seed", seed, "--out", folder,
-            "--resume", *(["--max-train", args.max_train] if args.max_train else []),
+            "--resume", *changes, *(["--max-train", args.max_train] if args.max_train else []),
             *(["--data-dir", args.data_dir] if args.data_dir else []))
     student = StudentMetrics.load(folder / "metrics.json")
     return {"score": student.metrics[student.primary_metric], "speedup_32": student.speedup_at(32)}
+
+
+def slug(pair: str) -> str:
+    """A folder-name form of KEY=VALUE."""
+    return "".join(c if c.isalnum() else "-" for c in pair)
+
+
+def sanity(task: str, args, out: Path) -> dict:
+    """`nas sanity` of the run's arch.json (skipped when finished): the searched student's dev metric
+    against the random architectures'."""
+    folder = out / "sanity"
+    if not (folder / "sanity.json").is_file():
+        nas("sanity", "--task", task, "--arch", out / "search" / "arch.json", "--teacher", out / "teacher",
+            "--knowledge", out / "knowledge", "--config", preset_file(PRESET), "--set", "init=search", "--random", 5,
+            "--out", folder, *(["--max-train", args.max_train] if args.max_train else []),
+            *(["--data-dir", args.data_dir] if args.data_dir else []))
+    summary = json.loads((folder / "sanity.json").read_text())
+    return {key: summary[key] for key in ("searched", "random_mean", "random_std", "gain_points", "beats_random")} | {
+        "random": [{"genotype": row["genotype"], "score": row[summary["metric"]], "predicted_ms": row["predicted_ms"]}
+                   for row in summary["rows"] if row["name"] != "searched"]}
 
 
 def record(task: str, speed: float, seed: int, args, out: Path, seconds: float) -> dict:
@@ -183,6 +223,11 @@ def verdict(r: dict) -> str:
                                                        (f"{r['speedup_32']:.1f}x", not fast)) if missed)
 
 
+def _spread(scores: list) -> str:
+    return f"{statistics.mean(scores):.4f} ± {statistics.stdev(scores):.4f} ({len(scores)})" if len(scores) > 1 else \
+        f"{scores[0]:.4f} (1)"
+
+
 def write_report(path: Path, records: dict) -> None:
     lines = [
         "# Issue 11's speed targets by `nas run --preset speedup5`, untuned",
@@ -207,7 +252,7 @@ def write_report(path: Path, records: dict) -> None:
         rows = f" (first {r['max_train']:,} rows)" if r.get("max_train") else ""
         again = r.get("finetune_seeds") or {}
         scores = [r["student"], *(a["score"] for a in again.values())]
-        spread = f"{statistics.mean(scores):.4f} ± {statistics.stdev(scores):.4f} ({len(scores)})" if again else "-"
+        spread = _spread(scores) if again else "-"
         again = "; ".join(f"{seed}: {a['score']:.4f}, {a['speedup_32']:.1f}x" for seed, a in sorted(again.items())) or "-"
         lines.append(
             f"| {r['task']}{rows} | {r['speed']:g}x | "
@@ -215,6 +260,44 @@ def write_report(path: Path, records: dict) -> None:
             f"{r['majority']:.4f} | {r['speedup_1']:.1f}x | {r['speedup_32']:.1f}x | {check} | {verdict(r)} | {again} | {spread} | "
             f"`{markdown_cell(r['genotype'])}` | {r['params']:,} | {r['train_rows']:,} | {r['seconds'] / 60:.0f} min | {r['machine']} | "
             f"{r['date']} | `{r['command']}` |")
+    varied = [(r, variant, runs) for r in sorted(records.values(), key=lambda r: (r["task"], r["speed"], r["seed"]))
+              for variant, runs in (r.get("finetune_variants") or {}).items()]
+    if varied:
+        lines += [
+            "",
+            "## The searched student finetuned otherwise (`--finetune-set`)",
+            "",
+            "The run's searched student finetuned again by `nas finetune` with the preset's settings changed as the "
+            "row says, one finetune per seed; beside it the run's own finetune and `--finetune-seeds`' (the preset's "
+            "settings).",
+            "",
+            "| run | changed | per seed (metric, b=32) | mean ± sd | with the preset's settings: mean ± sd |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for r, variant, runs in varied:
+            preset = [r["student"], *(a["score"] for a in (r.get("finetune_seeds") or {}).values())]
+            lines.append(f"| {r['task']} {r['speed']:g}x seed {r['seed']} | `{variant}` | "
+                         + "; ".join(f"{seed}: {a['score']:.4f}, {a['speedup_32']:.1f}x" for seed, a in sorted(runs.items()))
+                         + f" | {_spread([a['score'] for a in runs.values()])} | {_spread(preset)} |")
+    checked = [r for r in sorted(records.values(), key=lambda r: (r["task"], r["speed"], r["seed"])) if r.get("sanity")]
+    if checked:
+        lines += [
+            "",
+            "## Does the search beat chance? (`--sanity`)",
+            "",
+            "Each run's searched student against 5 random architectures whose predicted latency is within 10% of its "
+            "own (random depth, width and cell; `nas sanity --set init=search`, every one finetuned from the search's "
+            "supernet with the preset's finetune settings). The target: the searched one above the random ones' mean "
+            "by at least one standard deviation and 0.5 points.",
+            "",
+            "| run | searched | random mean ± sd | gain (points) | beats chance | random architectures (metric) |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [f"| {r['task']} {r['speed']:g}x seed {r['seed']} | {r['sanity']['searched']:.4f} | "
+                  f"{r['sanity']['random_mean']:.4f} ± {r['sanity']['random_std']:.4f} | {r['sanity']['gain_points']:+.2f} | "
+                  f"{'yes' if r['sanity']['beats_random'] else 'no'} | "
+                  + "; ".join(f"`{markdown_cell(a['genotype'])}` {a['score']:.4f}" for a in r["sanity"]["random"]) + " |"
+                  for r in checked]
     atomic.write_text(path, "\n".join(lines) + "\n")
 
 
