@@ -174,7 +174,8 @@ def record(task: str, speed: float, seed: int, args, out: Path, seconds: float) 
     return {
         "task": task, "speed": speed, "seed": seed, "max_train": args.max_train, "metric": metric,
         "command": " ".join(["nas", *command(task, speed, seed, args.max_train)]),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        # when the run finished, not when this script last looked at it (it adds finetunes later)
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime((out / "student" / "metrics.json").stat().st_mtime)),
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
                    f"{student.latency_threads} torch thread(s)",
         "teacher": teacher_score, "student": student.metrics[metric],
