@@ -4,6 +4,10 @@ what the code wrote before augmentation presets existed (issue 11).
 
 The golden file is data that code produced. Regenerate it only for an intended change:
 NAS_WRITE_GOLDEN=1 pytest tests/test_augment_lock.py
+
+The logits are compared as values within a float16 step, not by their bytes: they are stored in
+float16, and the teacher's float32 pass rounds to a neighbouring float16 on another CPU's kernels
+(MRPC's hash changed on a machine with other vector units while its texts and inputs did not).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nas.commands.cli import main
@@ -42,8 +47,7 @@ def test_default_augmentation_writes_what_it_wrote_before_presets(built):
         manifest = json.loads((folder / "manifest.json").read_text())
         got[task] = {"inputs": manifest["inputs"], "augmented.tsv": _sha(folder / "augmented.tsv"),
                      "splits": manifest["splits"]}
-        logits = folder / "augmented.logits.npy"
-        got[task]["augmented.logits.npy"] = _sha(logits)
+        got[task]["augmented.logits"] = np.load(folder / "augmented.logits.npy").astype(float).tolist()  # exact
     if os.environ.get("NAS_WRITE_GOLDEN"):
         GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
     want = json.loads(GOLDEN.read_text())
@@ -52,4 +56,7 @@ def test_default_augmentation_writes_what_it_wrote_before_presets(built):
         assert got[task]["inputs"] == want[task]["inputs"], task
         assert got[task]["splits"] == want[task]["splits"], task
         assert got[task]["augmented.tsv"] == want[task]["augmented.tsv"], task
-        assert got[task]["augmented.logits.npy"] == want[task]["augmented.logits.npy"], task
+        # Two float16 steps at the tiny teacher's logit scale (below 0.016, where a step is 7.6e-6;
+        # the machines differed by one step in 7 of 576): a changed teacher pass moves them far more.
+        np.testing.assert_allclose(got[task]["augmented.logits"], want[task]["augmented.logits"], rtol=0, atol=1.6e-5,
+                                   err_msg=task)
