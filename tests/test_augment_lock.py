@@ -5,7 +5,7 @@ what the code wrote before augmentation presets existed (issue 11).
 The golden file is data that code produced. Regenerate it only for an intended change:
 NAS_WRITE_GOLDEN=1 pytest tests/test_augment_lock.py
 
-The logits are compared as values within a float16 step, not by their bytes: they are stored in
+The logits are compared as values within two float16 steps, not by their bytes: they are stored in
 float16, and the teacher's float32 pass rounds to a neighbouring float16 on another CPU's kernels
 (MRPC's hash changed on a machine with other vector units while its texts and inputs did not).
 """
