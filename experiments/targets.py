@@ -90,12 +90,10 @@ def main() -> int:
                 checked = sanity(task, args, out) if args.sanity else None
                 with locked(results) as records:
                     earlier = records.get(name, {})
-                    records[name] = {**record(task, speed, seed, args, out, seconds),
-                                     "finetune_seeds": {**earlier.get("finetune_seeds", {}), **({} if variant else again)},
-                                     "finetune_variants": {**earlier.get("finetune_variants", {}), **(
-                                         {variant: {**earlier.get("finetune_variants", {}).get(variant, {}), **again}}
-                                         if variant else {})},
-                                     "sanity": checked or earlier.get("sanity")}
+                    seeds, variants = earlier.get("finetune_seeds", {}), earlier.get("finetune_variants", {})
+                    (variants.setdefault(variant, {}) if variant else seeds).update(again)
+                    records[name] = {**record(task, speed, seed, args, out, seconds), "finetune_seeds": seeds,
+                                     "finetune_variants": variants, "sanity": checked or earlier.get("sanity")}
     with locked(results) as records:
         write_report(results.with_suffix(".md"), records)
     return 0
@@ -123,11 +121,20 @@ def run(task: str, speed: float, seed: int, args, teacher: Path, out: Path) -> f
         shutil.copytree(teacher, out / "teacher", dirs_exist_ok=True)
     started = time.perf_counter()
     try:
-        nas(*command(task, speed, seed, args.max_train), "--out", out,
-            *(["--data-dir", args.data_dir] if args.data_dir else []))
+        nas(*command(task, speed, seed, args.max_train), "--out", out, *data_dir(args))
     finally:  # a stopped run's time still counts towards the whole
-        atomic.write_json(spent, {"seconds": seconds + time.perf_counter() - started})
-    return seconds + time.perf_counter() - started
+        seconds += time.perf_counter() - started
+        atomic.write_json(spent, {"seconds": seconds})
+    return seconds
+
+
+def data_dir(args) -> list:
+    return ["--data-dir", args.data_dir] if args.data_dir else []
+
+
+def rows(args) -> list:
+    """The training rows of every stage: `--max-train N`, or none (all)."""
+    return ["--max-train", args.max_train] if args.max_train else []
 
 
 def refinetune(task: str, seed: int, args, out: Path) -> dict:
@@ -138,8 +145,7 @@ def refinetune(task: str, seed: int, args, out: Path) -> dict:
     if not (folder / "metrics.json").is_file():
         nas("finetune", "--task", task, "--arch", out / "search" / "arch.json", "--teacher", out / "teacher",
             "--knowledge", out / "knowledge", "--config", preset_file(PRESET), "--seed", seed, "--out", folder,
-            "--resume", *changes, *(["--max-train", args.max_train] if args.max_train else []),
-            *(["--data-dir", args.data_dir] if args.data_dir else []))
+            "--resume", *changes, *rows(args), *data_dir(args))
     student = StudentMetrics.load(folder / "metrics.json")
     return {"score": student.metrics[student.primary_metric], "speedup_32": student.speedup_at(32)}
 
@@ -156,8 +162,7 @@ def sanity(task: str, args, out: Path) -> dict:
     if not (folder / "sanity.json").is_file():
         nas("sanity", "--task", task, "--arch", out / "search" / "arch.json", "--teacher", out / "teacher",
             "--knowledge", out / "knowledge", "--config", preset_file(PRESET), "--set", "init=search", "--random", 5,
-            "--out", folder, *(["--max-train", args.max_train] if args.max_train else []),
-            *(["--data-dir", args.data_dir] if args.data_dir else []))
+            "--out", folder, *rows(args), *data_dir(args))
     summary = json.loads((folder / "sanity.json").read_text())
     return {key: summary[key] for key in ("searched", "random_mean", "random_std", "gain_points", "beats_random")} | {
         "random": [{"genotype": row["genotype"], "score": row[summary["metric"]], "predicted_ms": row["predicted_ms"]}
@@ -168,9 +173,9 @@ def record(task: str, speed: float, seed: int, args, out: Path, seconds: float) 
     student = StudentMetrics.load(out / "student" / "metrics.json")
     metric = student.primary_metric
     teacher_score = json.loads((out / "teacher" / "metrics.json").read_text())["metrics"][metric]
-    arch = json.loads((out / "search" / "arch.json").read_text())
-    check = arch.get("extra", {}).get("latency_check") or {}
-    kept = kept_timing(check, Genotype.load(out / "search" / "arch.json")) if check else None
+    searched = Genotype.load(out / "search" / "arch.json")
+    check = (searched.extra or {}).get("latency_check")
+    kept = kept_timing(check, searched) if check else None
     return {
         "task": task, "speed": speed, "seed": seed, "max_train": args.max_train, "metric": metric,
         "command": " ".join(["nas", *command(task, speed, seed, args.max_train)]),
@@ -179,7 +184,7 @@ def record(task: str, speed: float, seed: int, args, out: Path, seconds: float) 
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
                    f"{student.latency_threads} torch thread(s)",
         "teacher": teacher_score, "student": student.metrics[metric],
-        "majority": majority_class_score(task, args.data_dir, ["--max-train", args.max_train] if args.max_train else [])[metric],
+        "majority": majority_class_score(task, args.data_dir, rows(args))[metric],
         "speedup_1": student.speedup_at(1), "speedup_32": student.speedup_at(32),
         "check_speedup": kept["speedup"] if kept else None,
         "genotype": student.genotype, "params": student.student.params, "train_rows": student.train_rows,
@@ -250,13 +255,13 @@ def write_report(path: Path, records: dict) -> None:
     ]
     for r in sorted(records.values(), key=lambda r: (r["task"], r["speed"], r["seed"])):
         check = f"{r['check_speedup']:.1f}x" if r.get("check_speedup") else "-"
-        rows = f" (first {r['max_train']:,} rows)" if r.get("max_train") else ""
+        subset = f" (first {r['max_train']:,} rows)" if r.get("max_train") else ""
         again = r.get("finetune_seeds") or {}
         scores = [r["student"], *(a["score"] for a in again.values())]
         spread = _spread(scores) if again else "-"
         again = "; ".join(f"{seed}: {a['score']:.4f}, {a['speedup_32']:.1f}x" for seed, a in sorted(again.items())) or "-"
         lines.append(
-            f"| {r['task']}{rows} | {r['speed']:g}x | "
+            f"| {r['task']}{subset} | {r['speed']:g}x | "
             f"{r['seed']} | {r['metric']} {r['student']:.4f} | {r['teacher']:.4f} | {(r['teacher'] - r['student']) * 100:.2f} | "
             f"{r['majority']:.4f} | {r['speedup_1']:.1f}x | {r['speedup_32']:.1f}x | {check} | {verdict(r)} | {again} | {spread} | "
             f"`{markdown_cell(r['genotype'])}` | {r['params']:,} | {r['train_rows']:,} | {r['seconds'] / 60:.0f} min | {r['machine']} | "
