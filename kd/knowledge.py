@@ -56,6 +56,7 @@ class KnowledgeConfig:
     p_pos_replace: float | None = None  # (0.1)
     p_pos_replace_pair: float | None = None  # for sentence pairs (p_pos_replace)
     p_ngram: float | None = None  # (0.25)
+    pair_shared_words: bool | None = None  # a word in both sentences of a pair changes alike in both (false)
     mlm: str = ""  # a masked-LM folder for augment_source=mlm ("": the teacher's own MLM head)
     max_length: int = 0  # 0: the teacher's own (its metrics.json), else the task's default
     batch_size: int = 128
@@ -84,6 +85,7 @@ class KnowledgeConfig:
         base = preset_settings(self.augment_preset) if self.augment_preset else AugmentSettings(n=0)
         explicit = {"seed": self.augment_seed, "p_mask": self.p_mask, "p_pos_replace": self.p_pos_replace,
                     "p_pos_replace_pair": self.p_pos_replace_pair, "p_ngram": self.p_ngram,
+                    "pair_shared_words": self.pair_shared_words,
                     "source": self.augment_source or ("mlm" if self.mlm else None)}  # --mlm means: use it
         if self.augment is not None:  # an explicit count replaces the preset's per-task ones too
             explicit.update(n=self.augment, n_by_task=())
@@ -96,7 +98,8 @@ class KnowledgeConfig:
 
 # KnowledgeConfig fields added with augmentation presets, and their defaults: the manifest leaves
 # them out while they hold these, so that a folder built before them keeps its key and is reused.
-_LATER_CONFIG = {"augment_preset": "", "augment_source": "", "p_pos_replace_pair": None, "mlm": ""}
+_LATER_CONFIG = {"augment_preset": "", "augment_source": "", "p_pos_replace_pair": None, "mlm": "",
+                 "pair_shared_words": None}
 
 
 def recorded_config(config: KnowledgeConfig, settings: AugmentSettings) -> dict:

@@ -1,5 +1,6 @@
 """Augmentation presets (kd/augment_presets.yaml) and what they need: per-task counts, a separate
-substitution rate for sentence pairs, and masked-LM substitutes (issue 11)."""
+substitution rate for sentence pairs, words a pair shares changed alike, and masked-LM substitutes
+(issue 11)."""
 
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def test_bad_augmentation_settings_are_one_line(kwargs, fragment):
 
 
 @pytest.mark.parametrize("bad", [{"n_by_task": {"sst2": -1}}, {"n_by_task": [("sst2",)]}, {"n_by_task": 3},
-                                 {"source": "bert"}, {"p_pos_replace_pair": "half"}])
+                                 {"source": "bert"}, {"p_pos_replace_pair": "half"}, {"pair_shared_words": "yes"}])
 def test_bad_preset_fields_are_refused(bad):
     with pytest.raises(UserError):
         AugmentSettings(n=1, **bad)
@@ -142,6 +143,42 @@ def test_single_sentences_and_pairs_substitute_at_their_own_rates(teacher_parts)
     # Without a pair rate, pairs substitute at the single-sentence rate.
     same = AugmentSettings(n=100, seed=1, p_mask=0, p_ngram=0, p_pos_replace=0.4)
     assert substituted_share(pairs, same, tokenizer, embeddings) == pytest.approx(0.4, abs=0.02)
+
+
+# ----- words a pair shares change alike
+
+@pytest.mark.parametrize("p_mask", [0.0, 0.2])
+def test_a_word_in_both_sentences_of_a_pair_changes_the_same_way_in_both(teacher_parts, p_mask):
+    tokenizer, embeddings = teacher_parts
+    words = [w for w in VOCAB if not w.startswith("[")]
+    # Each pair shares its middle three words; the first and second sentence add two of their own.
+    pairs = [Example(" ".join(words[i : i + 5]), " ".join(words[i + 1 : i + 4] + words[i + 6 : i + 8]), 0)
+             for i in range(0, len(words) - 8)]
+    settings = AugmentSettings(n=50, seed=3, p_mask=p_mask, p_ngram=0, p_pos_replace=0.4, pair_shared_words=True)
+    out = augment(pairs, tokenizer=tokenizer, word_embeddings=embeddings, **{"n": 50, **settings.augment_kwargs()})
+    shared_changed = own_changed = 0
+    for i, variant in enumerate(out):
+        a, b = variant.text_a.split(), variant.text_b.split()
+        source_a, source_b = pairs[i // 50].text_a.split(), pairs[i // 50].text_b.split()
+        assert a[1:4] == b[:3]  # the shared words, whatever each became, alike in both
+        shared_changed += sum(x != y for x, y in zip(a[1:4], source_a[1:4]))
+        own_changed += sum(x != y for x, y in zip(a[:1] + a[4:] + b[3:], source_a[:1] + source_a[4:] + source_b[3:]))
+    # Shared words still change at the pair's rate (masked, else substituted), and the others too.
+    rate = p_mask + (1 - p_mask) * 0.4
+    assert shared_changed / (3 * len(out)) == pytest.approx(rate, abs=0.03)
+    assert own_changed / (4 * len(out)) == pytest.approx(rate, abs=0.03)
+    # Drawn independently (the default), the shared words often differ between the sentences.
+    apart = augment(pairs, tokenizer=tokenizer, word_embeddings=embeddings,
+                    **{"n": 50, **AugmentSettings(n=50, seed=3, p_mask=p_mask, p_ngram=0, p_pos_replace=0.4).augment_kwargs()})
+    assert sum(v.text_a.split()[1:4] != v.text_b.split()[:3] for v in apart) > len(apart) / 2
+
+
+def test_shared_words_record_only_when_set_and_reach_the_knowledge_settings():
+    assert "pair_shared_words" not in AugmentSettings(n=1).as_dict()  # older manifests keep their key
+    assert AugmentSettings(n=1, pair_shared_words=True).as_dict()["pair_shared_words"] is True
+    config = KnowledgeConfig(augment_preset="adabert", pair_shared_words=True)
+    assert config.augment_settings("mrpc").pair_shared_words is True
+    assert KnowledgeConfig(augment_preset="adabert").augment_settings("mrpc").pair_shared_words is False
 
 
 # ----- masked-LM substitutes
