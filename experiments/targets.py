@@ -1,7 +1,8 @@
 """Issue 11's speed targets as a user reaches them: `nas run --preset speedup5`, untuned, per task and speed-up.
 
 Usage: python experiments/targets.py [--tasks mrpc] [--speeds 5,20] [--seeds 42] [--max-train N]
-                                     [--finetune-seeds 43,44] [--finetune-set KEY=VALUE ...] [--sanity]
+                                     [--finetune-seeds 43,44] [--finetune-set KEY=VALUE ...]
+                                     [--knowledge-set KEY=VALUE ...] [--sanity]
                                      [--teachers runs/teachers]
                                      [--runs runs/targets] [--report-only]
 
@@ -19,7 +20,12 @@ preset's finetune settings, the run's knowledge) with each of these seeds, so th
 few dev rows decide is read beside the spread the finetune's seed alone brings. With
 `--finetune-set KEY=VALUE` (repeatable) those finetunes change the preset's settings (e.g.
 `use_augmented=false` and `epochs=6`: the task's own rows instead of the transfer set), an
-ablation of one lever on the searched student, reported apart.
+ablation of one lever on the searched student, reported apart. `--knowledge-set KEY=VALUE`
+(repeatable) makes those finetunes train on another transfer set: the preset's knowledge settings
+with these changed (e.g. `pair_shared_words=true`), built by `nas knowledge` beside the run's own.
+Every finetune is reported by its kept epoch (the best on dev, as `nas finetune` keeps it) and by
+its last epoch: a recipe with more epochs has more dev scores to pick its best from. Each transfer
+set is reported with the share of its variants the teacher labels like their source row.
 
 `--sanity`: issue 11's second target for each finished run, `nas sanity` as a user runs it on the
 search's arch.json: the searched student against 5 random architectures of equal predicted
@@ -40,11 +46,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from baselines import majority_class_score, nas  # noqa: E402  (experiments/ is this script's folder)
 from gap import FLOOR_POINTS, GAP_POINTS  # noqa: E402
+from kd.knowledge import Knowledge  # noqa: E402
 from nas.base import atomic  # noqa: E402
 from nas.base.markdown import markdown_cell  # noqa: E402
 from nas.data.model_metrics import StudentMetrics  # noqa: E402
@@ -65,6 +74,8 @@ def main() -> int:
     parser.add_argument("--finetune-seeds", default="", help="finetune each searched student again with these seeds")
     parser.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a finetune setting that --finetune-seeds' finetunes change (repeatable)")
+    parser.add_argument("--knowledge-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a knowledge setting of the transfer set --finetune-seeds' finetunes train on (repeatable)")
     parser.add_argument("--sanity", action="store_true", help="the searched student against random ones of equal latency")
     parser.add_argument("--teachers", default=str(ROOT / "runs/teachers"))
     parser.add_argument("--runs", default=str(ROOT / "runs/targets"))
@@ -86,7 +97,7 @@ def main() -> int:
                 seconds = run(task, speed, seed, args, teacher, out)
                 again = {str(other): refinetune(task, other, args, out)  # str: the JSON's keys
                          for other in map(int, filter(None, args.finetune_seeds.split(",")))}
-                variant = " ".join(args.finetune_set)
+                variant = " ".join([*(f"knowledge.{pair}" for pair in args.knowledge_set), *args.finetune_set])
                 checked = sanity(task, args, out) if args.sanity else None
                 with locked(results) as records:
                     earlier = records.get(name, {})
@@ -141,13 +152,52 @@ def refinetune(task: str, seed: int, args, out: Path) -> dict:
     """The run's searched student finetuned again with `seed` and `--finetune-set`'s changes (skipped
     when finished): its dev metrics and speed-ups."""
     changes = [item for pair in args.finetune_set for item in ("--set", pair)]
-    folder = out / ("finetune_" + "_".join([*map(slug, args.finetune_set), f"seed{seed}"]))
+    knowledge = transfer_set(task, args, out)
+    names = [*(f"knowledge-{slug(pair)}" for pair in args.knowledge_set), *map(slug, args.finetune_set)]
+    folder = out / ("finetune_" + "_".join([*names, f"seed{seed}"]))
     if not (folder / "metrics.json").is_file():
         nas("finetune", "--task", task, "--arch", out / "search" / "arch.json", "--teacher", out / "teacher",
-            "--knowledge", out / "knowledge", "--config", preset_file(PRESET), "--seed", seed, "--out", folder,
+            "--knowledge", knowledge, "--config", preset_file(PRESET), "--seed", seed, "--out", folder,
             "--resume", *changes, *rows(args), *data_dir(args))
-    student = StudentMetrics.load(folder / "metrics.json")
-    return {"score": student.metrics[student.primary_metric], "speedup_32": student.speedup_at(32)}
+    trained = scores(folder / "metrics.json")
+    # The transfer set's labels, where the finetune trained on its variants (more rows than the task's)
+    used_variants = trained.pop("train_rows") > Knowledge(knowledge).manifest.splits["train"]
+    return {**trained, "agreement": label_agreement(knowledge) if used_variants else None}
+
+
+def transfer_set(task: str, args, out: Path) -> Path:
+    """The knowledge folder `--knowledge-set` asks for (built by `nas knowledge` unless it exists),
+    or the run's own."""
+    if not args.knowledge_set:
+        return out / "knowledge"
+    folder = out / ("knowledge_" + "_".join(map(slug, args.knowledge_set)))
+    if not (folder / "manifest.json").is_file():
+        changes = [item for pair in args.knowledge_set for item in ("--set", pair)]
+        nas("knowledge", "--task", task, "--teacher", out / "teacher", "--config", preset_file(PRESET),
+            "--out", folder, *changes, *rows(args), *data_dir(args))
+    return folder
+
+
+def scores(metrics_json: Path) -> dict:
+    """A finetune's dev metric at its kept epoch and at its last, its speed-up at batch 32 and the rows it trained on."""
+    student = StudentMetrics.load(metrics_json)
+    metric = student.primary_metric
+    last = student.history[-1][metric] if student.history else None
+    return {"score": student.metrics[metric], "last_epoch": last, "speedup_32": student.speedup_at(32),
+            "train_rows": student.train_rows}
+
+
+def label_agreement(knowledge: Path) -> float | None:
+    """The share of a transfer set's variants whose teacher label is its source row's (None for a
+    regression task or a folder without variants)."""
+    folder = Knowledge(knowledge)
+    train = np.asarray(folder.split("train").logits)
+    if train.shape[1] == 1 or "augmented" not in folder.manifest.splits:  # one column: a regression score
+        return None
+    source = train.argmax(axis=1)
+    variants = np.asarray(folder.split("augmented").logits).argmax(axis=1)
+    per_row = folder.manifest.inputs.variants
+    return float((variants == np.repeat(source, per_row)[: len(variants)]).mean())
 
 
 def slug(pair: str) -> str:
@@ -184,6 +234,8 @@ def record(task: str, speed: float, seed: int, args, out: Path, seconds: float) 
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
                    f"{student.latency_threads} torch thread(s)",
         "teacher": teacher_score, "student": student.metrics[metric],
+        "student_last_epoch": scores(out / "student" / "metrics.json")["last_epoch"],
+        "agreement": label_agreement(out / "knowledge"),
         "majority": majority_class_score(task, args.data_dir, rows(args))[metric],
         "speedup_1": student.speedup_at(1), "speedup_32": student.speedup_at(32),
         "check_speedup": kept["speedup"] if kept else None,
@@ -230,8 +282,21 @@ def verdict(r: dict) -> str:
 
 
 def _spread(scores: list) -> str:
+    scores = [score for score in scores if score is not None]  # runs recorded before last epochs were
+    if not scores:
+        return "-"
     return f"{statistics.mean(scores):.4f} ± {statistics.stdev(scores):.4f} ({len(scores)})" if len(scores) > 1 else \
         f"{scores[0]:.4f} (1)"
+
+
+def _share(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _per_seed(runs: dict) -> str:
+    """seed: kept-epoch metric / last-epoch metric, b=32 speed-up; for each finetune."""
+    last = lambda a: "" if a.get("last_epoch") is None else f" / {a['last_epoch']:.4f}"  # noqa: E731
+    return "; ".join(f"{seed}: {a['score']:.4f}{last(a)}, {a['speedup_32']:.1f}x" for seed, a in sorted(runs.items())) or "-"
 
 
 def write_report(path: Path, records: dict) -> None:
@@ -247,25 +312,30 @@ def write_report(path: Path, records: dict) -> None:
         "own timing of the kept student before arch.json was written. Dev sets are complete. \"Finetuned again\": the "
         "same searched student finetuned by `nas finetune` with the preset's settings and another seed "
         "(`--finetune-seeds`), and the mean and standard deviation of the dev metric over the run's finetune and these: "
-        "the spread the finetune's seed alone brings.",
+        "the spread the finetune's seed alone brings. A finetune keeps its best epoch on dev (`nas finetune`'s rule, "
+        "the teacher's too); \"last epoch\" is its score after the last, which no choice on dev has lifted. "
+        "\"Labelled like the source\": the share of the transfer set's variants the teacher gives their source row's "
+        "label.",
         "",
-        "| task | speed-up asked | seed | dev metric | teacher | below (points) | majority class | b=1 faster | "
-        "b=32 faster | check | meets | finetuned again (seed: metric, b=32) | mean ± sd | student | params | rows trained | wall time | machine | date | command |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| task | speed-up asked | seed | dev metric | last epoch | teacher | below (points) | majority class | b=1 faster | "
+        "b=32 faster | check | meets | finetuned again (seed: metric / last epoch, b=32) | mean ± sd | last epochs: mean ± sd | "
+        "student | params | rows trained | labelled like the source | wall time | machine | date | command |",
+        "| " + " | ".join(["---"] * 24) + " |",
     ]
     for r in sorted(records.values(), key=lambda r: (r["task"], r["speed"], r["seed"])):
         check = f"{r['check_speedup']:.1f}x" if r.get("check_speedup") else "-"
         subset = f" (first {r['max_train']:,} rows)" if r.get("max_train") else ""
         again = r.get("finetune_seeds") or {}
-        scores = [r["student"], *(a["score"] for a in again.values())]
-        spread = _spread(scores) if again else "-"
-        again = "; ".join(f"{seed}: {a['score']:.4f}, {a['speedup_32']:.1f}x" for seed, a in sorted(again.items())) or "-"
+        spread = _spread([r["student"], *(a["score"] for a in again.values())]) if again else "-"
+        last_spread = _spread([r.get("student_last_epoch"), *(a.get("last_epoch") for a in again.values())]) if again else "-"
+        last = "-" if r.get("student_last_epoch") is None else f"{r['student_last_epoch']:.4f}"
         lines.append(
             f"| {r['task']}{subset} | {r['speed']:g}x | "
-            f"{r['seed']} | {r['metric']} {r['student']:.4f} | {r['teacher']:.4f} | {(r['teacher'] - r['student']) * 100:.2f} | "
-            f"{r['majority']:.4f} | {r['speedup_1']:.1f}x | {r['speedup_32']:.1f}x | {check} | {verdict(r)} | {again} | {spread} | "
-            f"`{markdown_cell(r['genotype'])}` | {r['params']:,} | {r['train_rows']:,} | {r['seconds'] / 60:.0f} min | {r['machine']} | "
-            f"{r['date']} | `{r['command']}` |")
+            f"{r['seed']} | {r['metric']} {r['student']:.4f} | {last} | {r['teacher']:.4f} | "
+            f"{(r['teacher'] - r['student']) * 100:.2f} | {r['majority']:.4f} | {r['speedup_1']:.1f}x | {r['speedup_32']:.1f}x | "
+            f"{check} | {verdict(r)} | {_per_seed(again)} | {spread} | {last_spread} | `{markdown_cell(r['genotype'])}` | "
+            f"{r['params']:,} | {r['train_rows']:,} | {_share(r.get('agreement'))} | {r['seconds'] / 60:.0f} min | "
+            f"{r['machine']} | {r['date']} | `{r['command']}` |")
     varied = [(r, variant, runs) for r in sorted(records.values(), key=lambda r: (r["task"], r["speed"], r["seed"]))
               for variant, runs in (r.get("finetune_variants") or {}).items()]
     if varied:
@@ -274,17 +344,23 @@ def write_report(path: Path, records: dict) -> None:
             "## The searched student finetuned otherwise (`--finetune-set`)",
             "",
             "The run's searched student finetuned again by `nas finetune` with the preset's settings changed as the "
-            "row says, one finetune per seed; beside it the run's own finetune and `--finetune-seeds`' (the preset's "
-            "settings).",
+            "row says (`knowledge.`: on a transfer set built with that knowledge setting changed, `--knowledge-set`), "
+            "one finetune per seed; beside it the run's own finetune and `--finetune-seeds`' (the preset's settings). "
+            "Kept epoch: the best on dev; last epoch: after the last (a recipe of more epochs picks its best among "
+            "more dev scores).",
             "",
-            "| run | changed | per seed (metric, b=32) | mean ± sd | with the preset's settings: mean ± sd |",
-            "| --- | --- | --- | --- | --- |",
+            "| run | changed | labelled like the source | per seed (metric / last epoch, b=32) | mean ± sd | "
+            "last epochs: mean ± sd | with the preset's settings: mean ± sd | last epochs: mean ± sd |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r, variant, runs in varied:
-            preset = [r["student"], *(a["score"] for a in (r.get("finetune_seeds") or {}).values())]
-            lines.append(f"| {r['task']} {r['speed']:g}x seed {r['seed']} | `{variant}` | "
-                         + "; ".join(f"{seed}: {a['score']:.4f}, {a['speedup_32']:.1f}x" for seed, a in sorted(runs.items()))
-                         + f" | {_spread([a['score'] for a in runs.values()])} | {_spread(preset)} |")
+            again = (r.get("finetune_seeds") or {}).values()
+            preset = _spread([r["student"], *(a["score"] for a in again)])
+            preset_last = _spread([r.get("student_last_epoch"), *(a.get("last_epoch") for a in again)])
+            agreement = next(iter(runs.values())).get("agreement")  # of the transfer set these trained on
+            lines.append(f"| {r['task']} {r['speed']:g}x seed {r['seed']} | `{variant}` | {_share(agreement)} | "
+                         f"{_per_seed(runs)} | {_spread([a['score'] for a in runs.values()])} | "
+                         f"{_spread([a.get('last_epoch') for a in runs.values()])} | {preset} | {preset_last} |")
     checked = [r for r in sorted(records.values(), key=lambda r: (r["task"], r["speed"], r["seed"])) if r.get("sanity")]
     if checked:
         lines += [
