@@ -295,8 +295,16 @@ def _share(value) -> str:
 
 def _per_seed(runs: dict) -> str:
     """seed: kept-epoch metric / last-epoch metric, b=32 speed-up; for each finetune."""
-    last = lambda a: "" if a.get("last_epoch") is None else f" / {a['last_epoch']:.4f}"  # noqa: E731
+
+    def last(a: dict) -> str:  # nothing for a finetune recorded before last epochs were
+        return "" if a.get("last_epoch") is None else f" / {a['last_epoch']:.4f}"
+
     return "; ".join(f"{seed}: {a['score']:.4f}{last(a)}, {a['speedup_32']:.1f}x" for seed, a in sorted(runs.items())) or "-"
+
+
+def _table_head(columns: list[str]) -> list[str]:
+    """A markdown table's header row and its rule."""
+    return ["| " + " | ".join(columns) + " |", "| " + " | ".join(["---"] * len(columns)) + " |"]
 
 
 def write_report(path: Path, records: dict) -> None:
@@ -317,10 +325,11 @@ def write_report(path: Path, records: dict) -> None:
         "\"Labelled like the source\": the share of the transfer set's variants the teacher gives their source row's "
         "label.",
         "",
-        "| task | speed-up asked | seed | dev metric | last epoch | teacher | below (points) | majority class | b=1 faster | "
-        "b=32 faster | check | meets | finetuned again (seed: metric / last epoch, b=32) | mean ± sd | last epochs: mean ± sd | "
-        "student | params | rows trained | labelled like the source | wall time | machine | date | command |",
-        "| " + " | ".join(["---"] * 24) + " |",
+        *_table_head(["task", "speed-up asked", "seed", "dev metric", "last epoch", "teacher", "below (points)",
+                      "majority class", "b=1 faster", "b=32 faster", "check", "meets",
+                      "finetuned again (seed: metric / last epoch, b=32)", "mean ± sd", "last epochs: mean ± sd",
+                      "student", "params", "rows trained", "labelled like the source", "wall time", "machine", "date",
+                      "command"]),
     ]
     for r in sorted(records.values(), key=lambda r: (r["task"], r["speed"], r["seed"])):
         check = f"{r['check_speedup']:.1f}x" if r.get("check_speedup") else "-"

@@ -70,7 +70,6 @@ class AugmentSettings:
     preset: str = ""  # the preset these settings came from, for the record
     pair_shared_words: bool = False  # a word in both sentences of a pair changes the same way in both
 
-
     def __post_init__(self):
         if not _is_int(self.n) or self.n < 0:
             raise UserError(f"setting 'n': expected a whole number, 0 or more, got {self.n!r}")
