@@ -151,18 +151,18 @@ def rows(args) -> list:
 def refinetune(task: str, seed: int, args, out: Path) -> dict:
     """The run's searched student finetuned again with `seed` and `--finetune-set`'s changes (skipped
     when finished): its dev metrics and speed-ups."""
-    changes = [item for pair in args.finetune_set for item in ("--set", pair)]
     knowledge = transfer_set(task, args, out)
     names = [*(f"knowledge-{slug(pair)}" for pair in args.knowledge_set), *map(slug, args.finetune_set)]
     folder = out / ("finetune_" + "_".join([*names, f"seed{seed}"]))
     if not (folder / "metrics.json").is_file():
         nas("finetune", "--task", task, "--arch", out / "search" / "arch.json", "--teacher", out / "teacher",
             "--knowledge", knowledge, "--config", preset_file(PRESET), "--seed", seed, "--out", folder,
-            "--resume", *changes, *rows(args), *data_dir(args))
+            "--resume", *settings(args.finetune_set), *rows(args), *data_dir(args))
     trained = scores(folder / "metrics.json")
     # The transfer set's labels, where the finetune trained on its variants (more rows than the task's)
-    used_variants = trained.pop("train_rows") > Knowledge(knowledge).manifest.splits["train"]
-    return {**trained, "agreement": label_agreement(knowledge) if used_variants else None}
+    opened = Knowledge(knowledge)
+    used_variants = trained.pop("train_rows") > opened.manifest.splits["train"]
+    return {**trained, "agreement": label_agreement(opened) if used_variants else None}
 
 
 def transfer_set(task: str, args, out: Path) -> Path:
@@ -172,25 +172,31 @@ def transfer_set(task: str, args, out: Path) -> Path:
         return out / "knowledge"
     folder = out / ("knowledge_" + "_".join(map(slug, args.knowledge_set)))
     if not (folder / "manifest.json").is_file():
-        changes = [item for pair in args.knowledge_set for item in ("--set", pair)]
         nas("knowledge", "--task", task, "--teacher", out / "teacher", "--config", preset_file(PRESET),
-            "--out", folder, *changes, *rows(args), *data_dir(args))
+            "--out", folder, *settings(args.knowledge_set), *rows(args), *data_dir(args))
     return folder
+
+
+def settings(pairs: list[str]) -> list[str]:
+    """KEY=VALUE pairs as `nas` arguments: --set KEY=VALUE each."""
+    return [item for pair in pairs for item in ("--set", pair)]
 
 
 def scores(metrics_json: Path) -> dict:
     """A finetune's dev metric at its kept epoch and at its last, its speed-up at batch 32 and the rows it trained on."""
     student = StudentMetrics.load(metrics_json)
-    metric = student.primary_metric
-    last = student.history[-1][metric] if student.history else None
-    return {"score": student.metrics[metric], "last_epoch": last, "speedup_32": student.speedup_at(32),
-            "train_rows": student.train_rows}
+    return {"score": student.metrics[student.primary_metric], "last_epoch": last_epoch(student),
+            "speedup_32": student.speedup_at(32), "train_rows": student.train_rows}
 
 
-def label_agreement(knowledge: Path) -> float | None:
+def last_epoch(student: StudentMetrics) -> float | None:
+    """The dev metric after a finetune's last epoch (None where metrics.json has no history)."""
+    return student.history[-1][student.primary_metric] if student.history else None
+
+
+def label_agreement(folder: Knowledge) -> float | None:
     """The share of a transfer set's variants whose teacher label is its source row's (None for a
     regression task or a folder without variants)."""
-    folder = Knowledge(knowledge)
     train = np.asarray(folder.split("train").logits)
     if train.shape[1] == 1 or "augmented" not in folder.manifest.splits:  # one column: a regression score
         return None
@@ -234,8 +240,8 @@ def record(task: str, speed: float, seed: int, args, out: Path, seconds: float) 
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
                    f"{student.latency_threads} torch thread(s)",
         "teacher": teacher_score, "student": student.metrics[metric],
-        "student_last_epoch": scores(out / "student" / "metrics.json")["last_epoch"],
-        "agreement": label_agreement(out / "knowledge"),
+        "student_last_epoch": last_epoch(student),
+        "agreement": label_agreement(Knowledge(out / "knowledge")),
         "majority": majority_class_score(task, args.data_dir, rows(args))[metric],
         "speedup_1": student.speedup_at(1), "speedup_32": student.speedup_at(32),
         "check_speedup": kept["speedup"] if kept else None,
