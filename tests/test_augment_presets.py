@@ -5,6 +5,7 @@ substitution rate for sentence pairs, words a pair shares changed alike, and mas
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 from conftest import VOCAB, minilm_folder
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertTokenizerFast
 
-from kd.augment import AugmentSettings, augment
+from kd.augment import AugmentSettings, augment, augment_with_settings
 from kd.augment_mlm import MaskedLMSubstitutes, load_masked_lm
 from kd.augment_presets import preset_about, preset_names, preset_settings
 from kd.knowledge import Knowledge, KnowledgeConfig
@@ -155,7 +156,7 @@ def test_a_word_in_both_sentences_of_a_pair_changes_the_same_way_in_both(teacher
     pairs = [Example(" ".join(words[i : i + 5]), " ".join(words[i + 1 : i + 4] + words[i + 6 : i + 8]), 0)
              for i in range(0, len(words) - 8)]
     settings = AugmentSettings(n=50, seed=3, p_mask=p_mask, p_ngram=0, p_pos_replace=0.4, pair_shared_words=True)
-    out = augment(pairs, tokenizer=tokenizer, word_embeddings=embeddings, **{"n": 50, **settings.augment_kwargs()})
+    out = augment_with_settings(pairs, settings, tokenizer=tokenizer, word_embeddings=embeddings)
     shared_changed = own_changed = 0
     for i, variant in enumerate(out):
         a, b = variant.text_a.split(), variant.text_b.split()
@@ -168,8 +169,8 @@ def test_a_word_in_both_sentences_of_a_pair_changes_the_same_way_in_both(teacher
     assert shared_changed / (3 * len(out)) == pytest.approx(rate, abs=0.03)
     assert own_changed / (4 * len(out)) == pytest.approx(rate, abs=0.03)
     # Drawn independently (the default), the shared words often differ between the sentences.
-    apart = augment(pairs, tokenizer=tokenizer, word_embeddings=embeddings,
-                    **{"n": 50, **AugmentSettings(n=50, seed=3, p_mask=p_mask, p_ngram=0, p_pos_replace=0.4).augment_kwargs()})
+    apart = augment_with_settings(pairs, replace(settings, pair_shared_words=False), tokenizer=tokenizer,
+                                  word_embeddings=embeddings)
     assert sum(v.text_a.split()[1:4] != v.text_b.split()[:3] for v in apart) > len(apart) / 2
 
 
