@@ -80,7 +80,8 @@ def test_the_speedup5_preset_hands_the_stages_the_recipe_of_the_5x_student(stage
     run(tiny_glue, tmp_path / "r", "--preset", "speedup5", "--set", "search.latency_speedup=20")
     assert stages["knowledge"] == KnowledgeConfig(augment_preset="adabert", augment=5)
     assert stages["search"] == SearchConfig(
-        epochs=3, latency_speedup=20, latency_batch_size=32, latency_seq_len=0, widths=(64, 96, 128), selection="perturbation",
+        epochs=3, latency_speedup=20, latency_batch_size=32, latency_seq_len=0, widths=(64, 96, 128), train_rows=8000,
+        selection="perturbation",
         perturbation_rows=128, depth_choice="trial", trial_init="search", trial_depths="halving", trial_choice="budget")
     assert stages["search"].embeddings == "auto"  # resolved by the search for the task
     assert stages["finetune"] == FinetuneConfig(epochs=2)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from nas.commands.cli import main
+from nas.data.glue_io import load_task_data
 from nas.data.tasks import get_task
 from nas.train.search import CHECKPOINT, Search
 from ops import OP_NAMES
@@ -110,6 +111,24 @@ def test_soft_mode_search_completes(prepared, tiny_glue, tmp_path, run_cli):
     genotype = Genotype.load(tmp_path / "arch.json")
     assert genotype.provenance["config"]["mode"] == "soft"
     assert load_checkpoint(tmp_path)["loop"]["epoch"] == 1
+
+
+def test_train_rows_searches_on_the_first_rows_only(prepared, tiny_glue, tmp_path, run_cli, monkeypatch):
+    import nas.train.search as search_module
+
+    seen = []
+
+    def spy(data, *args, **kwargs):
+        seen.append([example.text_a for example in data.train])
+        return prepare(data, *args, **kwargs)
+
+    prepare = search_module.prepare
+    monkeypatch.setattr(search_module, "prepare", spy)
+    code, _, err = run_cli(*search_args(prepared, tiny_glue, "sst2", tmp_path, "--set", "train_rows=40", "--epochs", "1"))
+    assert code == 0, err
+    every_row = load_task_data(get_task("sst2"), tiny_glue).train
+    assert len(every_row) > 40 and seen == [[example.text_a for example in every_row[:40]]]
+    assert Genotype.load(tmp_path / "arch.json").provenance["config"]["train_rows"] == 40
 
 
 # ---------------------------------------------------------------- Ctrl-C and exact resume

@@ -67,8 +67,8 @@ def test_space_itself_and_its_ops_are_not_settings(bad):
 
 
 def test_newer_settings_are_recorded_only_when_set():
-    record = SearchConfig(widths=(64, 128), selection="perturbation", perturbation_rows=64).to_dict()
-    assert set(record) == {*RECORD_KEYS, "widths", "selection", "perturbation_rows"}
+    record = SearchConfig(widths=(64, 128), selection="perturbation", perturbation_rows=64, train_rows=8000).to_dict()
+    assert set(record) == {*RECORD_KEYS, "widths", "selection", "perturbation_rows", "train_rows"}
     assert record["selection"] == "perturbation"
     assert record["widths"] == (64, 128) and record["perturbation_rows"] == 64
     assert SearchConfig(**record).to_dict() == record
@@ -80,3 +80,8 @@ def test_a_search_that_would_never_train_its_architecture_is_refused(epochs, war
     with pytest.raises(UserError, match=r"'epochs' \(\d+\) and 'warmup_epochs' \(\d+\)"):
         SearchConfig(epochs=epochs, warmup_epochs=warmup)
     SearchConfig(epochs=warmup + 1, warmup_epochs=warmup)
+
+
+def test_train_rows_below_zero_is_refused():
+    with pytest.raises(UserError, match="'train_rows'"):
+        SearchConfig(train_rows=-1)

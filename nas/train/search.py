@@ -102,6 +102,11 @@ class SearchConfig:
     max_length: int = 0  # 0: the length the knowledge was computed at
     use_augmented: bool = True
     augmented_copies: int = 0  # of each row's augmented copies, how many to train on (0: all the knowledge has)
+    # The search trains on the task's first `train_rows` training rows and their augmented copies
+    # (0: all), where the finetune after it takes every row: on a CPU a supernet epoch over all of
+    # SST-2's 404,094-row transfer set takes hours, and the cell that brought SST-2's student within
+    # 2 points of its teacher was searched on its first 8,000 rows (experiments/results/gap.md).
+    train_rows: int = 0
     seed: int = 42
     # Latency instead of params+FLOPs (nas/train/latency_budget.py). "cost": AdaBERT's L_E; "latency":
     # expected latency from a table over the slowest architecture's. A budget (ms, 0 = none) turns
@@ -184,7 +189,7 @@ class SearchConfig:
         default search records (and a resume compares) the same keys as before they existed."""
         return flat_dict(self, omit_when_default=("widths", "embeddings", "selection", "perturbation_rows", "augmented_copies",
                                                   "trial_epochs", "trial_rows", "latency_speedup", "trial_init",
-                                                  "trial_depths", "trial_choice", "latency_check"))
+                                                  "trial_depths", "trial_choice", "latency_check", "train_rows"))
 
     def for_task(self, task, table_embeddings: str | None = None) -> SearchConfig:
         """These settings with `auto` word vectors resolved: those a given latency table's frame was
@@ -218,6 +223,8 @@ class SearchConfig:
         if self.trial_init not in ("scratch", "search") or self.trial_depths not in ("deepest", "halving"):
             raise UserError(f"settings 'trial_init' (scratch or search) and 'trial_depths' (deepest or halving): got "
                             f"{self.trial_init!r}, {self.trial_depths!r}")
+        if self.train_rows < 0:
+            raise UserError(f"setting 'train_rows': expected 0 (all) or more, got {self.train_rows}")
         if self.trial_epochs < 1 or self.trial_rows < 0:
             raise UserError(f"settings 'trial_epochs' (>= 1) and 'trial_rows' (>= 0, 0 for all) are out of range: "
                             f"{self.trial_epochs}, {self.trial_rows}")
@@ -569,6 +576,8 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
 
     task = data.task
     config = config.for_task(task)
+    if config.train_rows:
+        data = replace(data, train=data.train[: config.train_rows])
     if config.latency_seq_len == 0:  # the length of the dev batch the finetune will time
         config = replace(config, latency_seq_len=dev_batch_length(
             data.dev["dev"], load_tokenizer(str(teacher_dir)), config.latency_batch_size,
