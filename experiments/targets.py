@@ -232,6 +232,7 @@ def record(task: str, speed: float, seed: int, args, out: Path, seconds: float) 
     searched = Genotype.load(out / "search" / "arch.json")
     check = (searched.extra or {}).get("latency_check")
     kept = kept_timing(check, searched) if check else None
+    manifest = Knowledge(out / "knowledge").manifest
     return {
         "task": task, "speed": speed, "seed": seed, "max_train": args.max_train, "metric": metric,
         "command": " ".join(["nas", *command(task, speed, seed, args.max_train)]),
@@ -242,6 +243,7 @@ def record(task: str, speed: float, seed: int, args, out: Path, seconds: float) 
         "teacher": teacher_score, "student": student.metrics[metric],
         "student_last_epoch": last_epoch(student),
         "agreement": label_agreement(Knowledge(out / "knowledge")),
+        "knowledge_rows": sum(manifest.splits.values()), "knowledge_seconds": manifest.seconds,
         "majority": majority_class_score(task, args.data_dir, rows(args))[metric],
         "speedup_1": student.speedup_at(1), "speedup_32": student.speedup_at(32),
         "check_speedup": kept["speedup"] if kept else None,
@@ -308,6 +310,14 @@ def _per_seed(runs: dict) -> str:
     return "; ".join(f"{seed}: {a['score']:.4f}{last(a)}, {a['speedup_32']:.1f}x" for seed, a in sorted(runs.items())) or "-"
 
 
+def _build(r: dict) -> str:
+    """The transfer set's rows, build minutes and rows/s, as its manifest records them."""
+    if not r.get("knowledge_seconds"):
+        return "-"
+    rows, seconds = r["knowledge_rows"], r["knowledge_seconds"]
+    return f"{rows:,} rows, {seconds / 60:.0f} min ({rows / seconds:.0f} rows/s)"
+
+
 def _table_head(columns: list[str]) -> list[str]:
     """A markdown table's header row and its rule."""
     return ["| " + " | ".join(columns) + " |", "| " + " | ".join(["---"] * len(columns)) + " |"]
@@ -329,12 +339,16 @@ def write_report(path: Path, records: dict) -> None:
         "the spread the finetune's seed alone brings. A finetune keeps its best epoch on dev (`nas finetune`'s rule, "
         "the teacher's too); \"last epoch\" is its score after the last, which no choice on dev has lifted. "
         "\"Labelled like the source\": the share of the transfer set's variants the teacher gives their source row's "
-        "label.",
+        "label. \"Transfer set built\": the rows the teacher labelled (train, dev, augmented) and the build time in the "
+        "knowledge folder's manifest; \"wall time\" is the `nas run` invocations' that this script timed, so a "
+        "transfer set copied in from a run of identical knowledge settings (SST-2's 20x run took its 5x run's) is "
+        "counted only in the first.",
         "",
         *_table_head(["task", "speed-up asked", "seed", "dev metric", "last epoch", "teacher", "below (points)",
                       "majority class", "b=1 faster", "b=32 faster", "check", "meets",
                       "finetuned again (seed: metric / last epoch, b=32)", "mean ± sd", "last epochs: mean ± sd",
-                      "student", "params", "rows trained", "labelled like the source", "wall time", "machine", "date",
+                      "student", "params", "rows trained", "labelled like the source", "transfer set built", "wall time",
+                      "machine", "date",
                       "command"]),
     ]
     for r in sorted(records.values(), key=lambda r: (r["task"], r["speed"], r["seed"])):
@@ -349,7 +363,7 @@ def write_report(path: Path, records: dict) -> None:
             f"{r['seed']} | {r['metric']} {r['student']:.4f} | {last} | {r['teacher']:.4f} | "
             f"{(r['teacher'] - r['student']) * 100:.2f} | {r['majority']:.4f} | {r['speedup_1']:.1f}x | {r['speedup_32']:.1f}x | "
             f"{check} | {verdict(r)} | {_per_seed(again)} | {spread} | {last_spread} | `{markdown_cell(r['genotype'])}` | "
-            f"{r['params']:,} | {r['train_rows']:,} | {_share(r.get('agreement'))} | {r['seconds'] / 60:.0f} min | "
+            f"{r['params']:,} | {r['train_rows']:,} | {_share(r.get('agreement'))} | {_build(r)} | {r['seconds'] / 60:.0f} min | "
             f"{r['machine']} | {r['date']} | `{r['command']}` |")
     varied = [(r, variant, runs) for r in sorted(records.values(), key=lambda r: (r["task"], r["speed"], r["seed"]))
               for variant, runs in (r.get("finetune_variants") or {}).items()]
