@@ -340,9 +340,10 @@ def write_report(path: Path, records: dict) -> None:
         "the teacher's too); \"last epoch\" is its score after the last, which no choice on dev has lifted. "
         "\"Labelled like the source\": the share of the transfer set's variants the teacher gives their source row's "
         "label. \"Transfer set built\": the rows the teacher labelled (train, dev, augmented) and the build time in the "
-        "knowledge folder's manifest; \"wall time\" is the `nas run` invocations' that this script timed, so a "
-        "transfer set copied in from a run of identical knowledge settings (SST-2's 20x run took its 5x run's) is "
-        "counted only in the first.",
+        "knowledge folder's manifest; \"wall time\" is that of the `nas run` invocations this script timed to their end "
+        "or error, so a transfer set built outside them is counted in \"transfer set built\" only (SST-2's: the "
+        "first invocation was stopped once it was built, to cap the search's rows in the preset, and the 20x run "
+        "took a copy of the 5x run's, of identical knowledge settings).",
         "",
         *_table_head(["task", "speed-up asked", "seed", "dev metric", "last epoch", "teacher", "below (points)",
                       "majority class", "b=1 faster", "b=32 faster", "check", "meets",
