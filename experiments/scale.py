@@ -287,9 +287,9 @@ def report(state: dict) -> str:
             "",
             "Rows/s counts every row the teacher labels (train, dev, augmented) over the build time in "
             "manifest.json (loading excluded); wall time is the whole process. Teachers fine-tuned on 256 rows, "
-            "1 epoch (throughput does not depend on accuracy). Subsets of the training rows (their sizes are in the "
-            "command): " + _full_runs(state["knowledge_minilm"]) + " The 1x rows/s is lower because the build's "
-            "fixed costs (probe training over every layer, the dev split) weigh on fewer rows.",
+            "1 epoch (throughput does not depend on accuracy). Subsets, because MiniLM labels only tens of rows a "
+            "second on this shared CPU: " + _full_runs(state["knowledge_minilm"]) + " The 1x rows/s is low because "
+            "the build's fixed costs (probe training, the dev split) weigh on few rows.",
             "",
             "| task | train rows | augment | rows labelled | build s | rows/s | wall s | peak RSS MB | folder MB |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
