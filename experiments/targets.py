@@ -232,7 +232,7 @@ def record(task: str, speed: float, seed: int, args, out: Path, seconds: float) 
     searched = Genotype.load(out / "search" / "arch.json")
     check = (searched.extra or {}).get("latency_check")
     kept = kept_timing(check, searched) if check else None
-    manifest = Knowledge(out / "knowledge").manifest
+    knowledge = Knowledge(out / "knowledge")
     return {
         "task": task, "speed": speed, "seed": seed, "max_train": args.max_train, "metric": metric,
         "command": " ".join(["nas", *command(task, speed, seed, args.max_train)]),
@@ -242,8 +242,8 @@ def record(task: str, speed: float, seed: int, args, out: Path, seconds: float) 
                    f"{student.latency_threads} torch thread(s)",
         "teacher": teacher_score, "student": student.metrics[metric],
         "student_last_epoch": last_epoch(student),
-        "agreement": label_agreement(Knowledge(out / "knowledge")),
-        "knowledge_rows": sum(manifest.splits.values()), "knowledge_seconds": manifest.seconds,
+        "agreement": label_agreement(knowledge),
+        "knowledge_rows": sum(knowledge.manifest.splits.values()), "knowledge_seconds": knowledge.manifest.seconds,
         "majority": majority_class_score(task, args.data_dir, rows(args))[metric],
         "speedup_1": student.speedup_at(1), "speedup_32": student.speedup_at(32),
         "check_speedup": kept["speedup"] if kept else None,
