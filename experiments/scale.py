@@ -254,7 +254,7 @@ def report(state: dict) -> str:
     lines = [
         "# Scale: a 20x transfer set through `nas knowledge`",
         "",
-        f"Machine: {state['machine']}, {state['cores']} cores, shared with other jobs while measured (timings are "
+        f"Machine: {state['machine']}, {state['cores']} cores, at times shared with other jobs (timings are "
         f"noisy; treat ratios under 1.5x as ties). Date: {state['date']}. Commands (one per measurement):",
         "",
         *[f"- {name}: `{command}`" for name, command in state.get("commands", {}).items()],
@@ -287,9 +287,9 @@ def report(state: dict) -> str:
             "",
             "Rows/s counts every row the teacher labels (train, dev, augmented) over the build time in "
             "manifest.json (loading excluded); wall time is the whole process. Teachers fine-tuned on 256 rows, "
-            "1 epoch (throughput does not depend on accuracy). Subsets, because MiniLM labels only tens of rows a "
-            "second on this shared CPU: " + _full_runs(state["knowledge_minilm"]) + " The 1x rows/s is low because "
-            "the build's fixed costs (probe training, the dev split) weigh on few rows.",
+            "1 epoch (throughput does not depend on accuracy). Subsets of the training rows (their sizes are in the "
+            "command): " + _full_runs(state["knowledge_minilm"]) + " The 1x rows/s is lower because the build's "
+            "fixed costs (probe training over every layer, the dev split) weigh on fewer rows.",
             "",
             "| task | train rows | augment | rows labelled | build s | rows/s | wall s | peak RSS MB | folder MB |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
