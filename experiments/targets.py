@@ -349,8 +349,7 @@ def write_report(path: Path, records: dict) -> None:
                       "majority class", "b=1 faster", "b=32 faster", "check", "meets",
                       "finetuned again (seed: metric / last epoch, b=32)", "mean ± sd", "last epochs: mean ± sd",
                       "student", "params", "rows trained", "labelled like the source", "transfer set built", "wall time",
-                      "machine", "date",
-                      "command"]),
+                      "machine", "date", "command"]),
     ]
     for r in sorted(records.values(), key=lambda r: (r["task"], r["speed"], r["seed"])):
         check = f"{r['check_speedup']:.1f}x" if r.get("check_speedup") else "-"

@@ -105,7 +105,7 @@ class SearchConfig:
     # The search trains on the task's first `train_rows` training rows and their augmented copies
     # (0: all), where the finetune after it takes every row: the cell that brought SST-2's student
     # within 2 points of its teacher was searched on its first 8,000 rows (experiments/results/gap.md),
-    # and all 67,349 with their copies are 8.4 times the supernet training on a CPU.
+    # and all 67,349 with their copies are 8.4 times the supernet training.
     train_rows: int = 0
     seed: int = 42
     # Latency instead of params+FLOPs (nas/train/latency_budget.py). "cost": AdaBERT's L_E; "latency":
