@@ -4,14 +4,16 @@ A genotype names its variant in arch.json (`embeddings`, absent meaning `pca`); 
 student builds it through `build_embeddings`, and its config records the table width, so a
 saved student rebuilds the same module from its folder alone. Every variant has the same
 interface: `words` (the token table, `nn.Embedding`, what `get_input_embeddings()` returns),
-`positions`, `norm`, `init_from_teacher(words, positions)` and `forward(input_ids) -> (B, T, H)`.
+`positions`, `norm`, `init_from_teacher(words, positions)`, `forward(input_ids) -> (B, T, H)` and
+`folded()`, the module that computes the same in eval mode as served (the student's
+`for_inference`): a projected variant's tables pre-multiplied by its projection, pca's own.
 
-| name | token table | trained | per token at inference |
-| --- | --- | --- | --- |
-| pca | (vocab, H), the teacher's PCA-projected | all | a lookup |
-| frozen_projection | (vocab, D), the teacher's own | the projection D->H only | a lookup, a D x H matmul |
-| wide_projection | (vocab, D), the teacher's own | all | a lookup, a D x H matmul |
-| factorised | (vocab, r), r = H // 2, the teacher's PCA-projected | all | a lookup, an r x H matmul |
+| name | token table | trained | per token in training | served (folded) |
+| --- | --- | --- | --- | --- |
+| pca | (vocab, H), the teacher's PCA-projected | all | a lookup | the same |
+| frozen_projection | (vocab, D), the teacher's own | the projection D->H only | a lookup, a D x H matmul | a (vocab, H) lookup |
+| wide_projection | (vocab, D), the teacher's own | all | a lookup, a D x H matmul | a (vocab, H) lookup |
+| factorised | (vocab, r), r = H // 2, the teacher's PCA-projected | all | a lookup, an r x H matmul | a (vocab, H) lookup |
 
 (D: the teacher's width; H: the student's.) experiments/results/word_vectors.md measures them.
 """

@@ -52,6 +52,10 @@ class StudentEmbeddings(nn.Module):
         rows = min(positions.shape[0], self.positions.num_embeddings)
         self.positions.weight[:rows].copy_(positions[:rows].float() @ projection)
 
+    def folded(self) -> StudentEmbeddings:
+        """Its inference form (see ProjectedEmbeddings.folded): already one table per kind."""
+        return self
+
     def forward(self, input_ids: torch.Tensor, width: int | None = None, table_width: int | None = None) -> torch.Tensor:
         """(B, T) ids -> (B, T, H), or (B, T, width) from the leading `width` channels of the
         tables and the LayerNorm (the supernet's width search, searchspace/width.py). The tables

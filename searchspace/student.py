@@ -12,6 +12,7 @@ split the two sentences.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -25,13 +26,16 @@ from searchspace.embedding_variants import build_embeddings, table_width
 from searchspace.genotype import DEFAULT_EMBEDDINGS, Genotype
 from searchspace.width import leading_slice
 
+# The variant whose module a folded student's word vectors are: one (vocab, H) table per kind.
+FOLDED_VARIANT = "pca"
+
 
 class AdaBertStudentConfig(PretrainedConfig):
     model_type = "adabert_student"
 
     def __init__(self, genotype: dict | None = None, vocab_size: int = 30522, max_position_embeddings: int = 512,
                  pair: bool = False, dropout: float = 0.1, pad_token_id: int = 0, embedding_width: int | None = None,
-                 pair_head: bool = False, **kwargs):
+                 pair_head: bool = False, folded_embeddings: bool = False, **kwargs):
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.genotype = genotype
         self.vocab_size = vocab_size
@@ -42,6 +46,9 @@ class AdaBertStudentConfig(PretrainedConfig):
         # A pair task's head compares the two sentences (searchspace/cell.py: ClassifierHead).
         # False in a config saved before that head existed, whose weights fit the plain head.
         self.pair_head = pair_head
+        # The word vectors as served (`for_inference`): one (vocab, H) table however the genotype's
+        # variant trained them, so the folder of a served student holds the small form.
+        self.folded_embeddings = folded_embeddings
 
     @property
     def arch(self) -> Genotype:
@@ -71,7 +78,8 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
         self.edge_ops = {edge: tuple(ops) for edge, ops in edge_ops.items()}
         # Every cell computes the same fixed ops: built once, not on every forward pass.
         self._cell_choices = fixed_choices(self.edge_ops)
-        self.embeddings = build_embeddings(genotype.embedding_variant, config.vocab_size, config.max_position_embeddings,
+        variant = FOLDED_VARIANT if config.folded_embeddings else genotype.embedding_variant
+        self.embeddings = build_embeddings(variant, config.vocab_size, config.max_position_embeddings,
                                            hidden, config.embedding_width or hidden, config.dropout)
         self.cells = torch.nn.ModuleList(Cell(hidden, self.edge_ops) for _ in range(genotype.num_cells))
         self.head = ClassifierHead(hidden, config.num_labels, config.dropout, pair=config.pair_head)
@@ -134,6 +142,25 @@ class AdaBertStudentForSequenceClassification(PreTrainedModel):
             if predates_pair_head(key, source):
                 continue
             target[name].copy_(leading_slice(source[key], target[name].shape))
+
+    def for_inference(self) -> AdaBertStudentForSequenceClassification:
+        """This student as it is served, in eval mode: the same logits, its word vectors folded into
+        one (vocab, H) table (searchspace/projected_embeddings.py), so a projected variant's per-token
+        matmul becomes a lookup and its stored tables shrink to the cells' width. A new student
+        with copies of this one's weights; this one, with nothing to fold (pca, or folded already),
+        is handed back itself. The genotype in its config still names the variant that trained."""
+        embeddings = self.embeddings.folded()
+        if embeddings is self.embeddings:
+            return self.eval()
+        config = copy.deepcopy(self.config)
+        config.folded_embeddings, config.embedding_width = True, None
+        served = type(self)(config).to(device=self.device, dtype=self.dtype)
+        own = {name: value for name, value in self.state_dict().items() if not name.startswith("embeddings.")}
+        missing, unexpected = served.load_state_dict(own, strict=False)
+        if unexpected or any(not name.startswith("embeddings.") for name in missing):  # a bug, not user input
+            raise RuntimeError(f"folding the word vectors: missing {missing}, unexpected {unexpected}")
+        served.embeddings = embeddings
+        return served.eval()
 
     def without_cells(self) -> AdaBertStudentForSequenceClassification:
         """A student that runs this one's forward pass less its cells: the same config, sharing

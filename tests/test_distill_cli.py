@@ -78,6 +78,20 @@ def test_distill_into_a_searched_student(run_cli, prepared, tiny_glue, tmp_path)
     assert metrics["genotype"] and (tmp_path / "out" / "arch.json").is_file()
 
 
+@pytest.mark.parametrize("method", ["probes", "pkd-skip"])
+def test_a_searched_student_is_saved_as_served(run_cli, prepared, tiny_glue, tmp_path, method):
+    """Whichever loop trains it, a searched student of projected word vectors is saved and measured
+    folded (`for_inference`): one token table as wide as its cells."""
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({**ARCH, "embeddings": "frozen_projection"}))
+    code, _, err = distill(run_cli, prepared, tiny_glue, "sst2", method, tmp_path / "out", "--student", f"arch:{arch}")
+    assert code == 0, err
+    metrics = check_run(tmp_path / "out", "sst2", method)
+    saved = load_student(tmp_path / "out")
+    assert saved.config.folded_embeddings and saved.get_input_embeddings().weight.shape[1] == ARCH["hidden_size"]
+    assert "embeddings: frozen_projection" in metrics["genotype"]
+
+
 @pytest.mark.parametrize("args, fragment", [
     (("--method", "nope"), "unknown KD method 'nope'"),
     (("--student", "transformer:depth=2"), "unknown key 'depth'"),

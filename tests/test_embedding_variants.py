@@ -136,6 +136,33 @@ def test_save_pretrained_round_trip_and_padding(variant, pair, tmp_path):
         torch.testing.assert_close(model(**alone).logits[0], model(**inputs).logits[1], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("pair", [False, True], ids=["single", "pair"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_served_student_gives_the_trained_ones_logits_from_one_table(variant, pair, tmp_path):
+    """`for_inference` folds a projected variant's tables into one (vocab, H) table: the same logits
+    (padding included), the small table saved and loaded back as such, the genotype's variant kept."""
+    model = student(variant, pair).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # off the initial LayerNorm scales and zero node weights
+            p.add_(0.3 * torch.randn_like(p))
+    served = model.for_inference()
+    if variant == "pca":
+        assert served is model  # nothing to fold
+    assert type(served.embeddings) is StudentEmbeddings and not served.training
+    assert served.get_input_embeddings().weight.shape == (VOCAB, HIDDEN)
+    assert served.config.arch.embedding_variant == variant
+    inputs = batch(pair)
+    with torch.no_grad():
+        torch.testing.assert_close(served(**inputs).logits, model(**inputs).logits, rtol=0, atol=1e-5)
+    served.save_pretrained(tmp_path)
+    loaded = AdaBertStudentForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert type(loaded.embeddings) is StudentEmbeddings and loaded.for_inference() is loaded
+    with torch.no_grad():
+        assert torch.equal(loaded(**inputs).logits, served(**inputs).logits)
+    # The trained student is left as it was.
+    assert type(model.embeddings) is type(student(variant).embeddings)
+
+
 @pytest.mark.parametrize("variant", ["frozen_projection", "wide_projection"])
 def test_variants_as_wide_as_the_teacher_start_where_pca_starts(variant):
     """Their projection starts at the teacher's top principal directions: the same vectors as pca's."""

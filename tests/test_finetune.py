@@ -167,7 +167,7 @@ def test_nas_run_rejects_an_unknown_stage(tiny_glue, tmp_path, run_cli):
 # ----- the word-vector variant (searchspace/embedding_variants.py)
 
 def test_set_embeddings_overrides_the_arch_and_the_student_records_it(prepared, searched, tiny_glue, tmp_path):
-    from searchspace.projected_embeddings import ProjectedEmbeddings
+    from searchspace.embeddings import StudentEmbeddings
 
     out = tmp_path / "student"
     assert finetune(prepared, tiny_glue, "sst2", searched["sst2"] / "arch.json", out, "--set", "embeddings=factorised") == 0
@@ -179,7 +179,9 @@ def test_set_embeddings_overrides_the_arch_and_the_student_records_it(prepared, 
     searched_costs = Genotype.load(searched["sst2"] / "arch.json").costs
     assert set(written.costs) == set(searched_costs) - {"params", "params_without_embeddings", "flops"}
     model = AutoModelForSequenceClassification.from_pretrained(out)
-    assert isinstance(model.embeddings, ProjectedEmbeddings)
+    # Saved as served: the factorised tables and their projection folded into one table per kind.
+    assert isinstance(model.embeddings, StudentEmbeddings) and model.config.folded_embeddings
+    assert model.config.arch.embedding_variant == "factorised"
     assert sum(p.numel() for p in model.parameters()) == metrics["student"]["params"]
 
 
@@ -189,8 +191,10 @@ def test_the_arch_fields_variant_is_used_and_kept(prepared, tiny_glue, tmp_path)
     assert finetune(prepared, tiny_glue, "sst2", arch, tmp_path / "student") == 0
     assert Genotype.load(tmp_path / "student" / "arch.json").embeddings == "frozen_projection"
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "student")
+    # Trained on the teacher's own (wider) table, served from one folded at the cells' width.
     teacher_width = AutoModelForSequenceClassification.from_pretrained(prepared["sst2"][0]).config.hidden_size
-    assert model.get_input_embeddings().weight.shape[1] == teacher_width
+    assert teacher_width != ARCH["hidden_size"]
+    assert model.get_input_embeddings().weight.shape[1] == ARCH["hidden_size"] and model.config.folded_embeddings
 
 
 def test_an_arch_without_the_field_records_pca(prepared, tiny_glue, tmp_path):

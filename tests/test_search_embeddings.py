@@ -40,8 +40,9 @@ def test_the_search_trains_and_records_the_variant(frozen_search, prepared):
     # The teacher's own table, never trained; the projection into the cells is what the search trained.
     assert torch.equal(weights["embeddings.words.weight"], teacher.float())
     assert weights["embeddings.projection.weight"].shape == (16, teacher.shape[1])
-    # arch.json's sizes are the variant's: the teacher-wide table is the token table.
-    assert arch.costs["params"] - arch.costs["params_without_embeddings"] == teacher.numel()
+    # arch.json's sizes are the student's as served: the teacher-wide table and the projection
+    # folded into one token table as wide as the cells.
+    assert arch.costs["params"] - arch.costs["params_without_embeddings"] == teacher.shape[0] * arch.hidden_size
     # Its latency table timed the frame with these word vectors, at the teacher's width.
     table = load_latency_table(frozen_search / "latency_table.json")
     assert (table.embeddings, table.teacher_width) == ("frozen_projection", teacher.shape[1])
@@ -61,7 +62,9 @@ def test_the_student_of_the_searched_variant_inherits_the_trained_projection(fro
                                                                              tmp_path):
     weights = torch.load(frozen_search / "supernet_best.pt", weights_only=True)
     student = finetuned_student(prepared, tiny_glue, frozen_search / "arch.json", tmp_path / "student")
-    assert torch.equal(student.embeddings.projection.weight.detach(), weights["embeddings.projection.weight"])
+    # Saved as served, folded: the teacher's table through the projection the search trained.
+    folded = weights["embeddings.words.weight"] @ weights["embeddings.projection.weight"].T
+    torch.testing.assert_close(student.embeddings.words.weight.detach(), folded)
 
 
 def test_a_student_of_another_variant_of_the_same_shapes_keeps_its_own(frozen_search, prepared, tiny_glue, tmp_path):
@@ -70,9 +73,10 @@ def test_a_student_of_another_variant_of_the_same_shapes_keeps_its_own(frozen_se
     weights = torch.load(frozen_search / "supernet_best.pt", weights_only=True)
     student = finetuned_student(prepared, tiny_glue, frozen_search / "arch.json", tmp_path / "student",
                                 "--set", "embeddings=wide_projection")
-    projection = student.embeddings.projection.weight.detach()
-    assert projection.shape == weights["embeddings.projection.weight"].shape
-    assert not torch.equal(projection, weights["embeddings.projection.weight"])
+    # Served folded: its table is not the teacher's through the search's projection.
+    searched = weights["embeddings.words.weight"] @ weights["embeddings.projection.weight"].T
+    assert student.embeddings.words.weight.shape == searched.shape
+    assert not torch.allclose(student.embeddings.words.weight.detach(), searched, atol=1e-3)
 
 
 def test_a_resume_with_another_variant_is_refused(frozen_search, prepared, tiny_glue, tmp_path, run_cli):

@@ -86,9 +86,11 @@ def export_and_measure(model_dir: Path, rows_path: Path, columns, task, args) ->
 
     quiet_transformers()
     tokenizer = load_tokenizer(str(model_dir))
-    import searchspace.student  # noqa: F401  (the `nas` command registers the student only here)
+    import searchspace.student  # registers the student with transformers (the `nas` command only here)
 
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    if isinstance(model, searchspace.student.AdaBertStudentForSequenceClassification):
+        model = model.for_inference()  # a folder saved before `nas finetune` folded its word vectors
     texts = read_rows(rows_path, columns, task).texts[: args.max_dev]
     split = encode_rows(tokenizer, texts, args.max_length)
     out = Path(args.out)

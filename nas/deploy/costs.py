@@ -17,11 +17,13 @@ def parameter_counts(model: torch.nn.Module) -> dict:
     has exactly one, so the figure compares across them. Position tables and embedding norms
     are counted, as the rest of the network is. One function, so one name means one number.
 
-    For the student's word-vector variants (searchspace/embedding_variants.py) the token table is
-    the one `get_input_embeddings()` returns at whatever width the variant keeps it (H for pca,
-    the teacher's for frozen_projection and wide_projection, H/2 for factorised); a projection into
-    the cells is computation and counted. Frozen tables are parameters like any other here: they
-    are stored and shipped, so `params` is the model's size, not what training moved.
+    A searched student is counted as served (`for_inference`, as `student_costs` and `nas finetune`'s
+    folder hold it): whatever word-vector variant trained it (searchspace/embedding_variants.py),
+    its token table is then (vocab, H) and no projection runs. Counted on a student before the fold
+    (a training form), a projected variant's table is the one `get_input_embeddings()` returns at
+    the width it keeps (the teacher's for frozen_projection and wide_projection, H/2 for
+    factorised), its projection counted as computation, and frozen tables as parameters like any
+    other: they would be stored and shipped, so `params` is the model's size, not what training moved.
     """
     params = sum(p.numel() for p in model.parameters())
     return {"params": params, "params_without_embeddings": params - model.get_input_embeddings().weight.numel()}
@@ -45,10 +47,11 @@ def dummy_inputs(batch: int, seq_len: int, pair: bool, vocab_size: int = 1000) -
 
 
 def student_costs(genotype, *, vocab_size, max_positions, num_labels, pair, seq_len=64, teacher_width=None) -> dict:
-    """Params (`parameter_counts`) and FLOPs per sequence of `seq_len` tokens (`teacher_width`: as
-    `compile_genotype` takes it, for the word-vector variants as wide as the teacher's)."""
+    """Params (`parameter_counts`) and FLOPs per sequence of `seq_len` tokens of the student as served
+    (`for_inference`; `teacher_width`: as `compile_genotype` takes it, for the word-vector variants
+    as wide as the teacher's)."""
 
     student = compile_genotype(genotype, vocab_size=vocab_size, max_positions=max_positions, num_labels=num_labels,
-                               pair=pair, teacher_width=teacher_width)
+                               pair=pair, teacher_width=teacher_width).for_inference()
     flops = count_flops(student, dummy_inputs(1, seq_len, pair, vocab_size))
     return {**parameter_counts(student), "flops": flops, "flops_seq_len": seq_len}

@@ -66,11 +66,12 @@ class LatencyTableConfig:
     # CUDA graph, as the deployed student runs, so a GPU budget means what serving does. On CPU
     # the serving path is eager, so this changes nothing there.
     optimised: bool = True
-    # The student's word vectors (searchspace/embedding_variants.py), part of the frame: a
-    # projected variant adds a (teacher width x hidden) matmul per token (SST-2's K=1 H=64 student
-    # is 46x faster than its teacher at batch 32 on CPU with pca, 34x with frozen_projection).
-    # `teacher_width`: the width of the teacher's word vectors, which frozen_projection and
-    # wide_projection keep (0: none given).
+    # The student's word vectors (searchspace/embedding_variants.py), part of the frame. The frame
+    # is timed as served, the word vectors folded (`for_inference`), so a projected variant's frame
+    # costs what pca's does; before the fold its (teacher width x hidden) matmul per token took SST-2's
+    # K=1 H=64 student from 46x faster than its teacher at batch 32 on CPU (pca) to 34x
+    # (frozen_projection). `teacher_width`: the width of the teacher's word vectors, which
+    # frozen_projection and wide_projection keep (0: none given).
     embeddings: str = DEFAULT_EMBEDDINGS
     teacher_width: int = 0
 
@@ -109,7 +110,7 @@ def _frame_student(config: LatencyTableConfig, pair: bool, device):
                         embeddings=config.embeddings)
     student = compile_genotype(genotype, vocab_size=VOCAB_SIZE, max_positions=MAX_POSITIONS,
                                num_labels=NUM_LABELS, pair=pair, teacher_width=config.teacher_width or None)
-    return student.without_cells().to(device).eval()
+    return student.for_inference().without_cells().to(device).eval()  # served: the word vectors folded
 
 
 def measure_entry(config: LatencyTableConfig, batch: int, seq_len: int, device, generator) -> LatencyEntry:

@@ -159,12 +159,14 @@ def run_predict(model_dir, input_path, out_path, *, text_columns: tuple, task: T
         raise UserError(f"{model_dir}: not a model folder (no config.json)")
     rows = read_rows(input_path, text_columns, task)
     tokenizer = load_tokenizer(str(model_dir))
-    import searchspace.student  # noqa: F401  (the `nas` command registers the student only here)
+    import searchspace.student  # registers the student with transformers (the `nas` command only here)
 
     try:
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     except (OSError, ValueError) as error:
         raise UserError(f"{model_dir}: cannot load a sequence classifier ({str(error).strip().splitlines()[0]})") from None
+    if isinstance(model, searchspace.student.AdaBertStudentForSequenceClassification):
+        model = model.for_inference()  # a folder saved before `nas finetune` folded its word vectors
     if getattr(model.config, "pair", len(text_columns) == 2) != (len(text_columns) == 2):
         raise UserError(f"{model_dir}: the model reads {'sentence pairs' if model.config.pair else 'single sentences'} "
                         f"but {len(text_columns)} text column(s) were given")

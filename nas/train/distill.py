@@ -259,7 +259,11 @@ def run_distill(task_data, teacher_dir, knowledge, config: DistillConfig, out, d
             writer.close()
             stages.append({"name": stage, "epochs": config.epochs, "steps": state.step, "best_epoch": state.best_epoch + 1,
                            "train_seconds": round(seconds, 1), "history": state.history})
-        best = load_student(staging).to(device)
+        best = load_student(staging)
+        if hasattr(best, "for_inference"):  # a searched architecture: saved as served, as `nas finetune` saves it
+            best = best.for_inference()
+            save_student(best, spec, staging)
+        best = best.to(device)
         measured = measure_against_teacher(best, session.teacher, session.data.dev["dev"], device, task.is_pair,
                                            config.latency_repeats)
         if isinstance(best, BiLSTMClassifier):  # the FLOP counter does not see nn.LSTM's matmuls

@@ -118,7 +118,12 @@ def run_finetune(arch_path, data, teacher_dir, knowledge, config: FinetuneConfig
         state, seconds = train_with_kd(student, task, distill, config, device, writer, save_best, checkpoint=checkpoint,
                                        heads=heads)
         writer.close()
-        best = AdaBertStudentForSequenceClassification.from_pretrained(staging).to(device)
+        # The folder holds the student as served: its word vectors folded into one table per kind
+        # (`for_inference`), the same logits as the trained form at the size and speed users ship.
+        best = AdaBertStudentForSequenceClassification.from_pretrained(staging).for_inference()
+        best.save_pretrained(staging)
+        write_remote_code(staging)
+        best = best.to(device)
         teacher = load_classifier(str(teacher_dir), task, new_head=False, sdpa=True)
         measured = measure_against_teacher(best, teacher, distill.dev["dev"], device, task.is_pair, config.latency_repeats,
                                            sizes=config.latency_batch_sizes)

@@ -167,7 +167,7 @@ def student_timer(teacher_dir, task, words, positions, device, batch_size: int, 
         teacher, inputs = None, dummy_inputs(batch_size, seq_len, task.is_pair, words.shape[0])
 
     def measure(genotype) -> dict:
-        student = compile_for_teacher(genotype, task, words, positions, dropout=0.0, pad_id=0).to(device)
+        student = compile_for_teacher(genotype, task, words, positions, dropout=0.0, pad_id=0).for_inference().to(device)
         models = {"student": optimised_forward(student, device, keep_outputs=False),
                   **({"teacher": teacher} if teacher is not None else {})}
         timed = compare_latency(models, {batch_size: inputs}, device)
