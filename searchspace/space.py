@@ -11,8 +11,9 @@ from searchspace.genotype import DEFAULT_EMBEDDINGS
 # best for the task's kind of input (experiments/results/gap.md). Single sentences: the teacher's
 # table frozen under a learned projection, whose SST-2 students scored 4-5 points above pca's (the
 # 5x searches' on the 8,000-row transfer set, 0.8486 against 0.7970-0.8016; one K=1 H=64 cell
-# finetuned on every training row, 0.8452 against 0.8050). Sentence pairs: pca, since on MRPC the frozen table did not help
-# (F1 0.8316 against 0.8367, one seed each) at 2.7x the stored parameters.
+# finetuned on every training row, 0.8452 against 0.8050). Sentence pairs: pca, since on MRPC the
+# frozen table did not help (F1 0.8316 against 0.8367, one seed each) and its training stores 2.7x
+# the parameters (served, folded, the two are one size).
 AUTO_EMBEDDINGS = "auto"
 
 
