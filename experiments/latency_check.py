@@ -46,7 +46,6 @@ from nas.train.search import SearchConfig  # noqa: E402
 from nas.train.shape_trials import shape_candidates  # noqa: E402
 from nas.train.speedup_budget import with_speedup_budget  # noqa: E402
 from nas.train.width_latency import width_search_latency  # noqa: E402
-from ops import OPS  # noqa: E402
 from searchspace.random_arch import random_genotype  # noqa: E402
 
 WIDTHS, MAX_CELLS, BATCH, LENGTH = (64, 96, 128), 8, 32, 44  # the speedup5 preset on SST-2
@@ -86,7 +85,7 @@ def main() -> int:
                             latency_batch_size=BATCH, latency_seq_len=LENGTH, latency_speedup=speedup,
                             depth_choice="trial", epochs=2, warmup_epochs=1)
         config, timing = with_speedup_budget(base, teacher, task, work / f"x{speedup:g}", device)
-        latency = width_search_latency(config, work, device, False, tuple(OPS), teacher_width=words.shape[1])
+        latency = width_search_latency(config, work, device, False, config.space.ops, teacher_width=words.shape[1])
         latency.keep_table(work)  # every speed-up reads the same tables
         measure = student_timer(teacher, task, words, positions, device, BATCH, LENGTH, speedup)
         for index, cell in enumerate(cells):

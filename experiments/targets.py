@@ -76,6 +76,8 @@ def main() -> int:
                         help="a finetune setting that --finetune-seeds' finetunes change (repeatable)")
     parser.add_argument("--knowledge-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a knowledge setting of the transfer set --finetune-seeds' finetunes train on (repeatable)")
+    parser.add_argument("--search-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a search setting the run changes from the preset's (repeatable; its own run folder)")
     parser.add_argument("--sanity", action="store_true", help="the searched student against random ones of equal latency")
     parser.add_argument("--teachers", default=str(ROOT / "runs/teachers"))
     parser.add_argument("--runs", default=str(ROOT / "runs/targets"))
@@ -92,7 +94,7 @@ def main() -> int:
             continue
         for speed in map(float, args.speeds.split(",")):
             for seed in map(int, args.seeds.split(",")):
-                name = run_name(task, speed, seed, args.max_train)
+                name = run_name(task, speed, seed, args.max_train, args.search_set)
                 out = Path(args.runs) / name
                 seconds = run(task, speed, seed, args, teacher, out)
                 again = {str(other): refinetune(task, other, args, out)  # str: the JSON's keys
@@ -110,14 +112,16 @@ def main() -> int:
     return 0
 
 
-def run_name(task: str, speed: float, seed: int, max_train: int | None) -> str:
-    return f"{task}_{speed:g}x_seed{seed}" + (f"_first{max_train}" if max_train else "")
+def run_name(task: str, speed: float, seed: int, max_train: int | None, search_set=()) -> str:
+    return (f"{task}_{speed:g}x_seed{seed}" + (f"_first{max_train}" if max_train else "")
+            + "".join(f"_search-{slug(pair)}" for pair in search_set))
 
 
-def command(task: str, speed: float, seed: int, max_train: int | None) -> list[str]:
+def command(task: str, speed: float, seed: int, max_train: int | None, search_set=()) -> list[str]:
     """The `nas run` arguments of one target, as a user types them (no --out, no --data-dir)."""
     return ["run", "--task", task, "--preset", PRESET, "--seed", str(seed),
             *(["--set", f"search.latency_speedup={speed:g}"] if speed != 5 else []),
+            *(part for pair in search_set for part in ("--set", f"search.{pair}")),
             *(["--max-train", str(max_train)] if max_train else [])]
 
 
@@ -132,7 +136,7 @@ def run(task: str, speed: float, seed: int, args, teacher: Path, out: Path) -> f
         shutil.copytree(teacher, out / "teacher", dirs_exist_ok=True)
     started = time.perf_counter()
     try:
-        nas(*command(task, speed, seed, args.max_train), "--out", out, *data_dir(args))
+        nas(*command(task, speed, seed, args.max_train, args.search_set), "--out", out, *data_dir(args))
     finally:  # a stopped run's time still counts towards the whole
         seconds += time.perf_counter() - started
         atomic.write_json(spent, {"seconds": seconds})
@@ -235,7 +239,7 @@ def record(task: str, speed: float, seed: int, args, out: Path, seconds: float) 
     knowledge = Knowledge(out / "knowledge")
     return {
         "task": task, "speed": speed, "seed": seed, "max_train": args.max_train, "metric": metric,
-        "command": " ".join(["nas", *command(task, speed, seed, args.max_train)]),
+        "command": " ".join(["nas", *command(task, speed, seed, args.max_train, args.search_set)]),
         # when the run finished, not when this script last looked at it (it adds finetunes later)
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime((out / "student" / "metrics.json").stat().st_mtime)),
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "

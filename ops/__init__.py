@@ -3,8 +3,10 @@
 Importing `ops` imports every op file, so all ops are registered before anyone looks them up.
 """
 
-from ops import conv, pool, trivial  # noqa: F401  (imported for their registrations)
-from ops.registry import OP_NAMES, OPS, OpSpec, build_op, op_flops, op_params
+# Imported for their registrations, in the order of OP_NAMES: AdaBERT's ops first.
+from ops import conv, pool, trivial  # noqa: F401
+from ops import recurrent  # noqa: F401,I001
+from ops.registry import ADABERT_OPS, OP_NAMES, OPS, OpSpec, build_op, op_flops, op_params
 
 # An op file that forgot an op, or registered in another order, would silently shift every
 # architecture weight's meaning; fail on import instead.
@@ -13,4 +15,4 @@ if tuple(OPS) != OP_NAMES:
 
 PARAMETER_FREE: frozenset[str] = frozenset(name for name, spec in OPS.items() if spec.parameter_free)
 
-__all__ = ["OPS", "OP_NAMES", "OpSpec", "build_op", "op_params", "op_flops", "PARAMETER_FREE"]
+__all__ = ["OPS", "OP_NAMES", "ADABERT_OPS", "OpSpec", "build_op", "op_params", "op_flops", "PARAMETER_FREE"]

@@ -23,7 +23,8 @@ from nas.base.errors import UserError
 # The stable op names in their stable order. Architecture weights and genotypes index ops by
 # this order, so it is declared here once instead of following whichever file was imported
 # first; `ops/__init__.py` checks that exactly these ops were registered, in this order.
-OP_NAMES: tuple[str, ...] = (
+# AdaBERT's ten ops, the search space every search offers unless told otherwise.
+ADABERT_OPS: tuple[str, ...] = (
     "cnn3",
     "cnn5",
     "cnn7",
@@ -35,6 +36,9 @@ OP_NAMES: tuple[str, ...] = (
     "identity",
     "zero",
 )
+# Every registered op: AdaBERT's, then those a search offers only when its `ops` setting names
+# them (ops/recurrent.py). New ops go at the end, so the indices of older ones never move.
+OP_NAMES: tuple[str, ...] = ADABERT_OPS + ("bigru",)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ INTERMEDIATES = tuple(f"n{k}" for k in NODES)
 RENDERED_SUFFIXES = (".svg", ".png", ".pdf")
 # One colour per op family, so convolutions, dilated convolutions and cheap ops stand apart.
 FAMILY_COLOURS = {"cnn": "#1f77b4", "dilated_cnn": "#d62728", "pool": "#2ca02c",
-                  "identity": "#7f7f7f"}
+                  "identity": "#7f7f7f", "bigru": "#9467bd"}
 _OTHER_COLOUR = "#000000"
 
 

@@ -27,10 +27,11 @@ from nas.base.errors import UserError, where
 from nas.base.safe_files import key_name, parse_json, read_text
 from searchspace.topology import IN_EDGES, NUM_INPUTS, NUM_NODES, NUM_SEARCH_EDGES  # noqa: F401  (re-exported)
 
-# The op vocabulary of `ops.OP_NAMES`, copied so that reading an arch.json needs no torch
-# modules; a test keeps the two equal.
+# The op vocabularies of `ops.ADABERT_OPS` (a search's default) and `ops.OP_NAMES` (every op of
+# the registry), copied so that reading an arch.json needs no torch modules; a test keeps them equal.
 DEFAULT_OPS = ("cnn3", "cnn5", "cnn7", "dilated_cnn3", "dilated_cnn5", "dilated_cnn7",
                "avg_pool", "max_pool", "identity", "zero")
+KNOWN_OPS = DEFAULT_OPS + ("bigru",)
 PARAMETER_FREE_OPS = frozenset({"avg_pool", "max_pool", "identity", "zero"})
 ZERO_OP = "zero"
 SCHEMA_VERSION = 1
@@ -344,11 +345,11 @@ def _ops(value) -> tuple[str, ...]:
     for i, op in enumerate(ops):
         if not isinstance(op, str) or not _OP_NAME.fullmatch(op):
             raise InvalidGenotype(f"ops[{i}]", f"expected an op name like 'cnn3', got {_kind(op)}")
-        if op not in DEFAULT_OPS:
+        if op not in KNOWN_OPS:
             # The compiled student builds its ops from the registry: a name it lacks would pass
             # here and fail only when the weights are built.
             raise InvalidGenotype(f"ops[{i}]", f"{_show(op)} is not an op of the registry "
-                                  f"(known: {', '.join(DEFAULT_OPS)})")
+                                  f"(known: {', '.join(KNOWN_OPS)})")
         if op in ops[:i]:
             raise InvalidGenotype(f"ops[{i}]", f"op {op!r} is listed twice")
     return tuple(ops)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ops import OP_NAMES
+from ops import ADABERT_OPS
 from searchspace.genotype import DEFAULT_EMBEDDINGS
 
 # The word vectors a search trains unless its settings name them: "auto" takes the variant measured
@@ -26,7 +26,7 @@ def embeddings_for(pair: bool) -> str:
 class SearchSpace:
     hidden_size: int = 128
     max_cells: int = 8  # Kmax: the searched depth K is in 1..max_cells
-    ops: tuple[str, ...] = OP_NAMES
+    ops: tuple[str, ...] = ADABERT_OPS  # the ops every edge chooses among
     shared_cells: bool = True  # one set of op logits for every cell (AdaBERT); False: one per cell
     dropout: float = 0.1
     # Hidden sizes the search chooses among (searchspace/width.py); empty: hidden_size only, no

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nas.base.errors import UserError
-from searchspace.genotype import (DEFAULT_OPS, JSON_KEYS, PARAMETER_FREE_OPS, Edge, Genotype,
+from searchspace.genotype import (DEFAULT_OPS, JSON_KEYS, KNOWN_OPS, PARAMETER_FREE_OPS, Edge, Genotype,
                                   InvalidGenotype)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "arch"
@@ -41,7 +41,8 @@ def test_default_ops_match_the_op_registry():
     ops = pytest.importorskip("ops")
     if not hasattr(ops, "OP_NAMES"):
         pytest.skip("ops package not written yet")
-    assert DEFAULT_OPS == tuple(ops.OP_NAMES)
+    assert DEFAULT_OPS == tuple(ops.ADABERT_OPS)
+    assert KNOWN_OPS == tuple(ops.OP_NAMES)
     assert PARAMETER_FREE_OPS == frozenset(ops.PARAMETER_FREE)
 
 

@@ -15,7 +15,7 @@ from nas.train.latency_budget import SearchLatency
 from nas.train.latency_check import fit_measured
 from nas.train.search import SearchConfig
 from nas.deploy.latency_table import table_from_dict
-from ops import OP_NAMES
+from ops import ADABERT_OPS
 from searchspace.genotype import Genotype
 from tests.test_latency_table import EXAMPLE, hand_table, search_args
 from tests.test_width import scaled_hand_table, width_latency
@@ -24,7 +24,7 @@ from tests.test_width import scaled_hand_table, width_latency
 def one_width(budget: float, margin: float = 0.0) -> SearchLatency:
     """The hand table (tests/test_latency_table.py): EXAMPLE (K=3) 35.5 ms, K=2 24 ms, K=1 12.5 ms."""
     config = SearchConfig(hidden_size=16, max_cells=3, latency_budget_ms=budget, latency_margin=margin)
-    return SearchLatency(table_from_dict(hand_table()), config, False, OP_NAMES, torch.device("cpu"))
+    return SearchLatency(table_from_dict(hand_table()), config, False, ADABERT_OPS, torch.device("cpu"))
 
 
 LATENCIES = {"one width": one_width, "searched widths": width_latency}

@@ -17,7 +17,7 @@ from nas.train.latency_budget import TABLE_FILE, SearchLatency
 from nas.deploy.latency_table import (check_compatible, cpu_model, load_latency_table, predict_latency_ms,
                                save_latency_table, table_from_dict)
 from nas.train.search import SearchConfig
-from ops import OP_NAMES
+from ops import ADABERT_OPS, OP_NAMES
 from searchspace.genotype import Genotype
 from searchspace.random_arch import random_genotypes
 from searchspace.space import SearchSpace
@@ -66,7 +66,7 @@ def test_table_round_trips_through_its_file(tmp_path):
     path = save_latency_table(table, tmp_path / "table.json")
     again = load_latency_table(path)
     assert again.to_dict() == table.to_dict()
-    assert again.entries == table.entries and again.ops == OP_NAMES
+    assert again.entries == table.entries and again.ops == ADABERT_OPS
     assert again.seq_lens(1) == [32, 64, 128] and again.seq_lens(32) == [64]
 
 
@@ -139,7 +139,7 @@ def search_latency(budget: float, cap: int = 2, margin: float = 0.0) -> SearchLa
     """Without a margin unless asked, so the budgets below are the targets the arithmetic aims at."""
     config = SearchConfig(hidden_size=16, max_cells=3, latency_budget_ms=budget, max_parameter_free=cap,
                           latency_margin=margin)
-    return SearchLatency(table_from_dict(hand_table()), config, False, OP_NAMES, torch.device("cpu"))
+    return SearchLatency(table_from_dict(hand_table()), config, False, ADABERT_OPS, torch.device("cpu"))
 
 
 def test_fit_aims_at_the_budget_less_its_margin():

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from nas.base.errors import UserError
-from ops import OP_NAMES, OPS, PARAMETER_FREE, build_op
+from ops import ADABERT_OPS, OP_NAMES, OPS, PARAMETER_FREE, build_op
+from searchspace.space import SearchSpace
 
 HIDDEN = 8
 
@@ -25,11 +26,13 @@ def _padded_batch(lengths, total_len, seed=0):
 
 
 def test_names_and_order_are_the_stable_contract():
-    assert OP_NAMES == (
+    assert ADABERT_OPS == (
         "cnn3", "cnn5", "cnn7", "dilated_cnn3", "dilated_cnn5", "dilated_cnn7",
         "avg_pool", "max_pool", "identity", "zero",
     )  # fmt: skip
+    assert OP_NAMES == ADABERT_OPS + ("bigru",)  # ops added later go at the end
     assert tuple(OPS) == OP_NAMES
+    assert SearchSpace().ops == ADABERT_OPS  # a search offers AdaBERT's ten unless told otherwise
     assert PARAMETER_FREE == {"avg_pool", "max_pool", "identity", "zero"}
     assert not any(hasattr(spec, "search_wrapper") for spec in OPS.values())  # removed: nothing used it
 
@@ -85,7 +88,7 @@ def test_gradients_reach_every_parameter(name):
         assert p.grad.abs().sum() > 0, pname
 
 
-@pytest.mark.parametrize("name", [n for n in OP_NAMES if n not in PARAMETER_FREE])
+@pytest.mark.parametrize("name", [n for n in OP_NAMES if "cnn" in n])
 def test_conv_equals_relu_conv1d_layernorm(name):
     """The im2col matrix product computes exactly what `nn.Conv1d` would, forward and backward."""
     op = _make(name)
@@ -116,6 +119,7 @@ RECEPTIVE_OFFSETS = {
     "max_pool": {-1, 0, 1},
     "identity": {0},
     "zero": set(),
+    "bigru": set(range(-8, 9)),  # the whole sentence: test_receptive_field's 17 tokens around 8
 }
 
 
@@ -180,3 +184,41 @@ def test_masked_mean_ignores_padding_and_gives_zeros_for_an_empty_row():
     x = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, -100.0]], [[5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]])
     mask = torch.tensor([[True, True, False], [False, False, False]])
     assert torch.equal(masked_mean(x, mask), torch.tensor([[2.0, 3.0], [0.0, 0.0]]))
+
+
+def _gru_reference(op, x: torch.Tensor) -> torch.Tensor:
+    """What `bigru` computes on one unpadded sentence x (1, T, H): `nn.GRU` forward, and over the
+    reversed sentence put back in order."""
+    ahead = op.forward_gru(x)[0]
+    behind = op.backward_gru(x.flip(1))[0].flip(1)
+    return torch.cat([ahead, behind], -1)
+
+
+@pytest.mark.parametrize("hidden", [8, 7])  # an odd width gives the backward direction the odd unit
+def test_bigru_is_a_gru_each_way_over_each_sentence(hidden):
+    torch.manual_seed(0)
+    op = build_op("bigru", hidden).eval()
+    lengths = [3, 6]
+    x = torch.randn(2, 6, hidden)
+    mask = torch.arange(6)[None, :] < torch.tensor(lengths)[:, None]
+    batched = op(x, mask)
+    for i, n in enumerate(lengths):
+        torch.testing.assert_close(batched[i, :n], _gru_reference(op, x[i : i + 1, :n])[0], atol=1e-5, rtol=1e-5)
+
+
+def test_bigru_at_a_narrower_width_is_the_op_built_there_with_the_leading_slices():
+    from ops.recurrent import GATES
+
+    torch.manual_seed(0)
+    wide, narrow = build_op("bigru", 8), build_op("bigru", 6)
+    for name in ("forward_gru", "backward_gru"):
+        big, small = getattr(wide, name), getattr(narrow, name)
+        built, units = big.hidden_size, small.hidden_size
+        rows = torch.cat([torch.arange(g * built, g * built + units) for g in range(GATES)])
+        with torch.no_grad():
+            small.weight_ih_l0.copy_(big.weight_ih_l0[rows, :6])
+            small.weight_hh_l0.copy_(big.weight_hh_l0[rows, :units])
+            small.bias_ih_l0.copy_(big.bias_ih_l0[rows])
+            small.bias_hh_l0.copy_(big.bias_hh_l0[rows])
+    x, mask = torch.randn(2, 5, 6), torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    torch.testing.assert_close(wide(x, mask), narrow(x, mask), atol=1e-6, rtol=1e-6)

@@ -19,6 +19,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from dataclasses import replace
 
 from searchspace.embedding_variants import EMBEDDINGS
+from searchspace.genotype import KNOWN_OPS, Edge
 from searchspace.random_arch import random_genotypes
 from searchspace.remote_code import ENTRY, write_remote_code
 from searchspace.student import AdaBertStudentForSequenceClassification, compile_genotype
@@ -58,6 +59,8 @@ def students(tiny_teacher, tmp_path_factory):
     for i, genotype in enumerate(random_genotypes(13, len(variants), hidden_size=16, max_depth=3, max_cells=3)):
         pair = i % 2 == 1
         genotype = replace(genotype, embeddings=variants[i])
+        if i == 1:  # one student with the op no default search offers, built from the folder's code too
+            genotype = replace(genotype, ops=KNOWN_OPS, cell=((Edge("bigru", 0), genotype.cell[0][1]), *genotype.cell[1:]))
         model = save_student(root / f"student{i}", genotype, pair, tiny_teacher, seed=i)
         out.append((root / f"student{i}", pair, logits_of(model, tokenizer, pair)))
     return out
@@ -172,7 +175,7 @@ def test_bundling_follows_imports_so_a_new_module_cannot_be_forgotten():
     # Every module the student's forward needs, found from searchspace.student alone.
     for name in ("searchspace_cell.py", "searchspace_embeddings.py", "searchspace_embedding_variants.py",
                  "searchspace_projected_embeddings.py", "searchspace_genotype.py", "ops.py",
-                 "ops_registry.py", "ops_conv.py", "ops_pool.py", "ops_trivial.py", "ops_masking.py"):
+                 "ops_registry.py", "ops_conv.py", "ops_pool.py", "ops_trivial.py", "ops_recurrent.py", "ops_masking.py"):
         assert name in files
     assert "searchspace_supernet.py" not in files  # nothing of the search comes along
 

@@ -16,7 +16,7 @@ from nas.commands.cli import main
 from nas.data.glue_io import load_task_data
 from nas.data.tasks import get_task
 from nas.train.search import CHECKPOINT, Search
-from ops import OP_NAMES
+from ops import ADABERT_OPS
 from searchspace.genotype import Genotype
 from searchspace.student import compile_genotype
 
@@ -69,7 +69,7 @@ def test_search_writes_a_valid_arch_json_and_its_artifacts(finished, task, run_c
     assert code == 0 and "valid" in stdout
 
     genotype = Genotype.load(arch)
-    assert len(genotype.op_logits) == 9 and all(len(row) == len(OP_NAMES) for row in genotype.op_logits)
+    assert len(genotype.op_logits) == 9 and all(len(row) == len(ADABERT_OPS) for row in genotype.op_logits)
     assert len(genotype.depth_logits) == 3
     assert genotype.max_cells == 3 and 1 <= genotype.num_cells <= 3 and genotype.hidden_size == 16
 

@@ -8,6 +8,7 @@ from nas.base.errors import UserError
 from nas.data.tasks import get_task
 from nas.run.config import build
 from nas.train.search import SearchConfig
+from ops import ADABERT_OPS
 from searchspace.space import SearchSpace
 
 # The record's keys before the space was nested (config.json, provenance, checkpoints): a resumed
@@ -59,11 +60,23 @@ def test_the_settings_list_auto_as_the_word_vectors_default():
     assert defaults["embeddings"] == "auto" and defaults["hidden_size"] == SearchSpace().hidden_size
 
 
-@pytest.mark.parametrize("bad", [{"space": "3"}, {"ops": "cnn3"}])
-def test_space_itself_and_its_ops_are_not_settings(bad):
-    key, value = next(iter(bad.items()))
-    with pytest.raises(Exception, match=f"unknown setting '{key}'"):
-        build(SearchConfig, "search", None, {}, [f"{key}={value}"])
+def test_the_space_itself_is_not_a_setting():
+    with pytest.raises(Exception, match="unknown setting 'space'"):
+        build(SearchConfig, "search", None, {}, ["space=3"])
+
+
+def test_the_ops_setting_names_the_spaces_ops_and_is_recorded_only_when_set():
+    assert SearchConfig().space.ops == ADABERT_OPS and "ops" not in SearchConfig().to_dict()
+    built = build(SearchConfig, "search", None, {}, ["ops=cnn3,identity,zero,bigru"])
+    assert built.space.ops == ("cnn3", "identity", "zero", "bigru")
+    assert built.to_dict()["ops"] == built.ops == built.space.ops
+    assert SearchConfig(**built.to_dict()) == built
+
+
+@pytest.mark.parametrize("ops", ["cnn3,conv9", "cnn3,cnn3", "zero"])
+def test_ops_outside_the_registry_repeated_or_only_zero_are_refused(ops):
+    with pytest.raises(UserError, match="setting 'ops'.*bigru"):  # the message lists the registry
+        build(SearchConfig, "search", None, {}, [f"ops={ops}"])
 
 
 def test_newer_settings_are_recorded_only_when_set():

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from ops import OP_NAMES, OPS
-from searchspace.genotype import Edge, Genotype
+from searchspace.genotype import KNOWN_OPS, Edge, Genotype
 from searchspace.space import SearchSpace
 from searchspace.student import (
     AdaBertStudentConfig,
@@ -31,7 +31,13 @@ def random_genotypes(seed: int, count: int, max_cells: int = MAX_CELLS) -> list[
     return make_random_genotypes(seed, count, hidden_size=HIDDEN, max_depth=3, max_cells=max_cells)
 
 
-GENOTYPES = random_genotypes(seed=7, count=5)
+# The package's random cells, and one with `bigru`, the op a search offers only when told to.
+BIGRU = Genotype(
+    num_cells=2, hidden_size=HIDDEN, max_cells=MAX_CELLS, ops=KNOWN_OPS,
+    cell=((Edge("bigru", 0), Edge("cnn3", 1)), (Edge("bigru", 2), Edge("identity", 0)),
+          (Edge("dilated_cnn3", 3), Edge("max_pool", 2))),
+)
+GENOTYPES = random_genotypes(seed=7, count=5) + [BIGRU]
 # One node reading the same input through two different ops: one edge holding two op modules.
 SAME_INPUT = Genotype(
     num_cells=2, hidden_size=HIDDEN, max_cells=MAX_CELLS,
@@ -132,9 +138,9 @@ def test_same_input_through_two_ops_is_one_edge_with_two_modules():
     assert set(student.cells[0].edges["2_0"]) == {"cnn3", "max_pool"}
 
 
-def test_student_parameter_count_matches_the_op_cost_model():
+@pytest.mark.parametrize("genotype", [GENOTYPES[0], BIGRU], ids=["random", "bigru"])
+def test_student_parameter_count_matches_the_op_cost_model(genotype):
     # Cells hold exactly their ops' parameters plus the three node weights.
-    genotype = GENOTYPES[0]
     student = compile_genotype(genotype, vocab_size=VOCAB, max_positions=POSITIONS, num_labels=LABELS, pair=False)
     per_cell = sum(OPS[edge.op].params(HIDDEN) for _, edge in genotype.edges()) + 3
     for cell in student.cells:
@@ -144,9 +150,9 @@ def test_student_parameter_count_matches_the_op_cost_model():
 # ---------------------------------------------------------------- Hugging Face integration
 
 
+@pytest.mark.parametrize("genotype", [GENOTYPES[1], BIGRU], ids=["random", "bigru"])
 @pytest.mark.parametrize("pair", [False, True], ids=["single", "pair"])
-def test_save_pretrained_round_trip(tmp_path, pair):
-    genotype = GENOTYPES[1]
+def test_save_pretrained_round_trip(tmp_path, pair, genotype):
     student = make_student(genotype, pair)
     student.save_pretrained(tmp_path)
     loaded = AutoModelForSequenceClassification.from_pretrained(str(tmp_path)).eval()

@@ -8,7 +8,7 @@ import functools
 import pytest
 import torch
 
-from ops import OP_NAMES
+from ops import ADABERT_OPS, OP_NAMES
 from searchspace.cell import dag_edges
 from searchspace.genotype import Edge, Genotype, InvalidGenotype
 from searchspace.random_arch import random_genotypes as make_random_genotypes
@@ -18,7 +18,7 @@ from searchspace.student import compile_genotype
 from searchspace.supernet import SuperNet
 
 HIDDEN, MAX_CELLS, VOCAB, POSITIONS, LABELS = 16, 4, 30, 32, 3
-CHOOSABLE = tuple(op for op in OP_NAMES if op != "zero")
+CHOOSABLE = tuple(op for op in ADABERT_OPS if op != "zero")
 
 
 def random_genotypes(seed: int, count: int, max_cells: int = MAX_CELLS) -> list[Genotype]:
@@ -35,11 +35,11 @@ def test_random_genotypes_cover_every_op_and_depth():
     assert {g.num_cells for g in GENOTYPES} == {1, 2, 3}
 
 
-def make_supernet(pair: bool, shared_cells: bool = True, seed: int = 0) -> SuperNet:
+def make_supernet(pair: bool, shared_cells: bool = True, seed: int = 0, ops=ADABERT_OPS) -> SuperNet:
     """A tiny supernet in eval mode, every weight nudged off its initial value (LayerNorm scales
     of 1, node weights of 0) so that a weight copied to the wrong place shows in the logits."""
     torch.manual_seed(seed)
-    space = SearchSpace(hidden_size=HIDDEN, max_cells=MAX_CELLS, shared_cells=shared_cells)
+    space = SearchSpace(hidden_size=HIDDEN, max_cells=MAX_CELLS, shared_cells=shared_cells, ops=ops)
     supernet = SuperNet(space, VOCAB, POSITIONS, LABELS, pair)
     with torch.no_grad():
         for p in supernet.weight_parameters():
@@ -219,18 +219,20 @@ def test_hard_path_samples_differ_between_cells_only_without_sharing():
     shared = make_supernet(pair=False, shared_cells=True).sample_path(HardGumbel(), 1.0, torch.Generator().manual_seed(0))
     assert torch.equal(shared.op_weights[0], shared.op_weights[-1])
     per_cell = make_supernet(pair=False, shared_cells=False)
-    assert per_cell.op_logits.shape == (MAX_CELLS, len(dag_edges()), len(OP_NAMES))
+    assert per_cell.op_logits.shape == (MAX_CELLS, len(dag_edges()), len(ADABERT_OPS))
     path = per_cell.sample_path(HardGumbel(), 1.0, torch.Generator().manual_seed(0))
     assert not all(torch.equal(path.op_weights[0], path.op_weights[c]) for c in range(1, MAX_CELLS))
 
 
-def test_soft_path_computes_every_op_of_every_cell():
-    supernet = make_supernet(pair=False)
+@pytest.mark.parametrize("ops", [ADABERT_OPS, OP_NAMES], ids=["adabert", "registry"])
+def test_soft_path_computes_every_op_of_every_cell(ops):
+    supernet = make_supernet(pair=False, ops=ops)
     calls = _record_op_calls(supernet)
     path = supernet.sample_path(SoftMax(), 1.0)
     _, per_depth = supernet(**_inputs(pair=False), path=path)
     assert len(per_depth) == MAX_CELLS
-    assert len(calls) == len(set(calls)) == MAX_CELLS * len(dag_edges()) * len(OP_NAMES)
+    assert len(calls) == len(set(calls)) == MAX_CELLS * len(dag_edges()) * len(ops)
+    assert {name for _, _, name in calls} == set(ops)
 
 
 # ---------------------------------------------------------------- gradients and parameter groups
@@ -274,9 +276,9 @@ def test_genotype_path_is_one_hot_on_the_genotype():
     supernet = make_supernet(pair=False)
     path = supernet.genotype_path(genotype)
     assert path.depth == genotype.num_cells
-    assert path.op_weights.shape == (MAX_CELLS, len(dag_edges()), len(OP_NAMES))
-    expected = torch.zeros(len(dag_edges()), len(OP_NAMES))
+    assert path.op_weights.shape == (MAX_CELLS, len(dag_edges()), len(ADABERT_OPS))
+    expected = torch.zeros(len(dag_edges()), len(ADABERT_OPS))
     for node, edge in genotype.edges():
-        expected[dag_edges().index((node, edge.input)), OP_NAMES.index(edge.op)] = 1.0
+        expected[dag_edges().index((node, edge.input)), ADABERT_OPS.index(edge.op)] = 1.0
     for c in range(MAX_CELLS):
         assert torch.equal(path.op_weights[c], expected)

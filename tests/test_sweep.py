@@ -24,7 +24,7 @@ from nas.sweep.sweep import sweep_settings
 from nas.sweep.sweep_report import load_baselines, write_reports
 from nas.sweep.sweep_space import SweepConfig, sample_settings, trial_search_config
 from nas.sweep.sweep_storage import RETRY_OF, SURPLUS, counts, fail_stale_trials, is_surplus, open_storage, repeated_trial
-from ops import OP_NAMES
+from ops import ADABERT_OPS, OP_NAMES
 from searchspace.genotype import Genotype
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +139,7 @@ def hand_made_study(storage=None):
     study.set_user_attr("settings", {"task": "sst2", "latency_seq_len": 64})
     rng = torch.Generator().manual_seed(0)
     for number, (metric, latency) in enumerate([(0.80, 1.5), (0.90, 3.5), (0.70, 2.0), (0.85, 3.9), (None, None)]):
-        epochs = {f"epoch_{e:03d}": {"dev": 0.5 + 0.1 * e, "predicted_ms": 1.0, "genotype": GENOTYPE, "ops": list(OP_NAMES),
+        epochs = {f"epoch_{e:03d}": {"dev": 0.5 + 0.1 * e, "predicted_ms": 1.0, "genotype": GENOTYPE, "ops": list(ADABERT_OPS),
                                      "op_probabilities": torch.softmax(torch.randn(9, 10, generator=rng), -1).tolist()}
                   for e in (1, 2, 3)}
         attrs = {"worker": "test:1", **epochs}
@@ -259,7 +259,7 @@ def write_latency_table(path: Path) -> Path:
     from nas.deploy.latency_table import describe_device
 
     device = describe_device(torch.device("cpu"))  # one thread (conftest), as the workers run
-    ops = {op: 0.01 if op in ("avg_pool", "max_pool", "identity", "zero") else 0.1 + 0.02 * int(op[-1]) for op in OP_NAMES}
+    ops = {op: 0.01 if op in ("avg_pool", "max_pool", "identity", "zero") else 0.1 + 0.02 * int(op[-1]) for op in ADABERT_OPS}
     path.write_text(json.dumps({
         "schema_version": 1, "kind": "adabert-latency-table", "hidden_size": 16, "device": device,
         "entries": [{"batch_size": 1, "seq_len": 64, "frame_ms": 0.5, "frame_pair_ms": 0.7, "embedding_ms": 0.1,

@@ -14,7 +14,7 @@ from nas.deploy.latency_table import predict_latency_ms, table_from_dict
 from nas.train.search import SearchConfig
 from nas.train.width_latency import WidthLatency, width_efficiency_loss, width_op_costs
 from nas.train.latency_budget import SearchLatency
-from ops import OP_NAMES
+from ops import ADABERT_OPS
 from searchspace.derive import derive_genotype, derive_width
 from searchspace.genotype import DEFAULT_EMBEDDINGS, EMBEDDING_VARIANTS, Genotype, InvalidGenotype
 from searchspace.random_arch import random_genotypes
@@ -91,11 +91,11 @@ def test_no_widths_means_no_width_choice():
 def test_derive_picks_the_width_of_the_largest_logit():
     assert derive_width([0.1, 2.0, 0.3], WIDTHS) == 12
     assert derive_width([1.0, 1.0, 0.0], WIDTHS) == 8  # ties go to the narrower width
-    op_logits, depth_logits = torch.zeros(9, len(OP_NAMES)), torch.tensor([0.0, 1.0, 0.0])
-    genotype = derive_genotype(op_logits, depth_logits, 16, OP_NAMES, width_logits=torch.tensor([0.0, 0.0, 3.0]),
+    op_logits, depth_logits = torch.zeros(9, len(ADABERT_OPS)), torch.tensor([0.0, 1.0, 0.0])
+    genotype = derive_genotype(op_logits, depth_logits, 16, ADABERT_OPS, width_logits=torch.tensor([0.0, 0.0, 3.0]),
                                widths=WIDTHS)
     assert genotype.hidden_size == 16 and genotype.widths == WIDTHS and genotype.width_logits == (0.0, 0.0, 3.0)
-    assert derive_genotype(op_logits, depth_logits, 16, OP_NAMES, width_logits=[5.0, 0.0, 0.0],
+    assert derive_genotype(op_logits, depth_logits, 16, ADABERT_OPS, width_logits=[5.0, 0.0, 0.0],
                            widths=WIDTHS).hidden_size == 8
 
 
@@ -138,8 +138,8 @@ def test_widths_setting_and_record():
 
 
 def test_narrower_widths_cost_less_and_the_cost_term_pulls_towards_them():
-    costs = width_op_costs(OP_NAMES, (8, 16), 64)  # (W, O)
-    conv = OP_NAMES.index("cnn3")
+    costs = width_op_costs(ADABERT_OPS, (8, 16), 64)  # (W, O)
+    conv = ADABERT_OPS.index("cnn3")
     assert costs[0, conv] < costs[1, conv] and costs[1].max() == pytest.approx(1.0)
     # A conv's params and FLOPs grow as H^2 (bias and norm as H): about a quarter at half width.
     assert costs[0, conv] / costs[1, conv] == pytest.approx(0.25, abs=0.02)
@@ -168,7 +168,7 @@ def width_latency(budget: float) -> WidthLatency:
     per_width = {}
     for width, scale in HAND_WIDTHS:
         config = SearchConfig(hidden_size=width, max_cells=3, latency_budget_ms=budget, latency_margin=0.0)
-        per_width[width] = SearchLatency(table_from_dict(scaled_hand_table(width, scale)), config, False, OP_NAMES,
+        per_width[width] = SearchLatency(table_from_dict(scaled_hand_table(width, scale)), config, False, ADABERT_OPS,
                                          torch.device("cpu"))
     return WidthLatency(per_width, SearchConfig(hidden_size=16, widths=(8, 16), max_cells=3, latency_budget_ms=budget))
 
@@ -224,7 +224,7 @@ def test_a_busy_cpu_is_warned_once_for_the_search_not_once_per_width(tmp_path, m
     monkeypatch.setattr(latency_measure, "cpu_load", lambda: 1000.0)  # far more runnable threads than cores
     monkeypatch.setattr(latency_measure, "measure_entry", lambda *args: hand)
     config = SearchConfig(hidden_size=16, widths=(8, 16), max_cells=3, embeddings=DEFAULT_EMBEDDINGS)
-    latency = width_search_latency(config, tmp_path, torch.device("cpu"), False, OP_NAMES)
+    latency = width_search_latency(config, tmp_path, torch.device("cpu"), False, ADABERT_OPS)
     assert latency.widths == (8, 16) and latency.measured
     err = capsys.readouterr().err
     assert err.count("warning: the CPU is busy") == 1, err

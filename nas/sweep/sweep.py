@@ -61,7 +61,6 @@ from nas.train.latency_budget import SearchLatency
 from nas.train.loop import NonFiniteLoss
 from nas.train.search import CHECKPOINT, SearchConfig, run_search
 from nas.train.student_training import FinetuneConfig
-from ops import OPS
 from searchspace.embedding_variants import TEACHER_WIDE
 from searchspace.genotype import Genotype
 
@@ -224,7 +223,7 @@ def _search_latency(job: SweepJob, tables, hidden: int, budget_ms: float):
 
     config = trial_search_config(job.search, {"hidden_size": hidden, "max_cells": max(job.sweep.max_cells_choices),
                                               "latency_budget_ms": budget_ms}, job.sweep, str(tables[hidden][0]))
-    return SearchLatency(tables[hidden][1], config, job.data.task.is_pair, tuple(OPS), job.device)
+    return SearchLatency(tables[hidden][1], config, job.data.task.is_pair, config.space.ops, job.device)
 
 
 def reference_budgets(job: SweepJob, tables) -> tuple[float, ...]:

@@ -47,7 +47,7 @@ from nas.train.loop import Hooks, LoopState, NonFiniteLoss, linear_warmup_decay,
 from ops import OPS
 from searchspace.derive import derive_genotype
 from searchspace.drawing import render
-from searchspace.genotype import DEFAULT_EMBEDDINGS, EMBEDDING_VARIANTS, Genotype, MAX_CELLS, MAX_HIDDEN_SIZE
+from searchspace.genotype import DEFAULT_EMBEDDINGS, EMBEDDING_VARIANTS, MAX_CELLS, MAX_HIDDEN_SIZE, ZERO_OP, Genotype
 from searchspace.sampler import SAMPLERS, temperature
 from searchspace.space import AUTO_EMBEDDINGS, SearchSpace
 from searchspace.supernet import SuperNet
@@ -58,9 +58,9 @@ BEST_WEIGHTS = "supernet_best.pt"
 HISTORY = "history.json"  # per epoch: dev metrics, derived genotype, op and depth probabilities
 
 
-# The SearchSpace fields that are search settings, named flat (`--set hidden_size=64`); the
-# space's `ops` is not a setting (the search always offers the whole registry).
-SPACE_SETTINGS = ("hidden_size", "max_cells", "shared_cells", "dropout", "widths", "embeddings")
+# The SearchSpace fields that are search settings, named flat (`--set hidden_size=64`). `ops`
+# defaults to AdaBERT's ten; `--set ops=...` names others of the registry (e.g. `bigru`).
+SPACE_SETTINGS = ("hidden_size", "max_cells", "shared_cells", "dropout", "widths", "embeddings", "ops")
 
 
 @dataclass(frozen=True, init=False)
@@ -176,6 +176,7 @@ class SearchConfig:
     shared_cells = property(lambda self: self.space.shared_cells)
     dropout = property(lambda self: self.space.dropout)
     widths = property(lambda self: self.space.widths)
+    ops = property(lambda self: self.space.ops)
     embeddings = property(lambda self: self.space.embeddings)
 
     @classmethod
@@ -187,7 +188,7 @@ class SearchConfig:
         """The flat record of the settings (config.json, provenance, checkpoints). Settings added
         with the width search and perturbation selection are left out at their defaults, so a
         default search records (and a resume compares) the same keys as before they existed."""
-        return flat_dict(self, omit_when_default=("widths", "embeddings", "selection", "perturbation_rows", "augmented_copies",
+        return flat_dict(self, omit_when_default=("widths", "embeddings", "ops", "selection", "perturbation_rows", "augmented_copies",
                                                   "trial_epochs", "trial_rows", "latency_speedup", "trial_init",
                                                   "trial_depths", "trial_choice", "latency_check", "train_rows"))
 
@@ -259,6 +260,10 @@ class SearchConfig:
             # The supernet is built at hidden_size; each width runs on its leading channels.
             raise UserError(f"setting 'widths': expected distinct hidden sizes whose widest is hidden_size "
                             f"({self.hidden_size}), got {','.join(map(str, self.widths))}")
+        unknown = [op for op in self.space.ops if op not in OPS]
+        if unknown or len(set(self.space.ops)) != len(self.space.ops) or not set(self.space.ops) - {ZERO_OP}:
+            raise UserError(f"setting 'ops': expected distinct ops of the registry, at least one not {ZERO_OP!r} "
+                            f"(known: {', '.join(OPS)}), got {','.join(self.space.ops) or 'none'}")
         if not 0.0 < self.arch_fraction < 1.0:
             raise UserError(f"setting 'arch_fraction': expected a value in (0, 1), got {self.arch_fraction}")
         if self.tau_floor <= 0 or self.tau_start <= 0:
@@ -587,7 +592,7 @@ def run_search(data, teacher_dir, knowledge, config: SearchConfig, out: Path, de
     # The teacher's word vectors first: a table of the variants that keep them is timed at their width.
     words, positions = teacher_embedding_tables(teacher_dir, task)
     # The latency table, and a budget no architecture can meet refused, before the data is loaded.
-    latency = any_search_latency(config, out, device, task.is_pair, tuple(OPS), processes, words.shape[1])
+    latency = any_search_latency(config, out, device, task.is_pair, config.space.ops, processes, words.shape[1])
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(str(teacher_dir))
     max_length = config.max_length or knowledge.max_length
