@@ -1,0 +1,145 @@
+"""What a `bigru` edge buys a one-cell student: the same cell with a max-pool or a `bigru` on one edge.
+
+Usage: python experiments/recurrent_op.py [--seeds 42,43] [--epochs 2] [--transfer-seeds 42]
+       [--knowledge DIR] [--teacher runs/teachers/sst2] [--runs runs/recurrent_op]
+       [--out experiments/results/recurrent_op.md]
+
+At 20x the MiniLM teacher's batch-32 speed on this CPU a student is one cell of width 64-96, whose
+convolutions see a few tokens either side. The cell here is of that size (K=1, H=64, SST-2's
+frozen_projection word vectors); node 2 reads input 0 through a max-pool in one student and
+through a bidirectional GRU (ops/recurrent.py) in the other, every other edge the same. Each is
+compiled from its arch.json and trained by `nas finetune` from scratch on the task's own rows
+(no augmented copies: the comparison is of the cells, not of the transfer set), with the
+search's KD, for `--epochs` epochs per seed; the dev accuracy and the speed-ups are those of its
+metrics.json (student and teacher timed side by side in one process). Then, per `--transfer-seeds`
+seed, each on the transfer set as `nas run --preset speedup5` finetunes its searched student (the
+knowledge folder's augmented copies, the preset's finetune settings), from scratch: what the
+cell reaches where the searched students of experiments/results/targets.md were trained.
+Finished finetunes are kept under `--runs` and not run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from baselines import nas  # noqa: E402  (experiments/ is this script's folder)
+from nas.base import atomic  # noqa: E402
+from nas.base.markdown import markdown_cell  # noqa: E402
+from nas.base.run_info import machine  # noqa: E402
+from nas.run.pipeline import preset_file  # noqa: E402
+from searchspace.genotype import KNOWN_OPS, Edge, Genotype  # noqa: E402
+
+EDGE_OPS = ("max_pool", "bigru")  # what node 2 reads input 0 through
+
+
+def cell_with(op: str) -> Genotype:
+    """The K=1, H=64 student with `op` on node 2's edge from input 0."""
+    return Genotype(num_cells=1, hidden_size=64, max_cells=8, ops=KNOWN_OPS, embeddings="frozen_projection",
+                    cell=((Edge(op, 0), Edge("cnn3", 1)), (Edge("cnn5", 2), Edge("dilated_cnn3", 0)),
+                          (Edge("dilated_cnn3", 2), Edge("cnn3", 3))))
+
+
+def finetune(op: str, seed: int, args, transfer: bool = False) -> dict:
+    """`nas finetune` of the cell with `op` (skipped when finished): its metrics.json. On the task's
+    rows for `--epochs`, or (`transfer`) on the transfer set with the speedup5 preset's settings."""
+    folder = Path(args.runs) / f"{op}_{'transfer_' if transfer else ''}seed{seed}"
+    if not (folder / "metrics.json").is_file():
+        arch = cell_with(op).save(Path(args.runs) / f"{op}.json")
+        recipe = (["--config", preset_file("speedup5")] if transfer
+                  else ["--set", "use_augmented=false", "--epochs", args.epochs])
+        nas("finetune", "--task", "sst2", "--arch", arch, "--teacher", args.teacher, "--knowledge", args.knowledge,
+            *recipe, "--set", "init=scratch", "--seed", seed, "--out", folder,
+            *(["--data-dir", args.data_dir] if args.data_dir else []))
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def finished(op: str, seeds, args, transfer: bool = False) -> dict:
+    """{seed: metrics.json} of the finetunes of `op` the runs folder holds."""
+    folders = {seed: Path(args.runs) / f"{op}_{'transfer_' if transfer else ''}seed{seed}" for seed in seeds}
+    return {seed: json.loads((f / "metrics.json").read_text()) for seed, f in folders.items() if (f / "metrics.json").is_file()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="42,43")
+    parser.add_argument("--ops", default=",".join(EDGE_OPS), help="which of the two students to train (to split the "
+                        "work between processes; the report has those the runs folder holds)")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--transfer-seeds", default="42", help="seeds of the finetunes on the transfer set ('' for none)")
+    parser.add_argument("--teacher", default=str(ROOT / "runs/teachers/sst2"))
+    parser.add_argument("--knowledge", default=str(ROOT / "runs/targets/sst2_20x_seed42/knowledge"),
+                        help="an SST-2 knowledge folder of that teacher (its task rows' logits and probes)")
+    parser.add_argument("--runs", default=str(ROOT / "runs/recurrent_op"))
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default=str(ROOT / "experiments/results/recurrent_op.md"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    transfer_seeds = [int(s) for s in filter(None, args.transfer_seeds.split(","))]
+    for op in args.ops.split(","):
+        for seed in seeds:
+            finetune(op, seed, args)
+        for seed in transfer_seeds:
+            finetune(op, seed, args, transfer=True)
+    results = {op: finished(op, seeds, args) for op in EDGE_OPS}
+    transfer = {op: finished(op, transfer_seeds, args, transfer=True) for op in EDGE_OPS}
+    write_report(Path(args.out), args, results, transfer, time.perf_counter() - started)
+    return 0
+
+
+def write_report(path: Path, args, results: dict, transfer: dict, seconds: float) -> None:
+    rows = next((m["train_rows"] for by_seed in results.values() for m in by_seed.values()), 0)
+    lines = [
+        "# A `bigru` edge against a max-pool in a one-cell student (SST-2)", "",
+        f"Command: `python experiments/recurrent_op.py --seeds {args.seeds} --epochs {args.epochs} "
+        f"--transfer-seeds {args.transfer_seeds}`  ",
+        f"Machine: {machine()} (the finetunes inherit this process's thread setting)  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; this invocation {seconds / 60:.0f} min "
+        "(finetunes finished earlier are read back)", "",
+        "One K=1, H=64 cell (frozen_projection word vectors), node 2 reading input 0 through a max-pool "
+        "or a `bigru`, every other edge the same, each compiled from its arch.json and finetuned by "
+        "`nas finetune` from scratch. Speed-ups: metrics.json's, the student and the teacher timed side "
+        "by side in one process.", "",
+        f"## On the task's rows ({rows:,}, no augmented copies, the search's KD, {args.epochs} epochs)", "",
+        *table(results),
+    ]
+    if any(transfer.values()):
+        lines += ["", "## On the transfer set (the knowledge folder's augmented copies, the speedup5 preset's "
+                  "finetune settings)", "", *table(transfer)]
+    atomic.write_text(path, "\n".join(lines) + "\n")
+    print(f"wrote {path}")
+
+
+def table(results: dict) -> list[str]:
+    lines = ["| node 2 reads input 0 through | student | seed | dev accuracy | b=1 faster | b=32 faster | params "
+             "| rows trained | train s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for op, by_seed in results.items():
+        for seed, metrics in by_seed.items():
+            speedup = metrics.get("speedup") or {}
+            lines.append(f"| `{op}` | {markdown_cell(metrics['genotype'])} | {seed} | {metrics['metrics']['accuracy']:.4f} | "
+                         f"{speedup.get('batch_1_speedup', 0):.1f}x | {speedup.get('batch_32_speedup', 0):.1f}x | "
+                         f"{metrics['student']['params']:,} | {metrics['train_rows']:,} | {metrics['train_seconds']:.0f} |")
+    lines += ["", "Per op, over the seeds: dev accuracy (mean ± sd) and the batch-32 speed-ups.", ""]
+    for op, by_seed in results.items():
+        if not by_seed:
+            continue
+        scores = [m["metrics"]["accuracy"] for m in by_seed.values()]
+        fast = [(m.get("speedup") or {}).get("batch_32_speedup", 0) for m in by_seed.values()]
+        spread = f" ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else ""
+        lines.append(f"- `{op}`: {statistics.mean(scores):.4f}{spread} ({len(scores)} seed(s)), "
+                     f"{min(fast):.1f}x to {max(fast):.1f}x the teacher's batch-32 speed")
+    return lines
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
