@@ -1,14 +1,12 @@
 """`bigru`: a bidirectional GRU over the sequence, the one op whose context is the whole sentence.
 
 Not one of AdaBERT's ten ops, so no search offers it unless asked (`--set ops=...,bigru`,
-nas/train/search.py). It is there for tight latency budgets: at 20x the teacher's speed a
-convolutional cell is one cell of width 64-96, whose context is as far as its kernels reach,
-and there a recurrent edge bought more accuracy for its time than convolutions could. On
-SST-2 (one seed, 2 epochs on the task's rows, this CPU) the K=1 H=64 cell of 5 convolutions
-and a max-pool scored 0.8383 at 28x the teacher's batch-32 speed, the same cell with a
-`bigru` in place of the max-pool 0.8589 at 18.7x, and the 20x search's conv cell (K=1 H=96)
-0.845-0.852 at 20-23x; Tang et al.'s BiLSTM of `nas distill` reached 0.8727 at 24x on the
-transfer set (experiments/results/gap.md).
+nas/train/search.py). Its context is the whole sentence, where a convolution's is its kernel's
+reach; under a tight budget (20x the teacher's speed: one cell of width 64-96) that is what a
+convolutional cell lacks most. experiments/results/recurrent_op.md measures it in such a cell on
+SST-2: in place of a max-pool it lifted the cell trained on the task's own rows (0.8589 against
+0.8452, two seeds), but on the 5-copy transfer set the two scored the same (0.8601, one seed),
+and the `bigru` student ran at 20x the teacher's batch-32 speed where the max-pool one ran at 29x.
 
 Each direction has half the channels (the backward one the odd channel when H is odd), and
 the two outputs side by side are the op's (B, T, H). The backward direction must start at a
