@@ -5,8 +5,9 @@ nas/train/search.py). Its context is the whole sentence, where a convolution's i
 reach; under a tight budget (20x the teacher's speed: one cell of width 64-96) that is what a
 convolutional cell lacks most. experiments/results/recurrent_op.md measures it in such a cell on
 SST-2: in place of a max-pool it lifted the cell trained on the task's own rows (0.8589 against
-0.8452, two seeds), but on the 5-copy transfer set the two scored the same (0.8601, one seed),
-and the `bigru` student ran at 20x the teacher's batch-32 speed where the max-pool one ran at 29x.
+0.8452, two seeds), but on the 5-copy transfer set the two scored the same (0.8601 and 0.8624,
+seeds 42 and 43), and the `bigru` student ran at 19-20x the teacher's batch-32 speed where the
+max-pool one ran at 27-29x.
 
 Each direction has half the channels (the backward one the odd channel when H is odd), and
 the two outputs side by side are the op's (B, T, H). The backward direction must start at a
