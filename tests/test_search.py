@@ -96,6 +96,17 @@ def test_search_writes_a_valid_arch_json_and_its_artifacts(finished, task, run_c
         assert (out / "cells" / f"epoch_{epoch:03d}.dot").read_text().lstrip().startswith(("digraph", "strict digraph"))
 
 
+def test_the_ops_setting_is_the_space_the_search_offers_and_records(prepared, tiny_glue, tmp_path):
+    ops = ("cnn3", "identity", "zero", "bigru")
+    out = tmp_path / "ops"
+    assert main(search_args(prepared, tiny_glue, "sst2", out, "--set", f"ops={','.join(ops)}")) == 0
+    genotype = Genotype.load(out / "arch.json")
+    assert genotype.ops == ops and all(len(row) == len(ops) for row in genotype.op_logits)
+    assert {edge.op for _, edge in genotype.edges()} <= set(ops) - {"zero"}
+    assert tuple(genotype.provenance["config"]["ops"]) == ops
+    compile_genotype(genotype, vocab_size=29, max_positions=128, num_labels=2, pair=False, teacher_width=32)
+
+
 def test_plot_draws_every_op_of_the_genotype(finished, tmp_path, run_cli):
     arch = finished["sst2"] / "arch.json"
     code, _, err = run_cli("plot", arch, "--out", tmp_path / "x.dot")
