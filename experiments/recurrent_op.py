@@ -21,7 +21,6 @@ Finished finetunes are kept under `--runs` and not run again.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ from baselines import nas  # noqa: E402  (experiments/ is this script's folder)
 from nas.base import atomic  # noqa: E402
 from nas.base.markdown import markdown_cell  # noqa: E402
 from nas.base.run_info import machine  # noqa: E402
+from nas.data.model_metrics import StudentMetrics  # noqa: E402
 from nas.run.pipeline import preset_file  # noqa: E402
 from searchspace.genotype import KNOWN_OPS, Edge, Genotype  # noqa: E402
 
@@ -48,10 +48,14 @@ def cell_with(op: str) -> Genotype:
                           (Edge("dilated_cnn3", 2), Edge("cnn3", 3))))
 
 
-def finetune(op: str, seed: int, args, transfer: bool = False) -> dict:
-    """`nas finetune` of the cell with `op` (skipped when finished): its metrics.json. On the task's
-    rows for `--epochs`, or (`transfer`) on the transfer set with the speedup5 preset's settings."""
-    folder = Path(args.runs) / f"{op}_{'transfer_' if transfer else ''}seed{seed}"
+def run_folder(op: str, seed: int, args, transfer: bool) -> Path:
+    return Path(args.runs) / f"{op}_{'transfer_' if transfer else ''}seed{seed}"
+
+
+def finetune(op: str, seed: int, args, transfer: bool = False) -> None:
+    """`nas finetune` of the cell with `op` (skipped when finished): on the task's rows for
+    `--epochs`, or (`transfer`) on the transfer set with the speedup5 preset's settings."""
+    folder = run_folder(op, seed, args, transfer)
     if not (folder / "metrics.json").is_file():
         arch = cell_with(op).save(Path(args.runs) / f"{op}.json")
         recipe = (["--config", preset_file("speedup5")] if transfer
@@ -59,13 +63,12 @@ def finetune(op: str, seed: int, args, transfer: bool = False) -> dict:
         nas("finetune", "--task", "sst2", "--arch", arch, "--teacher", args.teacher, "--knowledge", args.knowledge,
             *recipe, "--set", "init=scratch", "--seed", seed, "--out", folder,
             *(["--data-dir", args.data_dir] if args.data_dir else []))
-    return json.loads((folder / "metrics.json").read_text())
 
 
-def finished(op: str, seeds, args, transfer: bool = False) -> dict:
+def finished(op: str, seeds, args, transfer: bool = False) -> dict[int, StudentMetrics]:
     """{seed: metrics.json} of the finetunes of `op` the runs folder holds."""
-    folders = {seed: Path(args.runs) / f"{op}_{'transfer_' if transfer else ''}seed{seed}" for seed in seeds}
-    return {seed: json.loads((f / "metrics.json").read_text()) for seed, f in folders.items() if (f / "metrics.json").is_file()}
+    files = {seed: run_folder(op, seed, args, transfer) / "metrics.json" for seed in seeds}
+    return {seed: StudentMetrics.load(file) for seed, file in files.items() if file.is_file()}
 
 
 def main() -> int:
@@ -97,7 +100,7 @@ def main() -> int:
 
 
 def write_report(path: Path, args, results: dict, transfer: dict, seconds: float) -> None:
-    rows = next((m["train_rows"] for by_seed in results.values() for m in by_seed.values()), 0)
+    rows = next((m.train_rows for by_seed in results.values() for m in by_seed.values()), 0)
     lines = [
         "# A `bigru` edge against a max-pool in a one-cell student (SST-2)", "",
         f"Command: `python experiments/recurrent_op.py --seeds {args.seeds} --epochs {args.epochs} "
@@ -125,16 +128,15 @@ def table(results: dict) -> list[str]:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for op, by_seed in results.items():
         for seed, metrics in by_seed.items():
-            speedup = metrics.get("speedup") or {}
-            lines.append(f"| `{op}` | {markdown_cell(metrics['genotype'])} | {seed} | {metrics['metrics']['accuracy']:.4f} | "
-                         f"{speedup.get('batch_1_speedup', 0):.1f}x | {speedup.get('batch_32_speedup', 0):.1f}x | "
-                         f"{metrics['student']['params']:,} | {metrics['train_rows']:,} | {metrics['train_seconds']:.0f} |")
+            lines.append(f"| `{op}` | {markdown_cell(metrics.genotype)} | {seed} | {metrics.metrics['accuracy']:.4f} | "
+                         f"{metrics.speedup_at(1):.1f}x | {metrics.speedup_at(32):.1f}x | {metrics.student.params:,} | "
+                         f"{metrics.train_rows:,} | {metrics.train_seconds:.0f} |")
     lines += ["", "Per op, over the seeds: dev accuracy (mean ± sd) and the batch-32 speed-ups.", ""]
     for op, by_seed in results.items():
         if not by_seed:
             continue
-        scores = [m["metrics"]["accuracy"] for m in by_seed.values()]
-        fast = [(m.get("speedup") or {}).get("batch_32_speedup", 0) for m in by_seed.values()]
+        scores = [m.metrics["accuracy"] for m in by_seed.values()]
+        fast = [m.speedup_at(32) for m in by_seed.values()]
         spread = f" ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else ""
         lines.append(f"- `{op}`: {statistics.mean(scores):.4f}{spread} ({len(scores)} seed(s)), "
                      f"{min(fast):.1f}x to {max(fast):.1f}x the teacher's batch-32 speed")
