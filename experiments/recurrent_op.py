@@ -1,6 +1,7 @@
 """What a `bigru` edge buys a one-cell student: the same cell with a max-pool or a `bigru` on one edge.
 
 Usage: python experiments/recurrent_op.py [--seeds 42,43] [--epochs 2] [--transfer-seeds 42]
+       [--recurrent-widths 128,256] [--recurrent-seeds 42]
        [--knowledge DIR] [--teacher runs/teachers/sst2] [--runs runs/recurrent_op]
        [--out experiments/results/recurrent_op.md]
 
@@ -15,6 +16,11 @@ metrics.json (student and teacher timed side by side in one process). Then, per 
 seed, each on the transfer set as `nas run --preset speedup5` finetunes its searched student (the
 knowledge folder's augmented copies, the preset's finetune settings), from scratch: what the
 cell reaches where the searched students of experiments/results/targets.md were trained.
+Then a cell built around the recurrence, per `--recurrent-widths` width and `--recurrent-seeds`
+seed: node 2 reads input 0 through a `bigru` and input 1 as it is, nodes 3 and 4 max-pool the
+node before and add an earlier state, so the GRU does the cell's work and every other edge is
+nearly free; at width 128 (64 units each way) and 256 (128 each way, as Tang et al.'s BiLSTM),
+on the transfer set as above.
 Finished finetunes are kept under `--runs` and not run again.
 """
 
@@ -48,16 +54,27 @@ def cell_with(op: str) -> Genotype:
                           (Edge("dilated_cnn3", 2), Edge("cnn3", 3))))
 
 
-def run_folder(op: str, seed: int, args, transfer: bool) -> Path:
-    return Path(args.runs) / f"{op}_{'transfer_' if transfer else ''}seed{seed}"
+def recurrent_cell(hidden: int) -> Genotype:
+    """One cell whose work is its `bigru`: the other edges are identities and max-pools."""
+    return Genotype(num_cells=1, hidden_size=hidden, max_cells=8, ops=KNOWN_OPS, embeddings="frozen_projection",
+                    cell=((Edge("bigru", 0), Edge("identity", 1)), (Edge("max_pool", 2), Edge("identity", 1)),
+                          (Edge("max_pool", 3), Edge("identity", 2))))
 
 
-def finetune(op: str, seed: int, args, transfer: bool = False) -> None:
-    """`nas finetune` of the cell with `op` (skipped when finished): on the task's rows for
-    `--epochs`, or (`transfer`) on the transfer set with the speedup5 preset's settings."""
-    folder = run_folder(op, seed, args, transfer)
+def recurrent_name(hidden: int) -> str:
+    return f"recurrent_cell_h{hidden}"
+
+
+def run_folder(name: str, seed: int, args, transfer: bool) -> Path:
+    return Path(args.runs) / f"{name}_{'transfer_' if transfer else ''}seed{seed}"
+
+
+def finetune(name: str, genotype: Genotype, seed: int, args, transfer: bool = False) -> None:
+    """`nas finetune` of `genotype` into the runs folder's `name` (skipped when finished): on the
+    task's rows for `--epochs`, or (`transfer`) on the transfer set with the speedup5 preset's settings."""
+    folder = run_folder(name, seed, args, transfer)
     if not (folder / "metrics.json").is_file():
-        arch = cell_with(op).save(Path(args.runs) / f"{op}.json")
+        arch = genotype.save(Path(args.runs) / f"{name}.json")
         recipe = (["--config", preset_file("speedup5")] if transfer
                   else ["--set", "use_augmented=false", "--epochs", args.epochs])
         nas("finetune", "--task", "sst2", "--arch", arch, "--teacher", args.teacher, "--knowledge", args.knowledge,
@@ -65,9 +82,9 @@ def finetune(op: str, seed: int, args, transfer: bool = False) -> None:
             *(["--data-dir", args.data_dir] if args.data_dir else []))
 
 
-def finished(op: str, seeds, args, transfer: bool = False) -> dict[int, StudentMetrics]:
-    """{seed: metrics.json} of the finetunes of `op` the runs folder holds."""
-    files = {seed: run_folder(op, seed, args, transfer) / "metrics.json" for seed in seeds}
+def finished(name: str, seeds, args, transfer: bool = False) -> dict[int, StudentMetrics]:
+    """{seed: metrics.json} of the finetunes of `name` the runs folder holds."""
+    files = {seed: run_folder(name, seed, args, transfer) / "metrics.json" for seed in seeds}
     return {seed: StudentMetrics.load(file) for seed, file in files.items() if file.is_file()}
 
 
@@ -78,6 +95,9 @@ def main() -> int:
                         "work between processes; the report has those the runs folder holds)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--transfer-seeds", default="42", help="seeds of the finetunes on the transfer set ('' for none)")
+    parser.add_argument("--recurrent-widths", default="128,256",
+                        help="widths of the recurrent cell, trained on the transfer set ('' for none)")
+    parser.add_argument("--recurrent-seeds", default="42", help="seeds of the recurrent cell's finetunes")
     parser.add_argument("--teacher", default=str(ROOT / "runs/teachers/sst2"))
     parser.add_argument("--knowledge", default=str(ROOT / "runs/targets/sst2_20x_seed42/knowledge"),
                         help="an SST-2 knowledge folder of that teacher (its task rows' logits and probes)")
@@ -88,23 +108,29 @@ def main() -> int:
     started = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",")]
     transfer_seeds = [int(s) for s in filter(None, args.transfer_seeds.split(","))]
+    widths = [int(w) for w in filter(None, args.recurrent_widths.split(","))]
+    recurrent_seeds = [int(s) for s in filter(None, args.recurrent_seeds.split(","))]
     for op in args.ops.split(","):
         for seed in seeds:
-            finetune(op, seed, args)
+            finetune(op, cell_with(op), seed, args)
         for seed in transfer_seeds:
-            finetune(op, seed, args, transfer=True)
+            finetune(op, cell_with(op), seed, args, transfer=True)
+    for hidden in widths:
+        for seed in recurrent_seeds:
+            finetune(recurrent_name(hidden), recurrent_cell(hidden), seed, args, transfer=True)
     results = {op: finished(op, seeds, args) for op in EDGE_OPS}
     transfer = {op: finished(op, transfer_seeds, args, transfer=True) for op in EDGE_OPS}
-    write_report(Path(args.out), args, results, transfer, time.perf_counter() - started)
+    recurrent = {f"H={hidden}": finished(recurrent_name(hidden), recurrent_seeds, args, transfer=True) for hidden in widths}
+    write_report(Path(args.out), args, results, transfer, recurrent, time.perf_counter() - started)
     return 0
 
 
-def write_report(path: Path, args, results: dict, transfer: dict, seconds: float) -> None:
+def write_report(path: Path, args, results: dict, transfer: dict, recurrent: dict, seconds: float) -> None:
     rows = next((m.train_rows for by_seed in results.values() for m in by_seed.values()), 0)
     lines = [
         "# A `bigru` edge against a max-pool in a one-cell student (SST-2)", "",
         f"Command: `python experiments/recurrent_op.py --seeds {args.seeds} --epochs {args.epochs} "
-        f"--transfer-seeds {args.transfer_seeds}`  ",
+        f"--transfer-seeds {args.transfer_seeds} --recurrent-widths {args.recurrent_widths} --recurrent-seeds {args.recurrent_seeds}`  ",
         f"Machine: {machine()} (the finetunes inherit this process's thread setting)  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; this invocation {seconds / 60:.0f} min "
         "(finetunes finished earlier are read back)", "",
@@ -118,27 +144,33 @@ def write_report(path: Path, args, results: dict, transfer: dict, seconds: float
     if any(transfer.values()):
         lines += ["", "## On the transfer set (the knowledge folder's augmented copies, the speedup5 preset's "
                   "finetune settings)", "", *table(transfer)]
+    if any(recurrent.values()):
+        lines += ["", "## A recurrent cell on the transfer set", "",
+                  "Node 2: `bigru` of input 0 plus input 1; node 3: max-pool of node 2 plus input 1; node 4: "
+                  "max-pool of node 3 plus node 2. Trained as the section above (from scratch, the speedup5 "
+                  "preset's finetune settings).", "", *table(recurrent, "width", "width")]
     atomic.write_text(path, "\n".join(lines) + "\n")
     print(f"wrote {path}")
 
 
-def table(results: dict) -> list[str]:
-    lines = ["| node 2 reads input 0 through | student | seed | dev accuracy | b=1 faster | b=32 faster | params "
+def table(results: dict, varied: str = "node 2 reads input 0 through", per: str = "op") -> list[str]:
+    """The finetunes of `results` ({label: {seed: metrics}}) by seed, then a line per label."""
+    lines = [f"| {varied} | student | seed | dev accuracy | b=1 faster | b=32 faster | params "
              "| rows trained | train s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for op, by_seed in results.items():
+    for label, by_seed in results.items():
         for seed, metrics in by_seed.items():
-            lines.append(f"| `{op}` | {markdown_cell(metrics.genotype)} | {seed} | {metrics.metrics['accuracy']:.4f} | "
+            lines.append(f"| `{label}` | {markdown_cell(metrics.genotype)} | {seed} | {metrics.metrics['accuracy']:.4f} | "
                          f"{metrics.speedup_at(1):.1f}x | {metrics.speedup_at(32):.1f}x | {metrics.student.params:,} | "
                          f"{metrics.train_rows:,} | {metrics.train_seconds:.0f} |")
-    lines += ["", "Per op, over the seeds: dev accuracy (mean ± sd) and the batch-32 speed-ups.", ""]
-    for op, by_seed in results.items():
+    lines += ["", f"Per {per}, over the seeds: dev accuracy (mean ± sd) and the batch-32 speed-ups.", ""]
+    for label, by_seed in results.items():
         if not by_seed:
             continue
         scores = [m.metrics["accuracy"] for m in by_seed.values()]
         fast = [m.speedup_at(32) for m in by_seed.values()]
         spread = f" ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else ""
-        lines.append(f"- `{op}`: {statistics.mean(scores):.4f}{spread} ({len(scores)} seed(s)), "
+        lines.append(f"- `{label}`: {statistics.mean(scores):.4f}{spread} ({len(scores)} seed(s)), "
                      f"{min(fast):.1f}x to {max(fast):.1f}x the teacher's batch-32 speed")
     return lines
 
