@@ -3,7 +3,7 @@
 Usage: python experiments/recurrent_op.py [--seeds 42,43] [--epochs 2] [--transfer-seeds 42]
        [--recurrent-widths 128,256] [--recurrent-seeds 42]
        [--knowledge DIR] [--teacher runs/teachers/sst2] [--runs runs/recurrent_op]
-       [--out experiments/results/recurrent_op.md]
+       [--out experiments/results/recurrent_op.md] [--report-only]
 
 At 20x the MiniLM teacher's batch-32 speed on this CPU a student is one cell of width 64-96, whose
 convolutions see a few tokens either side. The cell here is of that size (K=1, H=64, SST-2's
@@ -104,18 +104,20 @@ def main() -> int:
     parser.add_argument("--runs", default=str(ROOT / "runs/recurrent_op"))
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default=str(ROOT / "experiments/results/recurrent_op.md"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: the report of the finetunes the runs folder holds")
     args = parser.parse_args()
     started = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",")]
     transfer_seeds = [int(s) for s in filter(None, args.transfer_seeds.split(","))]
     widths = [int(w) for w in filter(None, args.recurrent_widths.split(","))]
     recurrent_seeds = [int(s) for s in filter(None, args.recurrent_seeds.split(","))]
-    for op in args.ops.split(","):
+    for op in [] if args.report_only else args.ops.split(","):
         for seed in seeds:
             finetune(op, cell_with(op), seed, args)
         for seed in transfer_seeds:
             finetune(op, cell_with(op), seed, args, transfer=True)
-    for hidden in widths:
+    for hidden in [] if args.report_only else widths:
         for seed in recurrent_seeds:
             finetune(recurrent_name(hidden), recurrent_cell(hidden), seed, args, transfer=True)
     results = {op: finished(op, seeds, args) for op in EDGE_OPS}
