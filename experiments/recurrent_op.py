@@ -130,7 +130,7 @@ def main() -> int:
 def write_report(path: Path, args, results: dict, transfer: dict, recurrent: dict, seconds: float) -> None:
     rows = next((m.train_rows for by_seed in results.values() for m in by_seed.values()), 0)
     lines = [
-        "# A `bigru` edge against a max-pool in a one-cell student (SST-2)", "",
+        "# A `bigru` in a one-cell student (SST-2): on one edge against a max-pool, and a cell built around it", "",
         f"Command: `python experiments/recurrent_op.py --seeds {args.seeds} --epochs {args.epochs} "
         f"--transfer-seeds {args.transfer_seeds} --recurrent-widths {args.recurrent_widths} --recurrent-seeds {args.recurrent_seeds}`  ",
         f"Machine: {machine()} (the finetunes inherit this process's thread setting)  ",

@@ -8,7 +8,8 @@ SST-2: in place of a max-pool it lifted the cell trained on the task's own rows 
 0.8452, two seeds), but on the 5-copy transfer set the two scored the same (0.8601 and 0.8624,
 seeds 42 and 43), and the `bigru` student ran at 19-20x the teacher's batch-32 speed where the
 max-pool one ran at 27-29x. It pays where it does the cell's work and the other edges are
-identities and max-pools: such a cell scored 0.8704 at width 128 (21x) and 0.8819 at 256 (11x).
+identities and max-pools: such a cell scored 0.8704 and 0.8750 at width 128 (21-24x, two seeds)
+and 0.8819 at 256 (11x).
 
 Each direction has half the channels (the backward one the odd channel when H is odd), and
 the two outputs side by side are the op's (B, T, H). The backward direction must start at a
