@@ -47,18 +47,22 @@ from searchspace.genotype import KNOWN_OPS, Edge, Genotype  # noqa: E402
 EDGE_OPS = ("max_pool", "bigru")  # what node 2 reads input 0 through
 
 
+def one_cell(hidden: int, cell) -> Genotype:
+    """A K=1 student of width `hidden` with SST-2's frozen_projection word vectors."""
+    return Genotype(num_cells=1, hidden_size=hidden, max_cells=8, ops=KNOWN_OPS, embeddings="frozen_projection",
+                    cell=cell)
+
+
 def cell_with(op: str) -> Genotype:
     """The K=1, H=64 student with `op` on node 2's edge from input 0."""
-    return Genotype(num_cells=1, hidden_size=64, max_cells=8, ops=KNOWN_OPS, embeddings="frozen_projection",
-                    cell=((Edge(op, 0), Edge("cnn3", 1)), (Edge("cnn5", 2), Edge("dilated_cnn3", 0)),
-                          (Edge("dilated_cnn3", 2), Edge("cnn3", 3))))
+    return one_cell(64, ((Edge(op, 0), Edge("cnn3", 1)), (Edge("cnn5", 2), Edge("dilated_cnn3", 0)),
+                         (Edge("dilated_cnn3", 2), Edge("cnn3", 3))))
 
 
 def recurrent_cell(hidden: int) -> Genotype:
     """One cell whose work is its `bigru`: the other edges are identities and max-pools."""
-    return Genotype(num_cells=1, hidden_size=hidden, max_cells=8, ops=KNOWN_OPS, embeddings="frozen_projection",
-                    cell=((Edge("bigru", 0), Edge("identity", 1)), (Edge("max_pool", 2), Edge("identity", 1)),
-                          (Edge("max_pool", 3), Edge("identity", 2))))
+    return one_cell(hidden, ((Edge("bigru", 0), Edge("identity", 1)), (Edge("max_pool", 2), Edge("identity", 1)),
+                             (Edge("max_pool", 3), Edge("identity", 2))))
 
 
 def recurrent_name(hidden: int) -> str:
@@ -112,14 +116,15 @@ def main() -> int:
     transfer_seeds = [int(s) for s in filter(None, args.transfer_seeds.split(","))]
     widths = [int(w) for w in filter(None, args.recurrent_widths.split(","))]
     recurrent_seeds = [int(s) for s in filter(None, args.recurrent_seeds.split(","))]
-    for op in [] if args.report_only else args.ops.split(","):
-        for seed in seeds:
-            finetune(op, cell_with(op), seed, args)
-        for seed in transfer_seeds:
-            finetune(op, cell_with(op), seed, args, transfer=True)
-    for hidden in [] if args.report_only else widths:
-        for seed in recurrent_seeds:
-            finetune(recurrent_name(hidden), recurrent_cell(hidden), seed, args, transfer=True)
+    if not args.report_only:
+        for op in args.ops.split(","):
+            for seed in seeds:
+                finetune(op, cell_with(op), seed, args)
+            for seed in transfer_seeds:
+                finetune(op, cell_with(op), seed, args, transfer=True)
+        for hidden in widths:
+            for seed in recurrent_seeds:
+                finetune(recurrent_name(hidden), recurrent_cell(hidden), seed, args, transfer=True)
     results = {op: finished(op, seeds, args) for op in EDGE_OPS}
     transfer = {op: finished(op, transfer_seeds, args, transfer=True) for op in EDGE_OPS}
     recurrent = {f"H={hidden}": finished(recurrent_name(hidden), recurrent_seeds, args, transfer=True) for hidden in widths}
