@@ -230,6 +230,18 @@ def test_the_winner_is_the_best_or_the_slowest_within_the_error(error, winner):
     assert shape_trials.chosen_trial(HAND_TRIALS, "held_out_accuracy", error) == winner
 
 
+HAND_TRIAL_WIDTHS = [128, 64, 64, 128]  # the hidden size of each of HAND_TRIALS
+
+
+@pytest.mark.parametrize("error, winner", [
+    (0.0, 3),  # only 1 and 3 score the best: 3 is the wider
+    (0.015, 0),  # 0, 1 and 3 within: 0 and 3 are the widest, 0 the slower
+    (0.03, 0),  # every one within: 2 is the slowest, but narrower than 0 and 3
+])
+def test_trial_choice_widest_takes_the_widest_within_the_error_then_the_slowest(error, winner):
+    assert shape_trials.chosen_trial(HAND_TRIALS, "held_out_accuracy", error, HAND_TRIAL_WIDTHS) == winner
+
+
 @pytest.mark.parametrize("metric, score, rows, expected", [
     ("accuracy", 0.87, 800, (0.87 * 0.13 / 800) ** 0.5),  # 1.2 points: SST-2's 800 held-out rows
     ("f1", 0.84, 366, (0.84 * 0.16 / 366) ** 0.5),
@@ -240,7 +252,8 @@ def test_standard_errors(metric, score, rows, expected):
     assert shape_trials.standard_error(metric, score, rows) == pytest.approx(expected)
 
 
-def test_trial_choice_budget_rederives_from_the_kept_trials(trial_search, prepared, tiny_glue, tmp_path, monkeypatch):
+@pytest.mark.parametrize("choice", ["budget", "widest"])
+def test_trial_choice_rederives_from_the_kept_trials(choice, trial_search, prepared, tiny_glue, tmp_path, monkeypatch):
     import shutil
 
     from nas.commands.cli import main
@@ -248,16 +261,17 @@ def test_trial_choice_budget_rederives_from_the_kept_trials(trial_search, prepar
     out = tmp_path / "search"
     shutil.copytree(trial_search[0], out)
     monkeypatch.setattr(shape_trials, "trial_score", lambda *a, **k: pytest.fail("a finished trial ran again"))
-    assert main(trial_search_args(prepared, tiny_glue, out, "--resume", "--set", "trial_choice=budget")) == 0
+    assert main(trial_search_args(prepared, tiny_glue, out, "--resume", "--set", f"trial_choice={choice}")) == 0
     arch = Genotype.load(out / "arch.json")
     record = arch.extra["shape"]
     scores = [t["held_out_accuracy"] for t in record["trials"]]
-    assert record["choice"] == "budget"
+    assert record["choice"] == choice
     assert record["standard_error"] == pytest.approx(shape_trials.standard_error("accuracy", max(scores), record["held_out_rows"]), abs=1e-6)
-    winner = record["trials"][shape_trials.chosen_trial(record["trials"], "held_out_accuracy", record["standard_error"])]
+    widths = [Genotype.from_string(t["genotype"]).hidden_size for t in record["trials"]] if choice == "widest" else None
+    winner = record["trials"][shape_trials.chosen_trial(record["trials"], "held_out_accuracy", record["standard_error"], widths)]
     assert winner["genotype"].split(";")[1:3] == [f"K={arch.num_cells}", f"H={arch.hidden_size}"]
 
 
 def test_trial_choice_is_checked():
-    with pytest.raises(UserError, match="setting 'trial_choice': expected best or budget, got 'widest'"):
-        SearchConfig(depth_choice="trial", latency_budget_ms=50.0, trial_choice="widest")
+    with pytest.raises(UserError, match="setting 'trial_choice': expected best, budget or widest, got 'deepest'"):
+        SearchConfig(depth_choice="trial", latency_budget_ms=50.0, trial_choice="deepest")

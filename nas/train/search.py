@@ -154,6 +154,8 @@ class SearchConfig:
     # slowest of those within one standard error of the best, i.e. spend the budget unless the
     # trials show it hurts: on SST-2 nine shapes from K=1 H=64 to K=5 H=96 scored within two of
     # 800 held-out rows, and with all 67,349 rows K=3 H=128 then beat K=1 H=64 by a point.
+    # "widest": the widest of those within one standard error, at that width the slowest
+    # (nas/train/shape_trials.py says why).
     trial_choice: str = "best"
     # How the cell is chosen once the search has trained the supernet. "argmax": the strongest op
     # logits (DARTS' rule, searchspace/derive.py). "perturbation": DARTS-PT's rule, the ops and
@@ -219,8 +221,8 @@ class SearchConfig:
         if self.depth_choice != "logits" and self.latency_budget_ms <= 0 and self.latency_speedup <= 0:
             raise UserError(f"setting 'depth_choice': {self.depth_choice} needs a latency budget (--latency-budget MS "
                             "or --speedup X)")
-        if self.trial_choice not in ("best", "budget"):
-            raise UserError(f"setting 'trial_choice': expected best or budget, got {self.trial_choice!r}")
+        if self.trial_choice not in ("best", "budget", "widest"):
+            raise UserError(f"setting 'trial_choice': expected best, budget or widest, got {self.trial_choice!r}")
         if self.trial_init not in ("scratch", "search") or self.trial_depths not in ("deepest", "halving"):
             raise UserError(f"settings 'trial_init' (scratch or search) and 'trial_depths' (deepest or halving): got "
                             f"{self.trial_init!r}, {self.trial_depths!r}")
