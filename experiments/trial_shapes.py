@@ -38,8 +38,8 @@ from nas.base.markdown import markdown_cell  # noqa: E402
 from nas.data.model_metrics import StudentMetrics  # noqa: E402
 from nas.run.pipeline import preset_file  # noqa: E402
 from searchspace.genotype import Genotype  # noqa: E402
+from targets import PRESET  # noqa: E402  (the preset of the run folders this script reads)
 
-PRESET = "speedup5"
 RESULTS = ROOT / "experiments/results/trial_shapes.json"
 
 
