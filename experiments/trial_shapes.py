@@ -52,20 +52,25 @@ def main() -> int:
     parser.add_argument("--report-only", action="store_true", help="run nothing: rewrite the report from the JSON")
     args = parser.parse_args()
     results = Path(args.results)
-    records = json.loads(results.read_text()) if results.is_file() else {}
     for folder in map(Path, [] if args.report_only else args.run):
         trials = json.loads((folder / "search" / "shape_trials.json").read_text())["trials"]
-        held_out = {_shape(Genotype.from_string(t["genotype"])): t["held_out_accuracy"] for t in trials}
+        held_out = {_shape(Genotype.from_string(t["genotype"])): score for t in trials
+                    for key, score in t.items() if key.startswith("held_out_")}  # held_out_<the task's metric>
         shapes = [tuple(map(int, s.split("x"))) for s in args.shapes.split(",")] if args.shapes else list(held_out)
         for depth, width in shapes:
-            records[f"{folder.name}/K{depth}_H{width}_seed{args.seed}"] = {
-                **finetuned(folder, depth, width, args.seed), "run": folder.name, "held_out": held_out.get((depth, width))}
-            atomic.write_json(results, records)  # each finished finetune kept at once
-        records[f"{folder.name}/searched"] = {**row(folder / "student"), "run": folder.name,
-                                              "held_out": held_out.get(_shape(built(folder / "student")))}
-        atomic.write_json(results, records)
-    write_report(results.with_suffix(".md"), records)
+            keep(results, f"{folder.name}/K{depth}_H{width}_seed{args.seed}",
+                 {**finetuned(folder, depth, width, args.seed), "run": folder.name, "held_out": held_out.get((depth, width))})
+        keep(results, f"{folder.name}/searched", {**row(folder / "student"), "run": folder.name,
+                                                  "held_out": held_out.get(_shape(built(folder / "student")))})
+    write_report(results.with_suffix(".md"), json.loads(results.read_text()) if results.is_file() else {})
     return 0
+
+
+def keep(results: Path, key: str, record: dict) -> None:
+    """Add one row to the JSON as soon as it is known, read afresh: finetunes of other runs may be
+    running beside this one (one each core) and adding theirs."""
+    records = json.loads(results.read_text()) if results.is_file() else {}
+    atomic.write_json(results, {**records, key: record})
 
 
 def _shape(genotype: Genotype) -> tuple[int, int]:
