@@ -27,14 +27,12 @@ search (argmax or perturbation), and its shape from measurement:
    candidate within one standard error of the best score wins (`standard_error`): a difference
    the held-out rows cannot resolve does not give away the latency the user allowed. With
    `widest` the widest of those within one standard error wins, at that width the slowest: a
-   bet that, where the trials cannot tell shapes apart, the full finetune rewards width. For it:
-   on SST-2's transfer set at one budget, K=2 H=128 convolutional students scored 0.8769 +-
-   0.0018 (three finetune seeds) against K=5 H=64's 0.8675, and of one recurrent search's
-   candidates K=2 H=256 scored 0.8899 against K=7 H=64's 0.8739, the shape `budget` took by 1 ms
-   of predicted latency; the trials had put all of them within one standard error, K=2 H=256
-   last. Against it: in the next seed's search the widest shape that fitted, K=1 H=256 (10x the
-   teacher's speed, where the budget was 5x), scored 0.8727 against `budget`'s K=6 H=64, 0.8784
-   (experiments/results/targets.md, trial_shapes.md). Hence an option, not the preset's choice.
+   bet that, where the trials cannot tell shapes apart, the full finetune rewards width. On
+   SST-2 at 5x, each run's cell finetuned the same way at two shapes (experiments/results/
+   trial_shapes.md): for it, one recurrent search's K=2 H=256, 0.8899, against the K=7 H=64
+   `budget` took by 1 ms of predicted latency, 0.8739; against it, the next seed's K=1 H=256,
+   0.8727, against its K=6 H=64, 0.8784, and a convolutional run's K=2 H=128, 0.8681, against
+   its K=5 H=64, 0.8704. Hence an option, not the preset's choice.
 
 Each trial's score is kept in `shape_trials.json` in the run folder as soon as it is known, so
 a resumed search does not train it again.
