@@ -240,10 +240,7 @@ def record(task: str, speed: float, seed: int, args, out: Path, seconds: float) 
     return {
         "task": task, "speed": speed, "seed": seed, "max_train": args.max_train, "metric": metric,
         "command": " ".join(["nas", *command(task, speed, seed, args.max_train, args.search_set)]),
-        # when the run finished, not when this script last looked at it (it adds finetunes later)
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime((out / "student" / "metrics.json").stat().st_mtime)),
-        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
-                   f"{student.latency_threads} torch thread(s)",
+        **stamp(student, out / "student" / "metrics.json"),
         "teacher": teacher_score, "student": student.metrics[metric],
         "student_last_epoch": last_epoch(student),
         "agreement": label_agreement(knowledge),
@@ -254,6 +251,14 @@ def record(task: str, speed: float, seed: int, args, out: Path, seconds: float) 
         "genotype": student.genotype, "params": student.student.params, "train_rows": student.train_rows,
         "seconds": seconds,
     }
+
+
+def stamp(student: StudentMetrics, metrics_json: Path) -> dict:
+    """When a finetune finished (its metrics.json's time, not when this script last looked at it:
+    it adds finetunes later) and the machine it was timed on."""
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(metrics_json.stat().st_mtime)),
+            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+                       f"{student.latency_threads} torch thread(s)"}
 
 
 class locked:

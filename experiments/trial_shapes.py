@@ -20,10 +20,7 @@ command its finetune ran with (its metrics.json's provenance), the machine and t
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -38,7 +35,7 @@ from nas.base.markdown import markdown_cell  # noqa: E402
 from nas.data.model_metrics import StudentMetrics  # noqa: E402
 from nas.run.pipeline import preset_file  # noqa: E402
 from searchspace.genotype import Genotype  # noqa: E402
-from targets import PRESET  # noqa: E402  (the preset of the run folders this script reads)
+from targets import PRESET, locked, stamp  # noqa: E402  (PRESET: the preset of the run folders this script reads)
 
 RESULTS = ROOT / "experiments/results/trial_shapes.json"
 
@@ -67,10 +64,10 @@ def main() -> int:
 
 
 def keep(results: Path, key: str, record: dict) -> None:
-    """Add one row to the JSON as soon as it is known, read afresh: finetunes of other runs may be
-    running beside this one (one each core) and adding theirs."""
-    records = json.loads(results.read_text()) if results.is_file() else {}
-    atomic.write_json(results, {**records, key: record})
+    """Add one row to the JSON as soon as it is known, under targets.py's lock: finetunes of other
+    runs may be running beside this one (one each core) and adding theirs."""
+    with locked(results) as records:
+        records[key] = record
 
 
 def _shape(genotype: Genotype) -> tuple[int, int]:
@@ -79,7 +76,7 @@ def _shape(genotype: Genotype) -> tuple[int, int]:
 
 def finetuned(run: Path, depth: int, width: int, seed: int) -> dict:
     """The run's cell at K=depth, H=width finetuned from the search's weights (unless done): its row."""
-    searched = Genotype.from_json((run / "search" / "arch.json").read_text())
+    searched = Genotype.load(run / "search" / "arch.json")
     arch = run / "search" / f"arch_K{depth}_H{width}.json"
     # The search's costs were for its own shape; metrics.json measures this one's.
     atomic.write_text(arch, replace(searched, num_cells=depth, hidden_size=width, costs=None).to_json())
@@ -96,20 +93,16 @@ def run_task(run: Path) -> str:
 
 def built(folder: Path) -> Genotype:
     """The genotype a student folder was built from (its arch.json)."""
-    return Genotype.from_json((folder / "arch.json").read_text())
+    return Genotype.load(folder / "arch.json")
 
 
 def row(folder: Path) -> dict:
     """What the table shows of one finetuned student, from its folder's metrics.json."""
     student = StudentMetrics.load(folder / "metrics.json")
-    finished = datetime.datetime.fromtimestamp((folder / "metrics.json").stat().st_mtime, datetime.timezone.utc)
     return {"genotype": student.genotype, "metric": student.primary_metric,
             "score": student.metrics[student.primary_metric], "teacher": student.teacher_metrics[student.primary_metric],
             "speedup_1": student.speedup_at(1), "speedup_32": student.speedup_at(32),
-            "command": (student.provenance or {}).get("command", ""),
-            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
-                       f"{student.latency_threads} torch thread(s)",
-            "date": finished.strftime("%Y-%m-%d %H:%M UTC")}
+            "command": (student.provenance or {}).get("command", ""), **stamp(student, folder / "metrics.json")}
 
 
 def write_report(path: Path, records: dict) -> None:
