@@ -59,7 +59,51 @@ def test_held_out_data_scores_training_rows_the_trials_do_not_train_on(prepared,
     with pytest.raises(ValueError):
         data.held_out([0, 5], [5])  # a row both trained on and scored
     with pytest.raises(ValueError):
-        data.held_out([data.original_rows], [0])  # an augmented row
+        data.held_out([0], [data.original_rows])  # an augmented row held out
+
+
+COPIES = 2  # augmented copies per row in the transfer-set knowledge below
+
+
+@pytest.fixture(scope="module")
+def augmented(prepared, tiny_glue, tmp_path_factory):
+    """(teacher, knowledge folder with the adabert preset's copies, that knowledge's DistillData)."""
+    from kd.knowledge import Knowledge
+    from nas.commands.cli import main
+    from nas.data.glue_io import load_task_data
+    from nas.data.models import load_tokenizer
+    from nas.data.tasks import get_task
+    from nas.train.distill_data import prepare
+
+    teacher, _ = prepared["sst2"]
+    out = tmp_path_factory.mktemp("augmented") / "knowledge"
+    assert main(["knowledge", "--task", "sst2", "--data-dir", str(tiny_glue), "--teacher", str(teacher), "--out", str(out),
+                 "--device", "cpu", "--augment-preset", "adabert", "--augment", str(COPIES)]) == 0
+    knowledge = Knowledge(out)
+    data = prepare(load_task_data(get_task("sst2"), tiny_glue), knowledge, load_tokenizer(str(teacher)), knowledge.max_length)
+    return teacher, out, data
+
+
+def test_a_row_s_copies_are_found_from_it_and_lead_back_to_it(augmented):
+    data = augmented[2]
+    copies = data.variants_of([1, 3])
+    assert len(data.train) == data.original_rows * (1 + COPIES)
+    assert list(data.source_rows(copies)) == [1, 1, 3, 3]
+    assert list(data.source_rows([0, 4])) == [0, 4]
+
+
+def test_held_out_data_may_train_on_copies_and_scores_the_held_out_rows_copies(augmented):
+    data = augmented[2]
+    train = [0, 2, *data.variants_of([0, 2])]
+    part = data.held_out(train, [1, 3], variants=True)
+    assert len(part.train) == 6 and part.original_rows == 2
+    assert list(part.train.input_ids) == [list(data.train.input_ids[i]) for i in train]
+    copies = data.variants_of([1, 3])
+    assert list(part.dev["variants"].input_ids) == [list(data.train.input_ids[i]) for i in copies]
+    assert torch.equal(part.dev["variants"].labels, data.train.labels[copies])  # the teacher's labels
+    assert list(data.held_out(train, [1, 3]).dev) == ["dev"]
+    with pytest.raises(ValueError):
+        data.held_out([0, *data.variants_of([1])], [1])  # a copy of a held-out row trained on
 
 
 # ---------------------------------------------------------------- a search
@@ -87,9 +131,9 @@ def trial_search(prepared, tiny_glue, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("trial") / "search"
     hand_tables(out)
-    seen, real = [], shape_trials.trial_score
+    seen, real = [], shape_trials.trial_scores
     patch = pytest.MonkeyPatch()
-    patch.setattr(shape_trials, "trial_score", lambda genotype, data, *rest: seen.append((genotype, data)) or real(genotype, data, *rest))
+    patch.setattr(shape_trials, "trial_scores", lambda genotype, data, *rest: seen.append((genotype, data)) or real(genotype, data, *rest))
     try:
         assert main(trial_search_args(prepared, tiny_glue, out)) == 0
     finally:
@@ -128,14 +172,39 @@ def test_a_resumed_search_reuses_the_finished_trials(trial_search, prepared, tin
 
     out, _ = trial_search
     before = Genotype.load(out / "arch.json")
-    monkeypatch.setattr(shape_trials, "trial_score", lambda *a, **k: pytest.fail("a finished trial ran again"))
+    monkeypatch.setattr(shape_trials, "trial_scores", lambda *a, **k: pytest.fail("a finished trial ran again"))
     assert main(trial_search_args(prepared, tiny_glue, out, "--resume")) == 0
     after = Genotype.load(out / "arch.json")
     assert (after.num_cells, after.hidden_size, after.cell) == (before.num_cells, before.hidden_size, before.cell)
 
 
+def test_transfer_trials_train_on_the_rows_and_their_copies_and_score_both(augmented, tiny_glue, tmp_path, monkeypatch):
+    from nas.commands.cli import main
+
+    teacher, knowledge, full = augmented
+    out = tmp_path / "search"
+    hand_tables(out)
+    seen, real = [], shape_trials.trial_scores
+    monkeypatch.setattr(shape_trials, "trial_scores", lambda genotype, data, *rest: seen.append(data) or real(genotype, data, *rest))
+    args = trial_search_args({"sst2": (teacher, knowledge)}, tiny_glue, out, "--set", "trial_data=transfer")
+    assert main(args) == 0
+    record = Genotype.load(out / "arch.json").extra["shape"]
+    assert record["data"] == "transfer" and all("variants_accuracy" in trial for trial in record["trials"])
+    task_rows = record["rows"] // (1 + COPIES)
+    held = range(full.original_rows - record["held_out_rows"], full.original_rows)
+    assert task_rows == full.original_rows - len(held)
+    for data in seen:
+        assert len(data.train) == record["rows"] and data.original_rows == task_rows
+        assert list(data.dev["dev"].input_ids) == [list(full.train.input_ids[i]) for i in held]
+        assert len(data.dev["variants"]) == len(held) * COPIES
+    # The trials trained on the weight rows: every task row outside the slice, and each one's copies.
+    expected = [*range(task_rows), *full.variants_of(range(task_rows))]
+    assert list(seen[0].train.input_ids) == [list(full.train.input_ids[i]) for i in expected]
+
+
 @pytest.mark.parametrize("settings, field", [
     ({"depth_choice": "trial"}, "needs a latency budget"),
+    ({"depth_choice": "trial", "latency_budget_ms": 50.0, "trial_data": "dev"}, "trial_data"),
     ({"depth_choice": "trial", "latency_budget_ms": 50.0, "trial_epochs": 0}, "trial_epochs"),
     ({"depth_choice": "trial", "latency_budget_ms": 50.0, "trial_rows": -1}, "trial_rows"),
 ])
@@ -260,7 +329,7 @@ def test_trial_choice_rederives_from_the_kept_trials(choice, trial_search, prepa
 
     out = tmp_path / "search"
     shutil.copytree(trial_search[0], out)
-    monkeypatch.setattr(shape_trials, "trial_score", lambda *a, **k: pytest.fail("a finished trial ran again"))
+    monkeypatch.setattr(shape_trials, "trial_scores", lambda *a, **k: pytest.fail("a finished trial ran again"))
     assert main(trial_search_args(prepared, tiny_glue, out, "--resume", "--set", f"trial_choice={choice}")) == 0
     arch = Genotype.load(out / "arch.json")
     record = arch.extra["shape"]

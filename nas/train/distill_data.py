@@ -38,14 +38,36 @@ class DistillData:
     probe_losses: list[float]  # dev loss of each teacher layer's probe, embedding output first
     original_rows: int  # the first rows of `train` are the task's own; any after them are augmented
 
-    def held_out(self, train_rows, held_out_rows) -> DistillData:
-        """Training rows `train_rows` (of the task's own rows) scored on rows `held_out_rows` of
-        the training split instead of dev: model choices made inside a search never read dev."""
+    def source_rows(self, rows) -> np.ndarray:
+        """The task row each of `rows` is, or was made from: augmented copies are stored after the
+        task's rows, each row's copies together and in row order (`prepare`)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        variants = max(1, (len(self.train) - self.original_rows) // self.original_rows)
+        return np.where(rows < self.original_rows, rows, (rows - self.original_rows) // variants)
+
+    def variants_of(self, task_rows) -> np.ndarray:
+        """The rows of the augmented copies made from `task_rows`, in that order."""
+        task_rows = np.asarray(task_rows, dtype=np.int64)
+        augmented = len(self.train) - self.original_rows
+        if not augmented:
+            return np.zeros(0, dtype=np.int64)
+        variants = augmented // self.original_rows
+        return (self.original_rows + task_rows[:, None] * variants + np.arange(variants)).ravel()
+
+    def held_out(self, train_rows, held_out_rows, variants: bool = False) -> DistillData:
+        """Training rows `train_rows` (task rows, or augmented copies of them) scored on task rows
+        `held_out_rows` of the training split instead of dev: model choices made inside a search
+        never read dev. No training row is, or was made from, a held-out row. With `variants`, the
+        held-out rows' augmented copies are scored too, as split "variants" (teacher-labelled)."""
         train_rows, held_out_rows = np.asarray(train_rows, dtype=np.int64), np.asarray(held_out_rows, dtype=np.int64)
-        if (train_rows >= self.original_rows).any() or np.intersect1d(train_rows, held_out_rows).size:
-            raise ValueError("held_out: training rows must be task rows, disjoint from the held-out ones")
+        if (held_out_rows >= self.original_rows).any() or np.isin(self.source_rows(train_rows), held_out_rows).any():
+            raise ValueError("held_out: held-out rows must be task rows, none of them trained on or made into a training row")
+        train_rows = np.concatenate([train_rows[train_rows < self.original_rows], train_rows[train_rows >= self.original_rows]])
+        dev = {"dev": self.train.take(held_out_rows)}
+        if variants and len(self.variants_of(held_out_rows)):
+            dev["variants"] = self.train.take(self.variants_of(held_out_rows))
         return DistillData(self.train.take(train_rows), Targets(*self.train_targets.rows(torch.from_numpy(train_rows))),
-                           {"dev": self.train.take(held_out_rows)}, self.probe_losses, len(train_rows))
+                           dev, self.probe_losses, int((train_rows < self.original_rows).sum()))
 
 
 def _targets(knowledge: Knowledge, split: str, rows: int) -> Targets:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from kd.losses import efficiency_loss, probes_kd
@@ -150,6 +151,10 @@ class SearchConfig:
     # to the majority-class floor while 2 to 4 cells of the same latency did not.
     trial_init: str = "scratch"
     trial_depths: str = "deepest"
+    # What a trial trains on. "task": the task's own rows outside the held-out slice. "transfer":
+    # those rows and their augmented copies, as the finetune trains on the whole transfer set; the
+    # held-out rows' copies are then scored too (teacher-labelled, "held_out_variants_*" in the record).
+    trial_data: str = "task"
     # Which candidate wins. "best": the best held-out score, a tie to the faster. "budget": the
     # slowest of those within one standard error of the best, i.e. spend the budget unless the
     # trials show it hurts: on SST-2 nine shapes from K=1 H=64 to K=5 H=96 scored within two of
@@ -192,7 +197,7 @@ class SearchConfig:
         default search records (and a resume compares) the same keys as before they existed."""
         return flat_dict(self, omit_when_default=("widths", "embeddings", "ops", "selection", "perturbation_rows", "augmented_copies",
                                                   "trial_epochs", "trial_rows", "latency_speedup", "trial_init",
-                                                  "trial_depths", "trial_choice", "latency_check", "train_rows"))
+                                                  "trial_depths", "trial_choice", "trial_data", "latency_check", "train_rows"))
 
     def for_task(self, task, table_embeddings: str | None = None) -> SearchConfig:
         """These settings with `auto` word vectors resolved: those a given latency table's frame was
@@ -226,6 +231,8 @@ class SearchConfig:
         if self.trial_init not in ("scratch", "search") or self.trial_depths not in ("deepest", "halving"):
             raise UserError(f"settings 'trial_init' (scratch or search) and 'trial_depths' (deepest or halving): got "
                             f"{self.trial_init!r}, {self.trial_depths!r}")
+        if self.trial_data not in ("task", "transfer"):
+            raise UserError(f"setting 'trial_data': expected task or transfer, got {self.trial_data!r}")
         if self.train_rows < 0:
             raise UserError(f"setting 'train_rows': expected 0 (all) or more, got {self.train_rows}")
         if self.trial_epochs < 1 or self.trial_rows < 0:
@@ -276,7 +283,7 @@ class SearchConfig:
 # search resumed with other values of them (a finished one included) derives again from the same
 # supernet, instead of being refused or trained again.
 DERIVATION_SETTINGS = ("selection", "perturbation_rows", "trial_epochs", "trial_rows", "trial_init", "trial_depths",
-                       "trial_choice", "latency_check")
+                       "trial_choice", "trial_data", "latency_check")
 
 
 def normalised_op_costs(ops, hidden: int, seq_len: int) -> torch.Tensor:
@@ -319,11 +326,7 @@ class Search:
         if held_out >= original:
             raise UserError(f"too few training rows ({original}) to hold out a slice for architecture steps")
         self.arch_rows = list(range(original - held_out, original))
-        per_row = (n - original) // original  # augmented variants per task row (stored in row order)
-        self.weight_rows = [
-            i for i in range(n)
-            if not (original - held_out <= (i if i < original else (i - original) // per_row) < original)
-        ]
+        self.weight_rows = np.flatnonzero(data.source_rows(np.arange(n)) < original - held_out).tolist()
         # Every row's length, read once from the stored row offsets: building an epoch's batches of
         # a 20x transfer set row by row took seconds, and the held-out batch is rebuilt every step.
         self.row_lengths = self.data.train.lengths

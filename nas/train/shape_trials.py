@@ -53,7 +53,7 @@ from searchspace.genotype import DEFAULT_EMBEDDINGS, Genotype
 
 TRIALS_FILE = "shape_trials.json"
 TRIAL_SEED_OFFSET = 1000  # the trials' own seed: their noise is not the final finetune's
-BEFORE_SETTING = {"init": "scratch", "depths": "deepest"}  # what a trials file from before these settings ran with
+BEFORE_SETTING = {"init": "scratch", "depths": "deepest", "data": "task"}  # what a trials file from before these settings ran with
 CORRELATIONS = ("pearson", "spearman", "matthews")  # the metrics in [-1, 1] (nas/data/metrics.py)
 
 
@@ -99,11 +99,11 @@ def trial_config(search_config) -> FinetuneConfig:
                           fused_optimizer=search_config.fused_optimizer)
 
 
-def trial_score(genotype: Genotype, data, task, config: FinetuneConfig, device, words, positions, pad_id: int,
-                supernet_weights: dict | None = None, supernet_embeddings: str = DEFAULT_EMBEDDINGS) -> float:
-    """The held-out score of `genotype` trained on `data` (see the module docstring): from scratch,
-    or from `supernet_weights` (the search's best supernet state, of word-vector variant
-    `supernet_embeddings`) when given."""
+def trial_scores(genotype: Genotype, data, task, config: FinetuneConfig, device, words, positions, pad_id: int,
+                 supernet_weights: dict | None = None, supernet_embeddings: str = DEFAULT_EMBEDDINGS) -> dict:
+    """The held-out metrics of `genotype` trained on `data` (see the module docstring), those on
+    the held-out rows' copies prefixed `variants_`: from scratch, or from `supernet_weights` (the
+    search's best supernet state, of word-vector variant `supernet_embeddings`) when given."""
     student = compile_for_teacher(genotype, task, words, positions, config.dropout, pad_id)
     heads = None  # from scratch: fresh ones, made by train_with_kd
     if supernet_weights is None:
@@ -114,7 +114,7 @@ def trial_score(genotype: Genotype, data, task, config: FinetuneConfig, device, 
         heads.inherit_from_supernet(supernet_weights)
     state, _ = train_with_kd(student, task, data, config, device, heads=heads,
                              description=f"trial {genotype.num_cells}x{genotype.hidden_size}")
-    return state.history[state.best_epoch][task.primary_metric]
+    return state.history[state.best_epoch]
 
 
 def choose_shape(search, genotype: Genotype, words, positions, pad_id: int, check=None) -> tuple[Genotype, dict]:
@@ -124,14 +124,16 @@ def choose_shape(search, genotype: Genotype, words, positions, pad_id: int, chec
     widths = search.supernet.widths or (config.hidden_size,)
     timed = []
     candidates = shape_candidates(genotype, widths, config.max_cells, search.latency, config.trial_depths, check, timed)
-    train_rows = [i for i in search.weight_rows if i < search.data.original_rows]
+    task_rows = [i for i in search.weight_rows if i < search.data.original_rows]
     if config.trial_rows:
-        train_rows = train_rows[: config.trial_rows]
-    data = search.data.held_out(train_rows, search.arch_rows)
+        task_rows = task_rows[: config.trial_rows]
+    transfer = config.trial_data == "transfer"
+    train_rows = task_rows + (search.data.variants_of(task_rows).tolist() if transfer else [])
+    data = search.data.held_out(train_rows, search.arch_rows, variants=transfer)
     trial = trial_config(config)
     kept = Path(search.out) / TRIALS_FILE
     settings = {"epochs": trial.epochs, "rows": len(train_rows), "held_out_rows": len(search.arch_rows), "seed": trial.seed,
-                "init": config.trial_init, "depths": config.trial_depths}
+                "init": config.trial_init, "depths": config.trial_depths, "data": config.trial_data}
     done = _earlier_trials(kept, settings)
     weights = None
     if config.trial_init == "search":
@@ -143,9 +145,11 @@ def choose_shape(search, genotype: Genotype, words, positions, pad_id: int, chec
         key = candidate.to_string()
         if key not in done:
             started = time.perf_counter()
-            score = trial_score(candidate, data, task, trial, search.device, words, positions, pad_id, weights,
-                                config.embeddings)
-            done[key] = {"genotype": key, "predicted_ms": round(search.latency.predict(candidate), 4), metric: score,
+            scores = trial_scores(candidate, data, task, trial, search.device, words, positions, pad_id, weights,
+                                  config.embeddings)
+            on_copies = f"variants_{task.primary_metric}"
+            done[key] = {"genotype": key, "predicted_ms": round(search.latency.predict(candidate), 4),
+                         metric: scores[task.primary_metric], **({on_copies: scores[on_copies]} if on_copies in scores else {}),
                          "seconds": round(time.perf_counter() - started, 1)}
         trials.append(done[key])
         atomic.write_json(kept, {**settings, "trials": trials})
