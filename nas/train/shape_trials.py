@@ -18,11 +18,15 @@ search (argmax or perturbation), and its shape from measurement:
    deepest that meets the budget when timed (nas/train/latency_check.py), before its halvings.
 2. Each candidate is compiled and trained with the finetune's recipe (probe KD) for
    `trial_epochs` on the task's own training rows outside the search's held-out slice (the first
-   `trial_rows` of them, when set), with a seed of its own: from scratch (teacher-initialised
-   word vectors), or with `trial_init=search` from the search's best weights, each candidate
-   inheriting its own ops, cells and width as the searched student does in `nas finetune`.
+   `trial_rows` of them, when set; with `trial_data=transfer` their augmented copies too, as the
+   finetune trains on the whole transfer set), with a seed of its own: from scratch
+   (teacher-initialised word vectors), or with `trial_init=search` from the search's best
+   weights, each candidate inheriting its own ops, cells and width as the searched student does
+   in `nas finetune`.
 3. Each is scored on that held-out slice, the rows the architecture steps used, never on dev:
-   the final student's dev score then says nothing the choice already read. With
+   the final student's dev score then says nothing the choice already read (with
+   `trial_data=transfer` also on those rows' copies, labelled by the teacher, and recorded as
+   `variants_<metric>`; the choice reads the held-out rows' score). With
    `trial_choice=best` the best score wins, a tie going to the faster; with `budget` the slowest
    candidate within one standard error of the best score wins (`standard_error`): a difference
    the held-out rows cannot resolve does not give away the latency the user allowed. With
