@@ -153,7 +153,7 @@ class SearchConfig:
     trial_depths: str = "deepest"
     # What a trial trains on. "task": the task's own rows outside the held-out slice. "transfer":
     # those rows and their augmented copies, as the finetune trains on the whole transfer set; the
-    # held-out rows' copies are then scored too (teacher-labelled, "held_out_variants_*" in the record).
+    # held-out rows' copies are then scored too (teacher-labelled, "variants_<metric>" in the record).
     trial_data: str = "task"
     # Which candidate wins. "best": the best held-out score, a tie to the faster. "budget": the
     # slowest of those within one standard error of the best, i.e. spend the budget unless the
