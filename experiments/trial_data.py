@@ -10,7 +10,7 @@ SST-2 at 5x they ranked a recurrent cell's K=7 H=64 above its K=2 H=256 (0.8813 
 and finetuned on the whole transfer set the order was the other way round, 0.8739 against 0.8899
 (experiments/results/trial_shapes.md). The finetune trains on the rows and their teacher-labelled
 copies: `trial_data=transfer` has the trials do the same, and scores each shape on the held-out
-rows and on their copies (agreement with the teacher, 6 times as many rows).
+rows and on their copies (agreement with the teacher, five times as many rows).
 
 For each `--run` (a finished experiments/targets.py run folder), its search folder is copied to
 runs/trial_data/<run>/search without its trials and arch.json, and the search is resumed there
@@ -101,9 +101,12 @@ def write_report(path: Path, records: dict, finetunes: dict) -> None:
         copies = metric.replace("held_out_", "variants_")
         dev = {finetune["genotype"].split(" | ")[0]: finetune["score"] for key, finetune in finetunes.items()
                if finetune["run"] == record["run"]}
-        picks = {name: _budget_pick(trials, key, record["transfer_trials"]["held_out_rows"] * rows)
-                 for name, trials, key, rows in (("task", task_trials, metric, 1), ("transfer", transfer_trials, metric, 1),
-                                                 ("copies", transfer_trials, copies, 5))}
+        held_out = record["transfer_trials"]["held_out_rows"]
+        per_row = record["transfer_trials"]["rows"] // record["task_trials"]["rows"] - 1  # copies per task row
+        picks = {name: _budget_pick(trials, key, rows)
+                 for name, trials, key, rows in (("task", task_trials, metric, held_out),
+                                                 ("transfer", transfer_trials, metric, held_out),
+                                                 ("copies", transfer_trials, copies, held_out * per_row))}
         lines += [f"## {record['run']}", "", f"Command: `{record['command']}`", "",
                   "| shape | predicted b=32 ms | task trial, held out | transfer trial, held out | transfer trial, copies "
                   "| finetuned dev | transfer trial seconds |", "| --- | --- | --- | --- | --- | --- | --- |"]
