@@ -35,9 +35,9 @@ search (argmax or perturbation), and its shape from measurement:
    SST-2 at 5x, each run's cell finetuned the same way at two shapes (experiments/results/
    trial_shapes.md): for it, one recurrent search's K=2 H=256, 0.8899 (0.8716 with another
    finetune seed), against the K=7 H=64 `budget` took by 1 ms of predicted latency, 0.8739;
-   against it, the next seed's K=1 H=256,
-   0.8727, against its K=6 H=64, 0.8784, and a convolutional run's K=2 H=128, 0.8681, against
-   its K=5 H=64, 0.8704. Hence an option, not the preset's choice.
+   against it, the next seed's K=1 H=256, 0.8727, against its K=6 H=64, 0.8784, and a
+   convolutional run's K=2 H=128, 0.8681, against its K=5 H=64, 0.8704. Hence an option, not
+   the preset's choice.
 
 Each trial's score is kept in `shape_trials.json` in the run folder as soon as it is known, so
 a resumed search does not train it again.
