@@ -38,21 +38,23 @@ class DistillData:
     probe_losses: list[float]  # dev loss of each teacher layer's probe, embedding output first
     original_rows: int  # the first rows of `train` are the task's own; any after them are augmented
 
+    @property
+    def copies_per_row(self) -> int:
+        """Augmented copies of each task row (0 without them): stored after the task's rows, each
+        row's copies together and in row order (`prepare`)."""
+        return (len(self.train) - self.original_rows) // self.original_rows
+
     def source_rows(self, rows) -> np.ndarray:
-        """The task row each of `rows` is, or was made from: augmented copies are stored after the
-        task's rows, each row's copies together and in row order (`prepare`)."""
+        """The task row each of `rows` is, or was made from."""
         rows = np.asarray(rows, dtype=np.int64)
-        variants = max(1, (len(self.train) - self.original_rows) // self.original_rows)
-        return np.where(rows < self.original_rows, rows, (rows - self.original_rows) // variants)
+        copies = max(1, self.copies_per_row)  # without copies every row is a task row
+        return np.where(rows < self.original_rows, rows, (rows - self.original_rows) // copies)
 
     def variants_of(self, task_rows) -> np.ndarray:
         """The rows of the augmented copies made from `task_rows`, in that order."""
         task_rows = np.asarray(task_rows, dtype=np.int64)
-        augmented = len(self.train) - self.original_rows
-        if not augmented:
-            return np.zeros(0, dtype=np.int64)
-        variants = augmented // self.original_rows
-        return (self.original_rows + task_rows[:, None] * variants + np.arange(variants)).ravel()
+        copies = self.copies_per_row
+        return (self.original_rows + task_rows[:, None] * copies + np.arange(copies)).ravel()
 
     def held_out(self, train_rows, held_out_rows, variants: bool = False) -> DistillData:
         """Training rows `train_rows` (task rows, or augmented copies of them) scored on task rows
@@ -64,7 +66,7 @@ class DistillData:
             raise ValueError("held_out: held-out rows must be task rows, none of them trained on or made into a training row")
         train_rows = np.concatenate([train_rows[train_rows < self.original_rows], train_rows[train_rows >= self.original_rows]])
         dev = {"dev": self.train.take(held_out_rows)}
-        if variants and len(self.variants_of(held_out_rows)):
+        if variants and self.copies_per_row:
             dev["variants"] = self.train.take(self.variants_of(held_out_rows))
         return DistillData(self.train.take(train_rows), Targets(*self.train_targets.rows(torch.from_numpy(train_rows))),
                            dev, self.probe_losses, int((train_rows < self.original_rows).sum()))
