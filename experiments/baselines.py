@@ -108,6 +108,23 @@ def measure_side_by_side(task_name: str, teacher_dir: Path, folders: dict[str, P
     return compare_latency(forwards, inputs, torch.device("cpu"), warmup=5, repeats=20)
 
 
+def timed_record(task_name: str, teacher_dir: Path, folders: dict[str, Path], data_dir) -> dict:
+    """`measure_side_by_side` as a record of how it was timed: when, the machine's load as it began
+    (nas/deploy/machine_load.py; a warning when other work competes for the cores, which slows the
+    teacher's long forward passes more than a student's) and the torch threads."""
+    import torch
+
+    from nas.deploy.machine_load import competes, cpu_load
+
+    load = cpu_load()
+    if competes(load, torch.get_num_threads()):
+        print(f"warning: load average {load:.1f} on this CPU: other work slows the teacher's long forward passes "
+              "more than the students'; time on a quiet machine", file=sys.stderr, flush=True)
+    timed = measure_side_by_side(task_name, teacher_dir, folders, data_dir)
+    return {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "load_average": load, "threads": torch.get_num_threads(),
+            "teacher": timed["teacher"], "students": {name: timed[name] for name in folders}}
+
+
 def majority_class_score(task_name: str, data_dir, subset: list) -> dict:
     """Dev metrics of always predicting the most frequent training label: the floor a student must
     clear (on MRPC, F1 0.81 comes from predicting "paraphrase" for every pair)."""

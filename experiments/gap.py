@@ -59,7 +59,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from baselines import COMPARABLE, latency_inputs, majority_class_score, measure_side_by_side, nas  # noqa: E402  (experiments/ is this script's folder)
+from baselines import COMPARABLE, latency_inputs, majority_class_score, measure_side_by_side, nas, timed_record  # noqa: E402  (experiments/ is this script's folder)
 from nas.base import atomic  # noqa: E402
 from nas.base.markdown import markdown_cell  # noqa: E402
 
@@ -445,19 +445,9 @@ RETIMED = "side_by_side.json"
 
 def retime(task: str, teacher: Path, runs: Path, students: dict, data_dir) -> None:
     """Time the teacher and every student of `students` (name -> (what, folder)) side by side
-    into runs/RETIMED, with the machine's load (nas/deploy/machine_load.py) when it began."""
-    from nas.deploy.machine_load import competes, cpu_load
-
-    load = cpu_load()
-    if competes(load, torch.get_num_threads()):
-        print(f"warning: load average {load:.1f} on this CPU: other work slows the teacher's long forward passes "
-              "more than the students'; retime on a quiet machine", file=sys.stderr, flush=True)
-    folders = {name: Path(folder) for name, (_, folder) in students.items()}
-    timed = measure_side_by_side(task, teacher, folders, data_dir)
-    record = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "load_average": load, "threads": torch.get_num_threads(),
-              "teacher": timed["teacher"],
-              "students": {folder.name: timed[name] for name, folder in folders.items()}}
-    atomic.write_json(runs / RETIMED, record)
+    into runs/RETIMED, with the machine's load when it began (`baselines.timed_record`)."""
+    folders = {Path(folder).name: Path(folder) for _, folder in students.values()}
+    atomic.write_json(runs / RETIMED, timed_record(task, teacher, folders, data_dir))
 
 
 def search_budget(out: Path, speed: float, budget: dict) -> list:
