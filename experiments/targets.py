@@ -11,7 +11,8 @@ Each run is the whole pipeline with the `speedup5` preset (`--set search.latency
 teacher stage): AdaBERT's transfer set, the budgeted search with its measured latency check, the
 finetune from the search's weights. A run resumes where a stopped session left it (`nas run`
 resumes every stage). Every finished run is kept in experiments/results/targets.json, so the
-table outlives the run folders (these machines are not kept between sessions); the report
+table outlives the run folders (these machines are not kept between sessions; a run made again
+from the start on a new machine gets a row of its own beside the earlier one's); the report
 experiments/results/targets.md is rewritten from it. Processes started side by side (one per
 speed-up, say) share the JSON under a lock.
 
@@ -109,13 +110,17 @@ def main() -> int:
                 variant = " ".join([*(f"knowledge.{pair}" for pair in args.knowledge_set), *args.finetune_set])
                 checked = sanity(task, args, out) if args.sanity else None
                 timed = retime(task, args, out) if args.retime else None
+                finished = record(task, speed, seed, args, out, seconds)
                 with locked(results) as records:
                     earlier = records.get(name, {})
+                    if earlier and earlier["date"] != finished["date"]:
+                        # The same command run again from the start (run folders do not outlive a machine):
+                        # the earlier run keeps its row, and its finetunes and checks stay with it.
+                        records[f"{name}@{earlier['date']}"], earlier = earlier, {}
                     seeds, variants = earlier.get("finetune_seeds", {}), earlier.get("finetune_variants", {})
                     (variants.setdefault(variant, {}) if variant else seeds).update(again)
-                    records[name] = {**record(task, speed, seed, args, out, seconds), "finetune_seeds": seeds,
-                                     "finetune_variants": variants, "sanity": checked or earlier.get("sanity"),
-                                     "retimed": timed or earlier.get("retimed")}
+                    records[name] = {**finished, "finetune_seeds": seeds, "finetune_variants": variants,
+                                     "sanity": checked or earlier.get("sanity"), "retimed": timed or earlier.get("retimed")}
     with locked(results) as records:
         write_report(results.with_suffix(".md"), records)
     return 0
