@@ -316,9 +316,8 @@ class locked:
 
 def verdict(r: dict) -> str:
     """Which target the run meets: its speed-up at batch 32 (from its finetune's side-by-side timing,
-    or `--retime`'s where it has one)
-    and its distance to the teacher in points; a student no better than always predicting the
-    majority class meets nothing, however weak its teacher."""
+    or `--retime`'s where it has one) and its distance to the teacher in points; a student no better
+    than always predicting the majority class meets nothing, however weak its teacher."""
     gap = (r["teacher"] - r["student"]) * 100
     if r["student"] <= r["majority"]:
         return "no: at the majority-class floor"
